@@ -1,0 +1,37 @@
+"""Padding arithmetic: the output size of a convolution or pooling window along one spatial dimension."""
+
+from __future__ import annotations
+
+__all__ = ["conv_output_size", "same_padding"]
+
+
+def conv_output_size(
+    n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1, ceil_mode: bool = False
+) -> int:
+    """Output length of a conv or pool along one dimension, as PyTorch computes it.
+
+    ``n_out = floor((n + 2p - d(k-1) - 1) / s) + 1``; with ``ceil_mode`` (pooling only) the division rounds up,
+    but a window that would start inside the right padding is dropped (PyTorch's rule).  Returns a value < 1
+    when the window does not fit; callers decide whether that is an error.
+    """
+    for name, value, minimum in (("n", n, 0), ("kernel", kernel, 1), ("stride", stride, 1), ("dilation", dilation, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"conv_output_size: expected {name} an integer >= {minimum}, got {value!r}")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"conv_output_size: expected padding an integer >= 0, got {padding!r}")
+    span = n + 2 * padding - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= n + padding:
+        out -= 1
+    return out
+
+
+def same_padding(kernel: int) -> int:
+    """The padding ``(k-1)/2`` that keeps the size of an odd kernel at stride 1 (and gives ceil(n/s) at stride s)."""
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"same_padding: expected an odd kernel >= 1, got {kernel!r}")
+    return (kernel - 1) // 2

@@ -1,0 +1,31 @@
+"""Parametrization over the registry: every table entry under every variant and shortcut option.
+
+Combinations that resolve to the same network (v1 and v1.5 of a basic-block net put the stride on the same
+3x3) are kept once, so deep tables are not checked twice for nothing.
+"""
+
+from __future__ import annotations
+
+from resnet_spec import list_specs, load_spec
+
+VARIANTS = ("v1", "v1.5")
+SHORTCUTS = ("A", "B", "C", "none")
+
+
+def distinct_cases() -> list[tuple[str, str, str]]:
+    """(name, variant, shortcut) for every registry entry, one per distinct resolved network."""
+    seen: set[tuple[str, object]] = set()
+    cases = []
+    for name in list_specs():
+        for variant in VARIANTS:
+            for shortcut in SHORTCUTS:
+                spec = load_spec(name, variant=variant, shortcut=shortcut)
+                key = (name, (spec.stem, spec.stages, spec.head))
+                if key not in seen:
+                    seen.add(key)
+                    cases.append((name, variant, shortcut))
+    return cases
+
+
+CASES = distinct_cases()
+CASE_IDS = [f"{n}-{v}-{s}" for n, v, s in CASES]

@@ -1,0 +1,240 @@
+"""The tables load, say what the paper says, and every malformed table raises SpecError with its key path."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from facts import (
+    CIFAR_N,
+    CIFAR_OUTPUT,
+    CIFAR_WIDTHS,
+    TABLE1_BASIC_WIDTHS,
+    TABLE1_BLOCK,
+    TABLE1_BOTTLENECK_WIDTHS,
+    TABLE1_OUTPUT,
+    TABLE1_REPEATS,
+)
+
+from resnet_spec import SpecError, list_specs, load_spec, load_table
+
+IMAGENET_DEPTHS = sorted(TABLE1_REPEATS)
+
+
+@pytest.mark.parametrize("depth", IMAGENET_DEPTHS)
+def test_table1_columns_match_the_paper(depth: int) -> None:
+    spec = load_spec(f"resnet{depth}")
+    widths = TABLE1_BASIC_WIDTHS if TABLE1_BLOCK[depth] == "basic" else TABLE1_BOTTLENECK_WIDTHS
+    kernels = (3, 3) if TABLE1_BLOCK[depth] == "basic" else (1, 3, 1)
+    found = [(stage.name, stage.layers, stage.repeats, stage.stride, stage.output) for stage in spec.stages]
+    expected = [
+        (
+            f"conv{i + 2}_x",
+            tuple(zip(kernels, widths[i], strict=True)),
+            TABLE1_REPEATS[depth][i],
+            1 if i == 0 else 2,
+            TABLE1_OUTPUT[f"conv{i + 2}_x"],
+        )
+        for i in range(4)
+    ]
+    assert found == expected
+    assert (spec.stem.conv.kernel, spec.stem.conv.out_channels, spec.stem.conv.stride) == (7, 64, 2)
+    assert spec.stem.output == TABLE1_OUTPUT["conv1"]
+    pool = spec.stem.pool
+    assert pool is not None and (pool.kind, pool.kernel, pool.stride) == ("max", 3, 2)
+    assert (spec.head.pool, spec.head.num_classes, spec.head.output) == ("avg", 1000, 1)
+    assert spec.depth == depth, f"{spec.name}: counted {spec.depth} weighted layers, the name says {depth}"
+    assert (spec.variant.name, spec.shortcut.name) == ("v1", "B"), "the default must be the paper's network"
+    assert "Table 1" in spec.source
+
+
+@pytest.mark.parametrize("depth", sorted(CIFAR_N))
+def test_cifar_columns_match_section_4_2(depth: int) -> None:
+    spec = load_spec(f"resnet{depth}")
+    n = CIFAR_N[depth]
+    assert [(s.layers, s.repeats, s.stride, s.output) for s in spec.stages] == [
+        (((3, w), (3, w)), n, 1 if i == 0 else 2, CIFAR_OUTPUT[f"conv{i + 2}_x"]) for i, w in enumerate(CIFAR_WIDTHS)
+    ]
+    assert (spec.stem.conv.kernel, spec.stem.conv.out_channels, spec.stem.pool) == (3, 16, None)
+    assert spec.head.num_classes == 10
+    assert spec.depth == 6 * n + 2 == depth
+    assert spec.shortcut.name == "A"
+
+
+def test_registry_lists_every_family() -> None:
+    names = list_specs()
+    for depth in IMAGENET_DEPTHS:
+        assert f"resnet{depth}" in names
+    assert {"plain18", "plain34"} <= set(names)
+    assert {f"resnet{d}" for d in CIFAR_N} <= set(names)
+    assert list_specs("cifar10") and set(list_specs("cifar10")) < set(names)
+
+
+@pytest.mark.parametrize("name", list_specs())
+def test_every_entry_names_its_source(name: str) -> None:
+    spec = load_spec(name)
+    assert spec.source.strip()
+    assert spec.variant.source.strip() and spec.shortcut.source.strip()
+
+
+def test_plain_entries_are_their_base_without_shortcuts() -> None:
+    plain, base = load_spec("plain34"), load_spec("resnet34")
+    assert plain.shortcut.name == "none"
+    assert plain.stages[1].layers == base.stages[1].layers
+    assert all(block.shortcut == "none" for block in plain.blocks)
+
+
+def test_overrides_select_variants() -> None:
+    spec = load_spec("resnet50", variant="v1.5", shortcut="C")
+    assert (spec.variant.name, spec.shortcut.name) == ("v1.5", "C")
+    assert all(block.shortcut == "projection" for block in spec.blocks)
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ({"variant": "v2"}, r"<override variant>: expected one of 'v1', 'v1.5'.*found 'v2'"),
+        ({"shortcut": "D"}, r"<override shortcut>: expected one of 'A', 'B', 'C', 'none'.*found 'D'"),
+        ({"stride": "v1"}, r"<override stride>: expected an override named 'variant' or 'shortcut'"),
+    ],
+)
+def test_unknown_overrides_raise(override: dict[str, str], pattern: str) -> None:
+    with pytest.raises(SpecError, match=pattern):
+        load_spec("resnet50", **override)
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    with pytest.raises(SpecError, match=r"resnet51: expected a known architecture: .*resnet50"):
+        load_spec("resnet51")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Malformed tables: one valid document, broken one way at a time.
+
+VALID: dict[str, Any] = {
+    "table": {"family": "toy", "source": "test", "input_size": 32, "in_channels": 3, "variant": "v1", "shortcut": "B"},
+    "stem": {"conv1": {"conv": "3x3, 8", "stride": 1, "padding": 1, "output": 32}},
+    "head": {"pool": "avg", "fc": 10, "output": 1},
+    "net": {
+        "source": "test",
+        "conv2_x": {"block": ["1x1, 8", "3x3, 8", "1x1, 16"], "repeats": 2, "stride": 1, "output": 32},
+        "conv3_x": {"block": ["1x1, 16", "3x3, 16", "1x1, 32"], "repeats": 1, "stride": 2, "output": 16},
+    },
+}
+
+
+def _broken(path: str, value: Any) -> dict[str, Any]:
+    """VALID with the value at dotted ``path`` replaced (``...`` deletes the key)."""
+    doc = copy.deepcopy(VALID)
+    *parents, last = path.split(".")
+    node = doc
+    for key in parents:
+        node = node[key]
+    if value is ...:
+        del node[last]
+    else:
+        node[last] = value
+    return doc
+
+
+def test_the_valid_document_loads() -> None:
+    spec = load_table(VALID, "toy.toml")["net"]
+    assert [b.name for b in spec.blocks] == ["conv2_1", "conv2_2", "conv3_1"]
+    assert [b.shortcut for b in spec.blocks] == ["projection", "identity", "projection"]
+
+
+MALFORMED = [
+    # (where, new value, the key path the message must name, a phrase of what was expected)
+    ("net.conv3_x.repeats", ..., "net.conv3_x.repeats", "an integer >= 1"),
+    ("net.conv3_x.repeats", 0, "net.conv3_x.repeats", "an integer >= 1"),
+    ("net.conv3_x.repeats", -2, "net.conv3_x.repeats", "an integer >= 1"),
+    ("net.conv3_x.repeats", "4", "net.conv3_x.repeats", "an integer >= 1"),
+    ("net.conv3_x.repeats", 2.0, "net.conv3_x.repeats", "an integer >= 1"),
+    ("net.conv3_x.repeats", True, "net.conv3_x.repeats", "an integer >= 1"),
+    ("net.conv3_x.stride", 0, "net.conv3_x.stride", "an integer >= 1"),
+    ("net.conv3_x.block", [], "net.conv3_x.block", "a non-empty list"),
+    ("net.conv3_x.block", "1x1, 16", "net.conv3_x.block", "a non-empty list"),
+    ("net.conv3_x.block", ["1x1, 16", "3x3, 0", "1x1, 32"], "net.conv3_x.block[1]", "channels >= 1"),
+    ("net.conv3_x.block", ["1x1, 16", "3 by 3, 16"], "net.conv3_x.block[1]", "a conv cell 'KxK, C'"),
+    ("net.conv3_x.block", ["1x1, 16", "3x5, 16"], "net.conv3_x.block[1]", "a square kernel"),
+    ("net.conv3_x.block", ["1x1, 16", "2x2, 16"], "net.conv3_x.block[1]", "an odd kernel"),
+    ("net.conv3_x.output", 15, "net.conv3_x.output", "16: the output of row conv3_x"),
+    ("net.conv3_x.colour", "red", "net.conv3_x.colour", "no such key"),
+    ("net.conv3_x", 3, "net.conv3_x", "a table with block"),
+    ("net.conv4_y", {}, "net.conv4_y", "no such key"),
+    ("net.conv5_x", VALID["net"]["conv3_x"], "net.conv5_x", "conv4_x"),
+    ("net.source", ..., "net.source", "a non-empty string"),
+    ("net.variant", "v3", "net.variant", "one of 'v1', 'v1.5'"),
+    ("net.shortcut", "D", "net.shortcut", "one of 'A', 'B', 'C', 'none'"),
+    ("net.base", "nothing", "net.base", "the name of another architecture"),
+    ("net.paper", {"flops": [1]}, "net.paper.flops", "a number or a string"),
+    ("table.input_size", 0, "table.input_size", "an integer >= 1"),
+    ("table.input_size", ..., "table.input_size", "an integer >= 1"),
+    ("table.in_channels", -3, "table.in_channels", "an integer >= 1"),
+    ("table.variant", 1.5, "table.variant", "one of 'v1', 'v1.5'"),
+    ("table.extra", 1, "table.extra", "no such key"),
+    ("table", ..., "table", "a table"),
+    ("stem.conv1.padding", -1, "stem.conv1.padding", "an integer >= 0"),
+    ("stem.conv1.stride", "2", "stem.conv1.stride", "an integer >= 1"),
+    ("stem.conv1.output", 16, "stem.conv1.output", "32: the output of row conv1"),
+    ("stem.conv1", ..., "stem.conv1", "a table"),
+    ("stem.pool", {"kind": "median", "kernel": 3, "stride": 2, "padding": 1}, "stem.pool.kind", "'max', 'avg'"),
+    ("stem.pool", {"kind": "max", "kernel": 3, "stride": 2, "padding": 2}, "stem.pool.padding", "at most half"),
+    ("stem", ..., "stem", "a table with conv1"),
+    ("head.fc", 0, "head.fc", "an integer >= 1"),
+    ("head.pool", "sum", "head.pool", "one of 'max', 'avg'"),
+    ("head.output", 7, "head.output", "1 (global pooling)"),
+    ("input_size", 4, "input_size", "a table"),  # a stray top-level scalar is no architecture
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "key_path", "expected"), MALFORMED, ids=[f"{m[0]}={m[1]!r}" for m in MALFORMED]
+)
+def test_malformed_table_raises_spec_error(where: str, value: Any, key_path: str, expected: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_table(_broken(where, value), "toy.toml")
+    message = str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert message.startswith("toy.toml: "), message
+    assert f": {key_path}: " in message, f"expected key path {key_path!r} in: {message}"
+    assert expected in message, f"expected {expected!r} in: {message}"
+    assert info.value.key_path == key_path
+
+
+def test_channels_that_cannot_chain_through_a_zero_pad_shortcut() -> None:
+    doc = _broken("net.conv3_x.block", ["1x1, 16", "3x3, 16", "1x1, 8"])
+    doc["net"]["shortcut"] = "A"
+    with pytest.raises(SpecError, match=r"net.conv3_x.block\[2\]: expected at least 16 output channels: option A"):
+        load_table(doc, "toy.toml")
+
+
+def test_v15_needs_a_spatial_conv_to_carry_the_stride() -> None:
+    doc = _broken("net.conv3_x.block", ["1x1, 16", "1x1, 32"])
+    with pytest.raises(SpecError, match=r"net.conv3_x.block: expected a conv larger than 1x1 .* variant v1.5"):
+        load_table(doc, "toy.toml", variant="v1.5")
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[table\nfamily = 1\n")
+    with pytest.raises(SpecError, match=re.escape(str(bad)) + r": <file>: expected valid TOML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match=r"expected an existing TOML file"):
+        load_spec(tmp_path / "missing.toml")
+
+
+def test_a_user_table_loads_from_a_path(tmp_path: Path) -> None:
+    import tomllib  # noqa: F401  (the format is stdlib TOML)
+
+    text = Path(__file__).with_name("toy_table.toml").read_text()
+    path = tmp_path / "toy.toml"
+    path.write_text(text)
+    spec = load_spec(path)
+    assert spec.name == "toy" and spec.table_file == str(path)
+    assert load_spec(f"{path}:toy", shortcut="C").shortcut.name == "C"
+    with pytest.raises(SpecError, match=r"toy.toml: nope: expected one of toy"):
+        load_spec(f"{path}:nope")
