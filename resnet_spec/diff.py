@@ -1,0 +1,395 @@
+"""Diff: compare the Table 1 view read from a trace against a spec, and return every mismatch as data.
+
+Each :class:`Mismatch` names the row (``conv1``, ``conv2_x`` ... ``fc``), the block where there is one
+(``conv3_1``), the property, and the expected and found values.  :func:`compare_model` traces, reads and diffs;
+:func:`best_matches` says which known table entries a model conforms to instead.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .counting import count
+from .read import ConvUnit, FoundBlock, FoundNetwork, FoundShortcut, read_trace
+from .spec import Block, Conv, ResNetSpec, list_specs, load_spec, shortcut_names, variant_names
+from .trace import trace_model
+
+__all__ = ["Comparison", "Mismatch", "RowView", "best_matches", "compare_model", "diff"]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One way the model differs from the spec."""
+
+    row: str  # the table row: conv1, conv2_x, ..., fc, or "model" for totals
+    block: str | None  # the block, e.g. "conv3_1", where the difference is inside one
+    property: str  # what differs, e.g. "stride placement", "conv2.kernel", "shortcut", "repeats"
+    expected: str
+    found: str
+
+    @builtins.property
+    def where(self) -> str:
+        """The block if there is one, else the row."""
+        return self.block or self.row
+
+
+@dataclass(frozen=True)
+class RowView:
+    """One line of the Table 1 style report."""
+
+    row: str
+    expected_output: str
+    found_output: str
+    expected: str
+    found: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of comparing a model with a spec."""
+
+    spec: ResNetSpec
+    input_size: tuple[int, int]
+    found: FoundNetwork
+    mismatches: tuple[Mismatch, ...]
+    rows: tuple[RowView, ...]
+    expected_params: int
+    expected_macs: int
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def conformant(self) -> bool:
+        return not self.mismatches
+
+
+def _pair(n: int) -> tuple[int, int]:
+    return (n, n)
+
+
+def _size(hw: Sequence[int]) -> str:
+    return f"{hw[0]}x{hw[1]}"
+
+
+def _cell(conv: Conv) -> str:
+    text = f"{conv.kernel}x{conv.kernel}, {conv.out_channels}"
+    return text if conv.stride == 1 else f"{text} /{conv.stride}"
+
+
+def _bracket(cells: Iterable[str], repeats: int) -> str:
+    return f"[{'; '.join(cells)}] x{repeats}"
+
+
+def _stride_index(strides: Sequence[int]) -> int | None:
+    over = [i for i, s in enumerate(strides) if s > 1]
+    return over[0] if len(over) == 1 else None
+
+
+@dataclass
+class _Collector:
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    def check(self, row: str, block: str | None, prop: str, expected: object, found: object) -> bool:
+        if expected != found:
+            self.mismatches.append(Mismatch(row, block, prop, str(expected), str(found)))
+            return False
+        return True
+
+
+def _check_conv(
+    out: _Collector, row: str, block: str | None, prefix: str, expected: Conv, found: ConvUnit, stride: bool = True
+) -> None:
+    """Kernel, channels, stride, padding, dilation, groups, bias and the BN after a conv."""
+    out.check(row, block, f"{prefix}.kernel", _pair(expected.kernel), found.kernel)
+    out.check(row, block, f"{prefix}.channels", expected.out_channels, found.out_channels)
+    if stride:
+        out.check(row, block, f"{prefix}.stride", _pair(expected.stride), found.stride)
+    out.check(row, block, f"{prefix}.padding", _pair(expected.padding), found.padding)
+    out.check(row, block, f"{prefix}.dilation", (1, 1), found.dilation)
+    out.check(row, block, f"{prefix}.groups", 1, found.groups)
+    out.check(
+        row, block, f"{prefix}.bias", "no bias (BN follows)", "bias before BN" if found.bias else "no bias (BN follows)"
+    )
+    out.check(
+        row,
+        block,
+        f"{prefix}.bn",
+        "BN right after the conv",
+        "BN right after the conv" if found.bn_after else "no BN after the conv",
+    )
+
+
+def _found_blocks(found: FoundNetwork, spec: ResNetSpec) -> list[FoundBlock]:
+    """The found blocks; for a network without additions, its conv chain cut into blocks of the table's size."""
+    if found.blocks:
+        return list(found.blocks)
+    sizes = [len(stage.layers) for stage in spec.stages for _ in range(stage.repeats)]
+    blocks: list[FoundBlock] = []
+    chain = list(found.chain)
+    while chain:
+        size = sizes[len(blocks)] if len(blocks) < len(sizes) else sizes[-1]
+        convs, chain = tuple(chain[:size]), chain[size:]
+        params = frozenset(name for conv in convs for name in conv.params)
+        last = convs[-1]
+        blocks.append(FoundBlock(convs, None, False, "plain", last.output_size, last.out_channels, params))
+    return blocks
+
+
+def _group_stages(blocks: list[FoundBlock]) -> list[list[FoundBlock]]:
+    """Consecutive blocks with the same output channels and map size form one row."""
+    stages: list[list[FoundBlock]] = []
+    for block in blocks:
+        if stages and (stages[-1][-1].out_channels, stages[-1][-1].output_size) == (
+            block.out_channels,
+            block.output_size,
+        ):
+            stages[-1].append(block)
+        else:
+            stages.append([block])
+    return stages
+
+
+def _shortcut_kind(shortcut: FoundShortcut | None) -> str:
+    return "none" if shortcut is None else shortcut.kind
+
+
+def _check_block(out: _Collector, row: str, expected: Block, found: FoundBlock, residual: bool) -> None:
+    name = expected.name
+    expected_cells = [_cell(c) for c in expected.convs]
+    found_cells = [c.cell for c in found.convs]
+    if len(expected.convs) != len(found.convs):
+        out.check(row, name, "convs", _bracket(expected_cells, 1), _bracket(found_cells, 1))
+    else:
+        e_index = _stride_index([c.stride for c in expected.convs])
+        f_index = _stride_index([max(c.stride) for c in found.convs])
+        placement_differs = e_index is not None and f_index is not None and e_index != f_index
+        if placement_differs:
+            assert e_index is not None and f_index is not None
+            e, f = expected.convs[e_index], found.convs[f_index]
+            out.check(
+                row,
+                name,
+                "stride placement",
+                f"stride {e.stride} on conv{e_index + 1} ({e.kernel}x{e.kernel})",
+                f"stride {max(f.stride)} on conv{f_index + 1} ({'x'.join(map(str, f.kernel))})",
+            )
+        last = len(expected.convs) - 1
+        for i, (e_conv, f_conv) in enumerate(zip(expected.convs, found.convs, strict=True)):
+            _check_conv(out, row, name, f"conv{i + 1}", e_conv, f_conv, stride=not placement_differs)
+            if i < last or not residual:
+                out.check(row, name, f"conv{i + 1}.relu", "relu after BN", _activation(f_conv.activation_after))
+    e_kind, f_kind = expected.shortcut, _shortcut_kind(found.shortcut)
+    if out.check(row, name, "shortcut", e_kind, f_kind) and e_kind == "projection":
+        assert found.shortcut is not None and found.shortcut.conv is not None
+        projection = Conv(1, expected.in_channels, expected.out_channels, expected.stride, 0)
+        _check_conv(out, row, name, "shortcut", projection, found.shortcut.conv)
+    if residual and f_kind != "none":
+        if found.branch_end == "relu":
+            out.check(row, name, "relu placement", "after the addition", "before the addition")
+        elif found.branch_end not in ("bn",):
+            out.check(row, name, "branch end", "BN feeds the addition", f"{found.branch_end} feeds the addition")
+        if found.branch_end != "relu" or found.relu_after_add:
+            out.check(row, name, "relu after addition", "relu", "relu" if found.relu_after_add else "missing")
+
+
+def _activation(name: str | None) -> str:
+    return "relu after BN" if name == "relu" else "missing" if name is None else name
+
+
+def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | None = None) -> Comparison:
+    """Compare a read network with a spec at ``input_size`` (the table's when None); every mismatch is returned."""
+    size = input_size or _pair(spec.input_size)
+    out = _Collector()
+    expected_sizes = spec.row_output_sizes(*size)
+    rows: list[RowView] = []
+    param_rows: dict[str, str] = {}
+
+    # conv1
+    stem = spec.stem.conv
+    before = len(out.mismatches)
+    if found.stem is None:
+        out.check("conv1", None, "conv", _cell(stem), "none")
+        found_stem = "none"
+    else:
+        _check_conv(out, "conv1", None, "conv", stem, found.stem)
+        out.check("conv1", None, "relu", "relu after BN", _activation(found.stem.activation_after))
+        out.check("conv1", None, "output", _size(expected_sizes["conv1"]), _size(found.stem.output_size))
+        found_stem = found.stem.cell
+        param_rows.update({name: "conv1" for name in found.stem.params})
+    rows.append(
+        RowView(
+            "conv1",
+            _size(expected_sizes["conv1"]),
+            _size(found.stem.output_size) if found.stem else "-",
+            _cell(stem),
+            found_stem,
+            len(out.mismatches) == before,
+        )
+    )
+
+    # conv2_x .. : the pool, then the stages
+    residual = spec.shortcut.residual
+    blocks = _found_blocks(found, spec)
+    found_stages = _group_stages(blocks)
+    if len(found_stages) != len(spec.stages):
+        out.check(
+            "model",
+            None,
+            "rows",
+            f"{len(spec.stages)} rows ({', '.join(s.name for s in spec.stages)})",
+            f"{len(found_stages)} rows of blocks (grouped by output channels and map size)",
+        )
+    for index, stage in enumerate(spec.stages):
+        before = len(out.mismatches)
+        pool_text = ("", "")
+        if index == 0:
+            pool_text = _check_pool(out, stage.name, spec, found)
+        group = found_stages[index] if index < len(found_stages) else []
+        out.check(stage.name, None, "repeats", stage.repeats, len(group))
+        for expected_block, found_block in zip(stage.blocks, group, strict=False):
+            _check_block(out, stage.name, expected_block, found_block, residual)
+            param_rows.update({name: expected_block.name for name in found_block.params})
+        found_output = _size(group[-1].output_size) if group else "-"
+        if group:
+            out.check(stage.name, None, "output", _size(expected_sizes[stage.name]), found_output)
+            out.check(stage.name, None, "channels", stage.out_channels, group[-1].out_channels)
+        expected_text = _bracket([_cell(c) for c in stage.blocks[0].convs], stage.repeats)
+        found_text = _bracket([c.cell for c in group[0].convs], len(group)) if group else "-"
+        rows.append(
+            RowView(
+                stage.name,
+                _size(expected_sizes[stage.name]),
+                found_output,
+                pool_text[0] + expected_text,
+                pool_text[1] + found_text,
+                len(out.mismatches) == before,
+            )
+        )
+    for extra in found_stages[len(spec.stages) :]:
+        for block in extra:
+            param_rows.update({name: "model" for name in block.params})
+    for conv in found.stray_convs:
+        out.check("model", None, "extra conv", "none", f"{conv.cell} in {conv.module or 'the model'}")
+
+    # fc
+    before = len(out.mismatches)
+    head = spec.head
+    out.check(
+        "fc", None, "pool", f"global {head.pool} pool", f"global {found.head.pool} pool" if found.head.pool else "none"
+    )
+    out.check("fc", None, "fc", f"{head.num_classes}-d fc", " -> ".join(f"{n}-d fc" for n in found.head.fc) or "none")
+    if found.head.in_features is not None:
+        out.check("fc", None, "fc.in_features", spec.out_channels, found.head.in_features)
+    param_rows.update({name: "fc" for name in found.fc_params})
+    rows.append(
+        RowView(
+            "fc",
+            "1x1",
+            "1x1" if found.head.pool else "-",
+            f"{head.pool} pool, {head.num_classes}-d fc",
+            f"{found.head.pool or 'no'} pool, " + (", ".join(f"{n}-d fc" for n in found.head.fc) or "no fc"),
+            len(out.mismatches) == before,
+        )
+    )
+
+    # parameters that never take part in the forward pass
+    for name in found.unused_params:
+        row = _row_of_unused(name, param_rows)
+        block_name = row if row not in spec.rows and row != "model" else None
+        stage_row = _stage_of(block_name, spec) if block_name else row
+        out.check(stage_row, block_name, "unused parameter", "every parameter used in forward", name)
+
+    # totals
+    counts = count(spec, size)
+    out.check("model", None, "params", f"{counts.params:,}", f"{found.params:,}")
+    out.check("model", None, "MACs (conv+fc)", f"{counts.total:,}", f"{found.macs:,}")
+    notes = []
+    if found.other_ops:
+        notes.append("operators the reader does not interpret: " + ", ".join(found.other_ops))
+    return Comparison(spec, size, found, tuple(out.mismatches), tuple(rows), counts.params, counts.total, tuple(notes))
+
+
+def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork) -> tuple[str, str]:
+    """The stem pool, which Table 1 prints in the conv2_x row.  Returns its (expected, found) text."""
+    pool, found_pool = spec.stem.pool, found.stem_pool
+    expected = (
+        "none" if pool is None else f"{pool.kernel}x{pool.kernel} {pool.kind} pool /{pool.stride} pad {pool.padding}"
+    )
+    found_text = (
+        "none"
+        if found_pool is None
+        else f"{found_pool.kernel[0]}x{found_pool.kernel[1]} {found_pool.kind} pool /{found_pool.stride[0]} "
+        f"pad {found_pool.padding[0]}"
+    )
+    if pool is None or found_pool is None:
+        out.check(row, None, "pool", expected, found_text)
+    else:
+        out.check(row, None, "pool.kind", pool.kind, found_pool.kind)
+        out.check(row, None, "pool.kernel", _pair(pool.kernel), found_pool.kernel)
+        out.check(row, None, "pool.stride", _pair(pool.stride), found_pool.stride)
+        out.check(row, None, "pool.padding", _pair(pool.padding), found_pool.padding)
+    if pool is None and found_pool is None:
+        return ("", "")
+    return (f"{expected}; ", f"{found_text}; ")
+
+
+def _row_of_unused(name: str, param_rows: dict[str, str]) -> str:
+    """The row or block of the used parameters that share the longest module prefix with ``name``."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:cut]) + "."
+        rows = {row for used, row in param_rows.items() if used.startswith(prefix)}
+        if len(rows) == 1:
+            return rows.pop()
+        if rows:
+            stages = {row.rsplit("_", 1)[0] for row in rows}
+            if len(stages) == 1:
+                return f"{stages.pop()}_x"
+            return "model"
+    return "model"
+
+
+def _stage_of(block: str, spec: ResNetSpec) -> str:
+    for stage in spec.stages:
+        if any(b.name == block for b in stage.blocks):
+            return stage.name
+    return "model"
+
+
+def compare_model(
+    model: nn.Module, spec: ResNetSpec, input_size: tuple[int, int] | None = None, batch: int = 1
+) -> Comparison:
+    """Trace ``model`` on the meta device at ``input_size`` (the table's when None) and diff it against ``spec``."""
+    size = input_size or _pair(spec.input_size)
+    found = read_trace(trace_model(model, (batch, spec.in_channels, *size)))
+    return diff(found, spec, size)
+
+
+def best_matches(found: FoundNetwork, family: str, input_size: tuple[int, int]) -> list[ResNetSpec]:
+    """Every known table entry (any variant, any shortcut option) of ``family`` that ``found`` conforms to.
+
+    Entries as their table defines them come first, so a plain network is named ``plain34`` rather than
+    ``resnet34`` with ``shortcut="none"``; each distinct network is listed once.
+    """
+    names = list_specs(family)
+    candidates = [load_spec(name) for name in names]
+    candidates += [
+        load_spec(name, variant=variant, shortcut=shortcut)
+        for name in names
+        for variant in variant_names()
+        for shortcut in shortcut_names()
+    ]
+    matches: list[ResNetSpec] = []
+    seen: set[object] = set()
+    for spec in candidates:
+        key = (spec.stem, spec.stages, spec.head)
+        if key in seen:
+            continue
+        seen.add(key)
+        if diff(found, spec, input_size).conformant:
+            matches.append(spec)
+    return matches

@@ -1,0 +1,319 @@
+"""Reader: rebuild the Table 1 view of a network (stem, stages of blocks, head) from its :class:`Trace`.
+
+Nothing here looks at attribute names: blocks are found from the dataflow.  A residual block is an addition
+whose two inputs share an ancestor (the block's input); the path with the convolutions is the residual branch,
+the other is the shortcut, classified as identity (no operator), projection (a convolution) or zero-pad (no
+parameters, more channels or a smaller map: option A).  A network without additions is read as a chain of
+convolutions, which the diff cuts into blocks of the table's size.  Rows are named by position as in the paper:
+conv1, conv2_x, conv3_x, ..., fc; blocks conv2_1, conv2_2, ...
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from .trace import Op, Trace
+
+__all__ = ["ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundPool", "FoundShortcut", "read_trace"]
+
+_PASS_THROUGH = frozenset({"view"})  # operators that neither compute nor end a unit
+
+
+@dataclass(frozen=True)
+class ConvUnit:
+    """A convolution with what directly follows it: ``conv -> bn? -> activation?``."""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    in_channels: int
+    out_channels: int
+    bias: bool
+    output_size: tuple[int, int]
+    bn_after: bool  # a batch norm reads the conv's output
+    activation_after: str | None  # "relu", another function's name, or None: what reads the BN (or conv) output
+    module: str  # the module that ran it, for messages
+    end: int  # the value the unit ends with (after the activation, else the BN, else the conv)
+    params: tuple[str, ...]  # the conv's and its BN's parameters
+
+    @property
+    def cell(self) -> str:
+        """The paper's notation, with the stride when it is not 1: '3x3, 64' or '1x1, 128 /2'."""
+        text = f"{'x'.join(str(k) for k in self.kernel)}, {self.out_channels}"
+        return text if max(self.stride) == 1 else f"{text} /{max(self.stride)}"
+
+
+@dataclass(frozen=True)
+class FoundShortcut:
+    """What the other input of a block's addition is."""
+
+    kind: str  # identity, projection, zero_pad, other
+    conv: ConvUnit | None  # the projection's conv
+    ops: tuple[str, ...]  # the operator kinds on the shortcut path (for messages)
+
+
+@dataclass(frozen=True)
+class FoundBlock:
+    """A block read from the trace: its branch convs, its shortcut and what surrounds the addition."""
+
+    convs: tuple[ConvUnit, ...]
+    shortcut: FoundShortcut | None  # None: a plain block (no addition)
+    relu_after_add: bool
+    branch_end: str  # the operator kind that feeds the addition from the branch ("bn" in the paper)
+    output_size: tuple[int, int]
+    out_channels: int
+    params: frozenset[str]
+
+
+@dataclass(frozen=True)
+class FoundPool:
+    kind: str  # "max" or "avg"
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    ceil_mode: bool
+
+
+@dataclass(frozen=True)
+class FoundHead:
+    pool: str | None  # "avg", "max" (global), or None
+    fc: tuple[int, ...]  # out_features of each linear layer after the last block
+    in_features: int | None
+
+
+@dataclass(frozen=True)
+class FoundNetwork:
+    """The Table 1 view of a traced model."""
+
+    input_shape: tuple[int, ...]
+    stem: ConvUnit | None
+    stem_pool: FoundPool | None
+    blocks: tuple[FoundBlock, ...]  # empty when the network has no additions (read `chain` instead)
+    chain: tuple[ConvUnit, ...]  # main-path convs after the stem, in order (branch convs, no shortcut convs)
+    head: FoundHead
+    params: int  # all parameters the model owns
+    unused_params: tuple[str, ...]
+    macs: int  # multiply-adds of conv and linear operators, at the traced input
+    stray_convs: tuple[ConvUnit, ...]  # convs that are neither stem, branch, shortcut nor head
+    other_ops: tuple[str, ...]  # ATen operators the reader does not know, on any path
+    fc_params: tuple[str, ...]  # parameters read by the head's linear layers
+
+    @property
+    def residual(self) -> bool:
+        return bool(self.blocks)
+
+
+def read_trace(trace: Trace) -> FoundNetwork:
+    """Rebuild the Table 1 view (stem, blocks, head, totals) of a traced model."""
+    ops = trace.ops
+    convs = [op for op in ops if op.kind == "conv"]
+    units = {op.index: _unit(trace, op) for op in convs}
+    adds = [op for op in ops if op.kind == "add"]
+
+    blocks: list[FoundBlock] = []
+    in_blocks: set[int] = set()
+    branch_convs: set[int] = set()
+    for add in adds:
+        found = _read_block(trace, add, units)
+        if found is not None:
+            block, members, branch = found
+            blocks.append(block)
+            in_blocks |= members
+            branch_convs |= branch
+
+    stem = units[convs[0].index] if convs else None
+    last_block_end = max(in_blocks) if in_blocks else (convs[-1].index if convs else -1)
+    chain: list[ConvUnit] = []
+    stray: list[ConvUnit] = []
+    for op in convs[1:]:
+        if not blocks or op.index in branch_convs:
+            chain.append(units[op.index])
+        elif op.index not in in_blocks:
+            stray.append(units[op.index])
+
+    first_body = min(in_blocks) if in_blocks else (convs[1].index if len(convs) > 1 else len(ops))
+    stem_pool = None
+    if convs:
+        for op in ops[convs[0].index : first_body]:
+            if op.kind in ("maxpool", "avgpool"):
+                stem_pool = FoundPool(
+                    "max" if op.kind == "maxpool" else "avg",
+                    op.attrs["kernel"],
+                    op.attrs["stride"],
+                    op.attrs["padding"],
+                    op.attrs["ceil_mode"],
+                )
+                break
+
+    head = _read_head(trace, last_block_end)
+    known = {"conv", "bn", "relu", "activation", "add", "maxpool", "avgpool", "mean", "adaptive_avgpool",
+             "adaptive_maxpool", "linear", "pad", "cat", "view"}  # fmt: skip
+    other = tuple(sorted({op.aten for op in ops if op.kind not in known and op.inputs}))
+    macs = sum(int(op.attrs.get("macs", 0)) for op in ops if op.kind in ("conv", "linear"))
+    return FoundNetwork(
+        input_shape=trace.input_shape,
+        stem=stem,
+        stem_pool=stem_pool,
+        blocks=tuple(blocks),
+        chain=tuple(chain),
+        head=head,
+        params=sum(trace.params.values()),
+        unused_params=trace.unused_params,
+        macs=macs,
+        stray_convs=tuple(stray),
+        other_ops=other,
+        fc_params=tuple(name for op in trace.ops[last_block_end + 1 :] if op.kind == "linear" for name in op.params),
+    )
+
+
+def _only_reader(trace: Trace, value: int) -> Op | None:
+    """The op that reads ``value``, looking through views; None when zero or several ops read it."""
+    while True:
+        readers = list(trace.readers(value))
+        if len(readers) != 1:
+            return None
+        op = readers[0]
+        if op.kind not in _PASS_THROUGH:
+            return op
+        value = op.output
+
+
+def _unit(trace: Trace, conv: Op) -> ConvUnit:
+    bn_after = False
+    activation = None
+    end = conv.output
+    params = list(conv.params)
+    after = _only_reader(trace, conv.output)
+    if after is not None and after.kind == "bn":
+        bn_after = True
+        end = after.output
+        params.extend(after.params)
+        after = _only_reader(trace, after.output)
+    if after is not None and after.kind in ("relu", "activation"):
+        activation = "relu" if after.kind == "relu" else str(after.attrs.get("function", after.aten))
+        end = after.output
+    a = conv.attrs
+    return ConvUnit(
+        kernel=a["kernel"],
+        stride=a["stride"],
+        padding=a["padding"],
+        dilation=a["dilation"],
+        groups=a["groups"],
+        in_channels=a["in_channels"],
+        out_channels=a["out_channels"],
+        bias=a["bias"],
+        output_size=(conv.shape[-2], conv.shape[-1]),
+        bn_after=bn_after,
+        activation_after=activation,
+        module=conv.module,
+        end=end,
+        params=tuple(params),
+    )
+
+
+def _common_ancestor(trace: Trace, a: int, b: int) -> int | None:
+    """The latest value both ``a`` and ``b`` are computed from (searching backwards in execution order)."""
+    position = {v: (trace.producers.get(v, -1)) for v in (a, b)}
+    heap = [(-position[a], a, 0), (-position[b], b, 1)]
+    seen: tuple[set[int], set[int]] = (set(), set())
+    while heap:
+        _, value, side = heapq.heappop(heap)
+        if value in seen[side]:
+            continue
+        seen[side].add(value)
+        if value in seen[1 - side]:
+            return value
+        producer = trace.producer(value)
+        if producer is None:
+            continue
+        for source in producer.inputs:
+            heapq.heappush(heap, (-trace.producers.get(source, -1), source, side))
+    return None
+
+
+def _path_ops(trace: Trace, end: int, start: int) -> list[Op]:
+    """Ops computing ``end`` from ``start`` (exclusive), in execution order; constants feeding them included."""
+    start_index = trace.producers.get(start, -1)
+    found: dict[int, Op] = {}
+    stack = [end]
+    while stack:
+        value = stack.pop()
+        if value == start:
+            continue
+        op = trace.producer(value)
+        if op is None or op.index <= start_index or op.index in found:
+            continue
+        found[op.index] = op
+        stack.extend(op.inputs)
+    return [found[i] for i in sorted(found)]
+
+
+def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> tuple[FoundBlock, set[int], set[int]] | None:
+    """The block an addition closes: (block, indices of all its ops, indices of its branch convs)."""
+    left, right = add.inputs
+    start = _common_ancestor(trace, left, right)
+    if start is None:
+        return None
+    paths = (_path_ops(trace, left, start), _path_ops(trace, right, start))
+    conv_counts = [sum(op.kind == "conv" for op in path) for path in paths]
+    branch_side = 0 if conv_counts[0] >= conv_counts[1] else 1
+    branch, shortcut_path = paths[branch_side], paths[1 - branch_side]
+    branch_value = add.inputs[branch_side]
+    branch_convs = tuple(units[op.index] for op in branch if op.kind == "conv")
+
+    shortcut_convs = [op for op in shortcut_path if op.kind == "conv"]
+    computing = tuple(op.kind for op in shortcut_path if op.kind != "view")
+    start_op = trace.producer(start)
+    start_shape = start_op.shape if start_op is not None else trace.input_shape
+    if shortcut_convs:
+        shortcut = FoundShortcut("projection", units[shortcut_convs[0].index], computing)
+    elif not computing and add.shape == tuple(start_shape):
+        shortcut = FoundShortcut("identity", None, ())
+    elif not any(op.params for op in shortcut_path) and add.shape != tuple(start_shape):
+        shortcut = FoundShortcut("zero_pad" if {"pad", "cat"} & set(computing) else "other", None, computing)
+    else:
+        shortcut = FoundShortcut("other", None, computing)
+
+    end_op = trace.producer(branch_value)
+    while end_op is not None and end_op.kind == "view":
+        end_op = trace.producer(end_op.inputs[0]) if end_op.inputs else None
+    after = _only_reader(trace, add.output)
+    relu_after = after is not None and after.kind == "relu"
+    output = after if relu_after and after is not None else add
+    members = {op.index for op in (*branch, *shortcut_path, add)} | ({output.index} if relu_after else set())
+    params = frozenset(name for i in members for name in trace.ops[i].params)
+    return (
+        FoundBlock(
+            convs=branch_convs,
+            shortcut=shortcut,
+            relu_after_add=relu_after,
+            branch_end=end_op.kind if end_op is not None else "input",
+            output_size=(add.shape[-2], add.shape[-1]),
+            out_channels=add.shape[1],
+            params=params,
+        ),
+        members,
+        {op.index for op in branch if op.kind == "conv"},
+    )
+
+
+def _read_head(trace: Trace, after_index: int) -> FoundHead:
+    pool = None
+    fc: list[int] = []
+    in_features = None
+    for op in trace.ops[after_index + 1 :]:
+        global_avg = op.kind == "adaptive_avgpool" and op.shape[-2:] == (1, 1)
+        if global_avg or (op.kind == "mean" and op.attrs.get("dims") == (2, 3)):
+            pool = pool or "avg"
+        elif op.kind == "adaptive_maxpool" and op.shape[-2:] == (1, 1):
+            pool = pool or "max"
+        elif op.kind in ("avgpool", "maxpool") and len(op.shape) == 4 and op.shape[-2:] == (1, 1):
+            pool = pool or ("avg" if op.kind == "avgpool" else "max")
+        elif op.kind == "linear":
+            fc.append(int(op.attrs["out_features"]))
+            if in_features is None:
+                in_features = int(op.attrs["in_features"])
+    return FoundHead(pool, tuple(fc), in_features)

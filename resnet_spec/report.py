@@ -1,0 +1,133 @@
+"""Rendering a :class:`~resnet_spec.diff.Comparison`: text or Markdown laid out like Table 1, or JSON.
+
+JSON shape (``to_json``)::
+
+    {"conformant": bool, "subject": str, "spec": {"name", "label", "family", "variant", "shortcut", "source"},
+     "input_size": [H, W],
+     "rows": [{"row", "expected_output", "found_output", "expected", "found", "ok"}],
+     "mismatches": [{"row", "block", "property", "expected", "found"}],
+     "totals": {"params": {"expected", "found"}, "macs": {"expected", "found"}, "paper_flops": float | null},
+     "best_matches": [label, ...], "notes": [str, ...]}
+
+``row`` is conv1, conv2_x ... or fc (or "model" for totals); ``block`` names the block (conv3_1) where the
+difference is inside one, else null.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .diff import Comparison
+from .spec import ResNetSpec
+
+__all__ = ["JSON_KEYS", "render", "to_json"]
+
+JSON_KEYS = ("conformant", "subject", "spec", "input_size", "rows", "mismatches", "totals", "best_matches", "notes")
+
+
+def _paper_flops(spec: ResNetSpec) -> float | None:
+    value = spec.paper.get("flops")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def to_json(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()) -> dict[str, Any]:
+    """The comparison as JSON-ready data (see the module docstring for the shape)."""
+    spec = comparison.spec
+    return {
+        "conformant": comparison.conformant,
+        "subject": subject,
+        "spec": {
+            "name": spec.name,
+            "label": spec.label,
+            "family": spec.family,
+            "variant": spec.variant.name,
+            "shortcut": spec.shortcut.name,
+            "source": spec.source,
+        },
+        "input_size": list(comparison.input_size),
+        "rows": [
+            {
+                "row": r.row,
+                "expected_output": r.expected_output,
+                "found_output": r.found_output,
+                "expected": r.expected,
+                "found": r.found,
+                "ok": r.ok,
+            }
+            for r in comparison.rows
+        ],
+        "mismatches": [
+            {"row": m.row, "block": m.block, "property": m.property, "expected": m.expected, "found": m.found}
+            for m in comparison.mismatches
+        ],
+        "totals": {
+            "params": {"expected": comparison.expected_params, "found": comparison.found.params},
+            "macs": {"expected": comparison.expected_macs, "found": comparison.found.macs},
+            "paper_flops": _paper_flops(spec) if comparison.input_size == (spec.input_size, spec.input_size) else None,
+        },
+        "best_matches": [s.label for s in best],
+        "notes": list(comparison.notes),
+    }
+
+
+def _table(headers: Sequence[str], lines: Sequence[Sequence[str]], markdown: bool) -> list[str]:
+    if markdown:
+        out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines]
+        return out
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*headers).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()] + [
+        fmt.format(*line).rstrip() for line in lines
+    ]
+
+
+def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = (), markdown: bool = False) -> str:
+    """Text (or Markdown) laid out like Table 1: expected and found per row, a mark per row, then the mismatches."""
+    spec = comparison.spec
+    h, w = comparison.input_size
+    title = f"{subject} vs {spec.label}: {spec.source}"
+    out = [f"## {title}" if markdown else title, ""]
+    out.append(f"input 1x{spec.in_channels}x{h}x{w}; '/2' marks a stride-2 conv; MACs are conv+fc multiply-adds")
+    out.append("")
+    lines = [
+        [r.row, r.expected_output, r.found_output, r.expected, r.found, "ok" if r.ok else "DIFF"]
+        for r in comparison.rows
+    ]
+    params_ok = comparison.expected_params == comparison.found.params
+    macs_ok = comparison.expected_macs == comparison.found.macs
+    paper = _paper_flops(spec)
+    paper_text = f" (paper: {paper / 1e9:g}e9)" if paper and (h, w) == (spec.input_size, spec.input_size) else ""
+    lines.append(["params", "", "", f"{comparison.expected_params:,}", f"{comparison.found.params:,}",
+                  "ok" if params_ok else "DIFF"])  # fmt: skip
+    lines.append(["MACs", "", "", f"{comparison.expected_macs:,}{paper_text}", f"{comparison.found.macs:,}",
+                  "ok" if macs_ok else "DIFF"])  # fmt: skip
+    out += _table(["row", "output", "found output", "expected", "found", ""], lines, markdown)
+    out.append("")
+    if comparison.mismatches:
+        out.append(f"{len(comparison.mismatches)} mismatch(es):")
+        mismatch_lines = [[m.where, m.property, m.expected, m.found] for m in comparison.mismatches]
+        out += _table(["where", "property", "expected", "found"], mismatch_lines, markdown)
+        out.append("")
+        verdict = f"does NOT conform to {spec.label}"
+        if best:
+            verdict += "; conforms to " + ", ".join(_describe(s) for s in best)
+        else:
+            verdict += "; conforms to no known table entry"
+    else:
+        verdict = f"conforms to {spec.label}"
+    out.append(("**verdict**: " if markdown else "verdict: ") + verdict)
+    out += [f"note: {note}" for note in comparison.notes]
+    return "\n".join(out) + "\n"
+
+
+def _describe(spec: ResNetSpec) -> str:
+    stride = {"first": "stride on the block's first conv", "first_spatial": "stride on the 3x3"}[spec.variant.stride_on]
+    return f"{spec.label} [{stride}]"
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """JSON text of :func:`to_json`'s data."""
+    return json.dumps(data, indent=2) + "\n"

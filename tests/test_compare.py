@@ -1,0 +1,301 @@
+"""compare: tracer, reader and diff catch every detection class on deliberately broken models, naming the row."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from broken_resnets import Net
+from cases import CASE_IDS, CASES
+from torch import nn
+
+from resnet_spec import build, load_spec
+from resnet_spec.diff import Mismatch, best_matches, compare_model
+from resnet_spec.report import JSON_KEYS, to_json
+from resnet_spec.trace import TraceError, trace_model
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPARE = [sys.executable, str(ROOT / "tools" / "compare.py")]
+
+
+def _mismatches(model: nn.Module, name: str, **overrides: str) -> list[Mismatch]:
+    return list(compare_model(model, load_spec(name, **overrides)).mismatches)
+
+
+def _assert_caught(found: list[Mismatch], where: str, prop: str) -> None:
+    hits = [m for m in found if m.where == where and m.property.startswith(prop)]
+    assert hits, f"expected a mismatch at {where} on {prop!r}; got {[(m.where, m.property) for m in found]}"
+
+
+@pytest.mark.parametrize(("name", "variant", "shortcut"), CASES, ids=CASE_IDS)
+def test_our_model_conforms_for_every_table_entry(name: str, variant: str, shortcut: str) -> None:
+    spec = load_spec(name, variant=variant, shortcut=shortcut)
+    comparison = compare_model(build(spec, device="meta"), spec)
+    assert comparison.mismatches == ()
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
+def test_torchvision_conforms_to_v15(depth: int) -> None:
+    with torch.device("meta"):
+        model = getattr(torchvision.models, f"resnet{depth}")()
+    assert compare_model(model, load_spec(f"resnet{depth}", variant="v1.5")).mismatches == ()
+    v1 = _mismatches(model, f"resnet{depth}")
+    if depth >= 50:  # bottlenecks: torchvision strides the 3x3, the paper the first 1x1
+        for block in ("conv3_1", "conv4_1", "conv5_1"):
+            _assert_caught(v1, block, "stride placement")
+        assert {m.property for m in v1} == {"stride placement", "MACs (conv+fc)"}
+    else:  # basic blocks: both place the stride on the first 3x3
+        assert v1 == []
+
+
+def test_the_reference_net_written_in_the_tests_conforms() -> None:
+    """The oracle for the broken models: with no knob turned, Net is the paper's network."""
+    for knobs, name, overrides in [
+        ({"depth": 18}, "resnet18", {}),
+        ({"depth": 50}, "resnet50", {}),
+        ({"depth": 50, "stride_on": "3x3"}, "resnet50", {"variant": "v1.5"}),
+        ({"depth": 34, "shortcut": "A"}, "resnet34", {"shortcut": "A"}),
+        ({"depth": 34, "shortcut": "C"}, "resnet34", {"shortcut": "C"}),
+        ({"depth": 34, "shortcut": "none"}, "plain34", {}),
+        ({"cifar_n": 3, "shortcut": "A"}, "resnet20", {}),
+        ({"depth": 18, "functional": True}, "resnet18", {}),
+    ]:
+        with torch.device("meta"):
+            model = Net(**knobs)
+        assert _mismatches(model, name, **overrides) == [], knobs
+
+
+# Every detection class of the issue: a broken model, the row or block it must name, the property.
+BROKEN = [
+    # wrong kernel / channels / stride / padding of any conv
+    ("kernel", {"depth": 18, "kernel": {(0, 1, 1): 5}}, "resnet18", {}, "conv2_2", "conv2.kernel"),
+    ("channels", {"depth": 50, "channels": {(1, 2, 1): 96}}, "resnet50", {}, "conv3_3", "conv2.channels"),
+    ("stride", {"depth": 18, "stem_stride": 1}, "resnet18", {}, "conv1", "conv.stride"),
+    ("padding", {"depth": 18, "padding": {(2, 1, 0): 0, (2, 1, 1): 2}}, "resnet18", {}, "conv4_2", "conv1.padding"),
+    # stride on the 1x1 vs the 3x3
+    ("stride on 3x3", {"depth": 101, "stride_on": "3x3"}, "resnet101", {}, "conv3_1", "stride placement"),
+    ("stride on 1x1", {"depth": 152}, "resnet152", {"variant": "v1.5"}, "conv5_1", "stride placement"),
+    # wrong repeat count
+    ("repeats", {"depth": 101, "repeats": (3, 4, 22, 3)}, "resnet101", {}, "conv4_x", "repeats"),
+    # wrong output size of a row
+    ("output", {"depth": 18, "stem_stride": 1}, "resnet18", {}, "conv1", "output"),
+    ("row output", {"depth": 34, "stem_pool_padding": 0}, "resnet34", {}, "conv2_x", "output"),
+    # missing, extra or wrong-kind shortcuts
+    ("missing shortcut", {"depth": 34, "no_add": (2, 3)}, "resnet34", {}, "conv4_x", "repeats"),
+    ("no shortcuts", {"depth": 34, "shortcut": "none"}, "resnet34", {}, "conv3_1", "shortcut"),
+    ("extra projection", {"depth": 34, "shortcut": "C"}, "resnet34", {}, "conv2_1", "shortcut"),
+    ("A instead of B", {"depth": 34, "shortcut": "A"}, "resnet34", {}, "conv4_1", "shortcut"),
+    ("B instead of A (CIFAR)", {"cifar_n": 3, "shortcut": "B"}, "resnet20", {}, "conv3_1", "shortcut"),
+    ("shortcuts in a plain net", {"depth": 18}, "plain18", {}, "conv2_1", "shortcut"),
+    # ReLU missing after the addition, or placed before it
+    ("relu missing", {"depth": 50, "relu": "missing"}, "resnet50", {}, "conv2_1", "relu after addition"),
+    ("relu before add", {"depth": 18, "relu": "before"}, "resnet18", {}, "conv5_2", "relu placement"),
+    ("gelu", {"depth": 18, "gelu": True}, "resnet18", {}, "conv2_1", "conv1.relu"),
+    # missing or misplaced BN
+    ("bn missing", {"depth": 50, "missing_bn": (3, 1, 1)}, "resnet50", {}, "conv5_2", "conv2.bn"),
+    ("bn before conv", {"depth": 18, "bn_before_conv": (1, 0, 0)}, "resnet18", {}, "conv3_1", "conv1.bn"),
+    # conv biases before BN
+    ("bias", {"depth": 18, "bias": True}, "resnet18", {}, "conv1", "conv.bias"),
+    ("bias in blocks", {"depth": 18, "bias": True}, "resnet18", {}, "conv3_2", "conv1.bias"),
+    # wrong stem pool: missing, average instead of max, wrong padding
+    ("pool missing", {"depth": 18, "stem_pool": "none"}, "resnet18", {}, "conv2_x", "pool"),
+    ("pool avg", {"depth": 50, "stem_pool": "avg"}, "resnet50", {}, "conv2_x", "pool.kind"),
+    ("pool padding", {"depth": 18, "stem_pool_padding": 0}, "resnet18", {}, "conv2_x", "pool.padding"),
+    # wrong head
+    ("head pool", {"depth": 18, "head_pool": "max"}, "resnet18", {}, "fc", "pool"),
+    ("fc width", {"depth": 18, "num_classes": 100}, "resnet18", {}, "fc", "fc"),
+    # parameters built but never used
+    ("unused", {"depth": 18, "unused": True}, "resnet18", {}, "conv3_2", "unused parameter"),
+    # totals off the table's figures
+    ("totals", {"depth": 50, "stride_on": "3x3"}, "resnet50", {}, "model", "MACs"),
+    ("param total", {"depth": 18, "num_classes": 100}, "resnet18", {}, "model", "params"),
+    # functional style is read the same way
+    ("functional", {"depth": 18, "functional": True, "kernel": {(3, 0, 0): 1}}, "resnet18", {}, "conv5_1",
+     "conv1.kernel"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "knobs", "name", "overrides", "where", "prop"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_model_is_caught_at_the_right_row(
+    label: str, knobs: dict, name: str, overrides: dict, where: str, prop: str
+) -> None:
+    with torch.device("meta"):
+        model = Net(**knobs)
+    found = _mismatches(model, name, **overrides)
+    _assert_caught(found, where, prop)
+
+
+def test_stride_placement_is_reported_once_per_block_not_per_conv() -> None:
+    with torch.device("meta"):
+        model = Net(depth=50, stride_on="3x3")
+    found = _mismatches(model, "resnet50")
+    assert [m.where for m in found if m.property.endswith("stride")] == []
+    assert [m.where for m in found if m.property == "stride placement"] == ["conv3_1", "conv4_1", "conv5_1"]
+
+
+def test_best_match_names_the_variant_a_model_conforms_to() -> None:
+    with torch.device("meta"):
+        model = torchvision.models.resnet50()
+    comparison = compare_model(model, load_spec("resnet50"))
+    best = best_matches(comparison.found, "imagenet", comparison.input_size)
+    assert [(s.name, s.variant.name, s.shortcut.name) for s in best] == [("resnet50", "v1.5", "B")]
+    with torch.device("meta"):
+        plain = Net(depth=34, shortcut="none")
+    comparison = compare_model(plain, load_spec("resnet34"))
+    assert [s.name for s in best_matches(comparison.found, "imagenet", comparison.input_size)] == ["plain34"]
+
+
+def test_in_place_ops_and_functional_style_trace_the_same_dataflow() -> None:
+    module_style = trace_model(build("resnet18", device="meta"), (1, 3, 64, 64))
+    with torch.device("meta"):
+        functional = Net(depth=18, functional=True)
+    functional_trace = trace_model(functional, (1, 3, 64, 64))
+    kinds = [op.kind for op in module_style.ops if op.kind in ("conv", "bn", "add", "relu")]
+    assert kinds == [op.kind for op in functional_trace.ops if op.kind in ("conv", "bn", "add", "relu")]
+    assert kinds.count("add") == 8  # ResNet-18: 2+2+2+2 blocks (Table 1)
+    adds = [op for op in module_style.ops if op.kind == "add"]
+    assert all(op.aten == "aten.add_.Tensor" for op in adds), "ours adds in place (out += shortcut)"
+
+
+def test_a_model_that_fails_in_forward_gets_a_clear_error() -> None:
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom")
+
+    with pytest.raises(TraceError, match=r"forward pass failed on a meta input of shape \(1, 3, 224, 224\).*boom"):
+        trace_model(Broken(), (1, 3, 224, 224))
+
+
+def test_a_model_that_cannot_move_to_meta_gets_a_clear_error() -> None:
+    class Pinned(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+            raise RuntimeError("this model refuses to move")
+
+    with pytest.raises(TraceError, match=r"cannot move the model to the meta device.*refuses to move"):
+        trace_model(Pinned(), (1, 3, 8, 8))
+
+
+def test_json_has_the_documented_shape() -> None:
+    with torch.device("meta"):
+        model = Net(depth=18, kernel={(0, 1, 1): 5})
+    comparison = compare_model(model, load_spec("resnet18"))
+    data = json.loads(json.dumps(to_json(comparison, "Net")))
+    assert tuple(data) == JSON_KEYS
+    assert data["conformant"] is False
+    assert isinstance(data["mismatches"], list) and data["mismatches"]
+    for entry in data["mismatches"]:
+        assert set(entry) == {"row", "block", "property", "expected", "found"}
+        assert entry["row"] in {"conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc", "model"}
+    assert {"row": "conv2_x", "block": "conv2_2", "property": "conv2.kernel", "expected": "(3, 3)",
+            "found": "(5, 5)"} in data["mismatches"]  # fmt: skip
+    assert [r["row"] for r in data["rows"]] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc"]
+
+
+# ---- the CLI -----------------------------------------------------------------------------------------------
+
+
+def _cli():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("compare_cli", ROOT / "tools" / "compare.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = _cli().main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_runs_as_a_script() -> None:
+    result = subprocess.run([*COMPARE, "--depth", "18"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "verdict: conforms to resnet18 (v1, shortcut B)" in result.stdout
+
+
+def test_cli_main_job_and_torchvision(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _main(capsys, "--depth", "101")
+    assert code == 0
+    assert "verdict: conforms to resnet101 (v1, shortcut B)" in out
+    assert "[1x1, 256 /2; 3x3, 256; 1x1, 1024] x23" in out
+
+    code, out, _ = _main(capsys, "--depth", "50", "--impl", "torchvision.models:resnet50", "--format", "json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["conformant"] is False
+    assert {m["block"] for m in data["mismatches"] if m["property"] == "stride placement"} == {
+        "conv3_1", "conv4_1", "conv5_1"}  # fmt: skip
+    assert data["best_matches"] == ["resnet50 (v1.5, shortcut B)"]
+    code, out, _ = _main(capsys, "--depth", "50", "--variant", "v1.5", "--impl", "torchvision.models:resnet50")
+    assert code == 0, out
+
+
+def test_cli_reads_a_model_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mine = tmp_path / "mine.py"
+    mine.write_text(
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from broken_resnets import Net\n"
+        "def make():\n    return Net(cifar_n=3, shortcut='B')\n"
+    )
+    code, out, _ = _main(capsys, "--depth", "20", "--impl", f"{mine}:make")
+    assert code == 1
+    assert re.search(r"conv3_1\s+shortcut\s+zero_pad\s+projection", out), out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--depth", "51"), "no table entry has depth 51; known depths:"),
+        (("--depth", "50", "--variant", "v3"), "<override variant>: expected one of 'v1', 'v1.5'"),
+        (("--depth", "50", "--impl", "no_such_package.models:resnet"), "cannot import module 'no_such_package.models'"),
+        (("--depth", "50", "--impl", "torchvision.models"), "expected 'package.module:callable'"),
+        (("--depth", "50", "--impl", "torchvision.models:nope"), "has no attribute 'nope'"),
+        (("--depth", "50", "--impl", "torchvision.models:ResNet"), "required arguments"),
+        (("--depth", "50", "--impl", "math:pi"), "expected a callable"),
+        (("--depth", "50", "--impl", "collections:OrderedDict"), "expected a torch.nn.Module"),
+        (("--depth", "50", "--impl", "missing_file.py:make"), "no such file 'missing_file.py'"),
+        (("--depth", "50", "--input-size", "0"), "positive integers"),
+        (("--depth", "50", "--input-size", "1", "2", "3"), "takes H or H W"),
+        (("--family", "cifar10", "--depth", "50"), "no table entry has depth 50"),
+        (("--family", "mnist", "--depth", "50"), "unknown family 'mnist'"),
+        (("--depth", "50", "--arch", "resnet50"), "not both"),
+        ((), "give --depth N"),
+    ],
+)
+def test_cli_usage_errors_exit_2_with_one_line(
+    args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _main(capsys, *args)
+    assert code == 2, (out, err)
+    assert message in err
+    assert err.startswith("compare.py: error: ") and err.count("\n") == 1, err
+
+
+def test_cli_list_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _main(capsys, "--list")
+    assert code == 0 and "resnet1202" in out and "plain34" in out
+    with pytest.raises(SystemExit) as exit_info:
+        _main(capsys, "--help")
+    assert exit_info.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_cli_markdown_and_cifar_depths(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _main(capsys, "--depth", "56", "--format", "markdown")
+    assert code == 0
+    assert "| conv4_x | 8x8 | 8x8 |" in out
+    code, out, _ = _main(capsys, "--depth", "1202")
+    assert code == 0
+    assert "19,421,274" in out  # FACTS.md: ResNet-1202 parameters with option A
