@@ -19,15 +19,12 @@ def conv_output_size(
             raise ValueError(f"conv_output_size: expected {name} an integer >= {minimum}, got {value!r}")
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
         raise ValueError(f"conv_output_size: expected padding an integer >= 0, got {padding!r}")
-    span = n + 2 * padding - dilation * (kernel - 1) - 1
-    if span < 0:
-        return 0
-    if not ceil_mode:
-        return span // stride + 1
-    out = -(-span // stride) + 1
-    if (out - 1) * stride >= n + padding:
-        out -= 1
-    return out
+    # PyTorch's pooling_output_shape (aten/src/ATen/native/Pool.h); floor division rounds towards -inf as div_rtn.
+    numerator = n + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    out = numerator // stride + 1
+    if ceil_mode and (out - 1) * stride >= n + padding:
+        out -= 1  # the last window would start inside the right padding
+    return max(out, 0)
 
 
 def same_padding(kernel: int) -> int:

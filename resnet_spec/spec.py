@@ -9,6 +9,7 @@ file, the key path, the value found and what was expected.  The objects returned
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,7 @@ from .arithmetic import conv_output_size, same_padding
 __all__ = [
     "Block",
     "Conv",
+    "FrozenMapping",
     "Head",
     "Pool",
     "ResNetSpec",
@@ -36,7 +38,9 @@ __all__ = [
     "list_specs",
     "load_spec",
     "load_table",
+    "shortcut_names",
     "tables_dir",
+    "variant_names",
 ]
 
 ShortcutKind = Literal["identity", "zero_pad", "projection", "none"]
@@ -70,6 +74,25 @@ _MISSING: Any = _Missing()
 
 # ----------------------------------------------------------------------------------------------------------------
 # Spec objects
+
+
+class FrozenMapping(Mapping[str, Any]):
+    """A read-only mapping that, unlike ``MappingProxyType``, pickles and deep-copies (models are saved whole)."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMapping({self._data!r})"
 
 
 @dataclass(frozen=True)
@@ -197,7 +220,7 @@ class ResNetSpec:
     stem: Stem
     stages: tuple[Stage, ...]
     head: Head
-    paper: Mapping[str, float | int | str] = field(default_factory=lambda: MappingProxyType({}))
+    paper: Mapping[str, float | int | str] = field(default_factory=lambda: FrozenMapping({}))
 
     @property
     def blocks(self) -> Iterator[Block]:
@@ -225,6 +248,13 @@ class ResNetSpec:
         """A short human name, e.g. "resnet50 (v1, shortcut B)"."""
         shortcut = "plain" if not self.shortcut.residual else f"shortcut {self.shortcut.name}"
         return f"{self.name} ({self.variant.name}, {shortcut})"
+
+    def min_input_size(self) -> int:
+        """The smallest input height (or width) for which no row's output is empty."""
+        n = 1
+        while min(self.row_output_sizes(n).values())[0] < 1:
+            n += 1
+        return n
 
     def row_output_sizes(self, height: int, width: int | None = None) -> dict[str, tuple[int, int]]:
         """Each row's output (height, width) for an input of ``height`` x ``width`` (square when width is None)."""
@@ -411,6 +441,10 @@ def load_table(doc: Mapping[str, Any], file: str = "<table>", **overrides: str) 
     table = reader.table(doc, "table", "")
     assert table is not None
     reader.only_keys(table, _TABLE_KEYS, "table")
+    reader.str_(table, "source", "table")
+    variants = _variants()
+    reader.str_(table, "variant", "table", choices=tuple(variants.strides))
+    reader.str_(table, "shortcut", "table", choices=tuple(variants.shortcuts))
     arch_names = [key for key in doc if key not in _SECTION_KEYS]
     if not arch_names:
         raise reader.error(
@@ -524,7 +558,7 @@ def _resolve_arch(reader: _Reader, doc: Mapping[str, Any], name: str, overrides:
         stem=stem,
         stages=tuple(stages),
         head=head,
-        paper=MappingProxyType(dict(paper)),
+        paper=FrozenMapping(paper),
     )
     _check_output_sizes(reader, spec, stem_path)
     return spec
@@ -621,6 +655,14 @@ def _resolve_stage(
 def _check_output_sizes(reader: _Reader, spec: ResNetSpec, stem_path: str) -> None:
     """The table's output column must follow from its input size and the padding arithmetic."""
     sizes = spec.row_output_sizes(spec.input_size)
+    empty = [row for row, (height, _) in sizes.items() if height < 1]
+    if empty:
+        raise reader.error(
+            "table.input_size",
+            spec.input_size,
+            f"an input size of at least {spec.min_input_size()} for {spec.name} (row {empty[0]} is empty at "
+            f"{spec.input_size}x{spec.input_size})",
+        )
     declared = {"conv1": (spec.stem.output, f"{stem_path}.conv1.output")}
     for stage in spec.stages:
         declared[stage.name] = (stage.output, f"{spec.name}.{stage.name}.output")
@@ -632,10 +674,6 @@ def _check_output_sizes(reader: _Reader, spec: ResNetSpec, stem_path: str) -> No
                 value,
                 f"{computed}: the output of row {row} for a {spec.input_size}x{spec.input_size} input "
                 "as the row's kernels, strides and paddings compute it",
-            )
-        if computed < 1:
-            raise reader.error(
-                path, value, f"a positive output size at input {spec.input_size} (row {row} reaches {computed})"
             )
 
 
@@ -650,6 +688,16 @@ def list_specs(family: str | None = None) -> list[str]:
         if family is None or spec.family == family:
             names.append(name)
     return names
+
+
+def variant_names() -> tuple[str, ...]:
+    """The stride placements of variants.toml, e.g. ('v1', 'v1.5')."""
+    return tuple(_variants().strides)
+
+
+def shortcut_names() -> tuple[str, ...]:
+    """The shortcut options of variants.toml, e.g. ('A', 'B', 'C', 'none')."""
+    return tuple(_variants().shortcuts)
 
 
 def families() -> list[str]:
@@ -697,5 +745,10 @@ def load_spec(name_or_path: str | Path, **overrides: str) -> ResNetSpec:
         raise SpecError("<registry>", text, text, "a known architecture: " + ", ".join(registry))
     if not overrides:
         return registry[text]
-    spec = registry[text]
-    return load_table(_read_toml(Path(spec.table_file)), spec.table_file, **overrides)[text]
+    return _shipped_table(registry[text].table_file, tuple(sorted(overrides.items())))[text]
+
+
+@functools.lru_cache(maxsize=64)
+def _shipped_table(file: str, overrides: tuple[tuple[str, str], ...]) -> dict[str, ResNetSpec]:
+    """A shipped table resolved under ``overrides`` (cached: the shipped files do not change while we run)."""
+    return load_table(_read_toml(Path(file)), file, **dict(overrides))

@@ -13,17 +13,21 @@ SHORTCUTS = ("A", "B", "C", "none")
 
 
 def distinct_cases() -> list[tuple[str, str, str]]:
-    """(name, variant, shortcut) for every registry entry, one per distinct resolved network."""
-    seen: set[tuple[str, object]] = set()
+    """(name, variant, shortcut) for every registry entry, one per distinct resolved network.
+
+    Entries at their table's defaults come first, so ``plain34`` is kept under its own name and ``resnet34`` with
+    ``shortcut="none"`` (the same network) is dropped.
+    """
+    seen: set[object] = set()
     cases = []
-    for name in list_specs():
-        for variant in VARIANTS:
-            for shortcut in SHORTCUTS:
-                spec = load_spec(name, variant=variant, shortcut=shortcut)
-                key = (name, (spec.stem, spec.stages, spec.head))
-                if key not in seen:
-                    seen.add(key)
-                    cases.append((name, variant, shortcut))
+    candidates = [(name, load_spec(name).variant.name, load_spec(name).shortcut.name) for name in list_specs()]
+    candidates += [(name, v, s) for name in list_specs() for v in VARIANTS for s in SHORTCUTS]
+    for name, variant, shortcut in candidates:
+        spec = load_spec(name, variant=variant, shortcut=shortcut)
+        key = (spec.stem, spec.stages, spec.head)
+        if key not in seen:
+            seen.add(key)
+            cases.append((name, variant, shortcut))
     return cases
 
 

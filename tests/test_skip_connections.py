@@ -1,0 +1,301 @@
+"""Skip connections: exact where they should be exact, projections where the option puts them, gradients that reach
+the stem of the deepest networks, and no addition at all in a plain network.
+
+Shortcut options as the paper defines them (Sec. 3.3 and 4.1; FACTS.md), written here rather than read from
+variants.toml: A = identity, zero-padded and subsampled where the shape changes (no parameters); B = a 1x1
+projection (conv + BN, the block's stride) where the shape changes, identity elsewhere; C = a projection on every
+block; none = no shortcut (the plain baselines).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from cases import CASES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import case_spec
+from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from resnet_spec import PlainBlock, ResidualBlock, ResNet, ResNetSpec, ZeroPadShortcut, build, list_specs, load_spec
+
+Case = tuple[str, str, str]
+aten = torch.ops.aten
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on 2 cores shared with other test processes a second thread spin-waits."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _spec(case: Case) -> ResNetSpec:
+    return case_spec(case)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Identity, projection and zero-padding shortcuts are exactly what they say
+
+
+# Small networks with every kind of block: identity and zero-padding (A), projections where the shape changes (B)
+# and everywhere (C), the stride on the 1x1 (v1) or the 3x3 (v1.5) of a bottleneck.
+EXACT_CASES: list[Case] = [
+    ("resnet20", "v1", "A"),
+    ("resnet20", "v1", "B"),
+    ("resnet20", "v1", "C"),
+    ("resnet18", "v1", "A"),
+    ("resnet50", "v1", "B"),
+    ("resnet50", "v1.5", "C"),
+]
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model(case: Case) -> ResNet:
+    torch.manual_seed(0)
+    return build(_spec(case)).eval()
+
+
+def _blocks(model: nn.Module) -> list[ResidualBlock]:
+    return [m for m in model.modules() if isinstance(m, ResidualBlock)]
+
+
+def _randomise_bn(bn: nn.BatchNorm2d, generator: torch.Generator) -> None:
+    """Running statistics and affine parameters far from the identity, so a BN that is skipped shows."""
+    assert bn.running_mean is not None and bn.running_var is not None  # track_running_stats, as built
+    with torch.no_grad():
+        c = bn.num_features
+        bn.running_mean.copy_(torch.randn(c, generator=generator))
+        bn.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+        bn.weight.copy_(torch.randn(c, generator=generator))
+        bn.bias.copy_(torch.randn(c, generator=generator))
+
+
+def _zero_branch(block: ResidualBlock) -> None:
+    """The residual branch's last BN gives exactly 0: weight and bias 0 (eval mode)."""
+    with torch.no_grad():
+        block.last_bn.weight.zero_()
+        block.last_bn.bias.zero_()
+
+
+@pytest.mark.parametrize("case", EXACT_CASES, ids=[f"{n}-{v}-{s}" for n, v, s in EXACT_CASES])
+def test_shortcuts_are_exact_with_the_residual_branch_zeroed(case: Case) -> None:
+    model = _cpu_model(case)
+    blocks = _blocks(model)
+
+    @settings(max_examples=max(5, settings().max_examples // 2))
+    @given(
+        index=st.integers(0, len(blocks) - 1),
+        batch=st.integers(1, 2),
+        height=st.integers(1, 9),
+        width=st.integers(1, 9),
+        seed=st.integers(0, 2**16),
+    )
+    def check(index: int, batch: int, height: int, width: int, seed: int) -> None:
+        block = blocks[index]
+        generator = torch.Generator().manual_seed(seed)
+        for bn in block.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                _randomise_bn(bn, generator)
+        _zero_branch(block)
+        c_in = block.conv1.in_channels
+        x = torch.randn(batch, c_in, height, width, generator=generator)
+        x_before = x.clone()
+        with torch.no_grad():
+            out = block(x)
+        assert torch.equal(x, x_before), "the block changed its input in place"
+
+        shortcut = block.downsample
+        if isinstance(shortcut, nn.Identity):
+            assert torch.equal(out, F.relu(x)), "identity shortcut with a zero branch is not relu(x)"
+        elif isinstance(shortcut, ZeroPadShortcut):
+            stride = shortcut.stride
+            rows, cols = torch.arange(0, height, stride), torch.arange(0, width, stride)
+            subsampled = x.index_select(2, rows).index_select(3, cols)  # positions 0, s, 2s ...: the strided conv's
+            assert out.shape == (batch, block.last_bn.num_features, len(rows), len(cols))
+            assert torch.equal(out[:, :c_in], F.relu(subsampled)), "option A: kept channels are not relu(x[::s, ::s])"
+            assert torch.equal(out[:, c_in:], torch.zeros_like(out[:, c_in:])), "option A: padded channels not 0"
+        else:
+            conv, bn = shortcut[0], shortcut[1]
+            projected = F.conv2d(x, conv.weight, stride=conv.stride)
+            expected = F.relu(
+                F.batch_norm(projected, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False, eps=bn.eps)
+            )
+            torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+    check()
+
+
+def test_the_exact_cases_cover_every_kind_of_shortcut() -> None:
+    """So that the test above checks identity, zero-padding and projections with stride 1 and 2."""
+    kinds = set()
+    for case in EXACT_CASES:
+        for block in _blocks(build(_spec(case), device="meta")):
+            shortcut = block.downsample
+            if isinstance(shortcut, nn.Identity):
+                kinds.add(("identity", 1))
+            elif isinstance(shortcut, ZeroPadShortcut):
+                kinds.add(("zero_pad", shortcut.stride))
+            else:
+                kinds.add(("projection", shortcut[0].stride[0]))
+    assert kinds == {("identity", 1), ("zero_pad", 2), ("projection", 1), ("projection", 2)}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Projections sit exactly where the option says
+
+
+def _expected_shortcuts(spec: ResNetSpec, option: str) -> list[tuple[Any, ...]]:
+    """Each block's shortcut, derived from the table's stage rows (bracket, repeats, stride) and the option."""
+    expected: list[tuple[Any, ...]] = []
+    channels = spec.stem.conv.out_channels  # the conv1 cell's channels
+    for stage in spec.stages:
+        out = stage.layers[-1][1]  # the last conv of the bracket
+        for repeat in range(stage.repeats):
+            c_in, stride = (channels, stage.stride) if repeat == 0 else (out, 1)
+            changes = stride != 1 or c_in != out
+            if option == "none":
+                expected.append(("plain",))
+            elif option == "C" or (option == "B" and changes):
+                expected.append(("projection", c_in, out, 1, stride, 0))
+            elif option == "A" and changes:
+                expected.append(("zero_pad", stride, out - c_in))
+            else:
+                expected.append(("identity",))
+        channels = out
+    return expected
+
+
+def _built_shortcuts(model: ResNet) -> list[tuple[Any, ...]]:
+    """Each block's shortcut as built, read from the modules."""
+    found: list[tuple[Any, ...]] = []
+    for layer_name in model.layer_names:
+        for block in getattr(model, layer_name):
+            if isinstance(block, PlainBlock):
+                found.append(("plain",) if not hasattr(block, "downsample") else ("plain with a shortcut?",))
+                continue
+            shortcut = block.downsample
+            if isinstance(shortcut, nn.Identity):
+                found.append(("identity",))
+            elif isinstance(shortcut, ZeroPadShortcut):
+                found.append(("zero_pad", shortcut.stride, shortcut.extra_channels))
+            elif isinstance(shortcut, nn.Sequential) and [type(m) for m in shortcut] == [nn.Conv2d, nn.BatchNorm2d]:
+                conv, bn = shortcut
+                assert conv.bias is None and conv.out_channels == bn.num_features
+                assert conv.kernel_size[0] == conv.kernel_size[1] and conv.stride[0] == conv.stride[1]
+                kernel, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+                found.append(("projection", conv.in_channels, conv.out_channels, kernel, stride, padding))
+            else:
+                found.append(("unknown", repr(shortcut)))
+    return found
+
+
+def _distinct(cases: list[Case]) -> list[Case]:
+    seen: set[object] = set()
+    distinct = []
+    for case in cases:
+        spec = _spec(case)
+        key = (spec.stem, spec.stages, spec.head)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(case)
+    return distinct
+
+
+PLACEMENT_CASES = _distinct(CASES)
+
+
+@pytest.mark.parametrize("case", PLACEMENT_CASES, ids=[f"{n}-{v}-{s}" for n, v, s in PLACEMENT_CASES])
+def test_projections_sit_where_the_option_says(case: Case) -> None:
+    spec = _spec(case)
+    model = build(spec, device="meta")
+    expected, found = _expected_shortcuts(spec, case[2]), _built_shortcuts(model)
+    mismatches = [(i, e, f) for i, (e, f) in enumerate(zip(expected, found, strict=True)) if e != f]
+    assert len(found) == sum(stage.repeats for stage in spec.stages)
+    assert not mismatches, f"{spec.label}: (block, expected, built): {mismatches[:5]}"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Gradients reach the stem of the deepest networks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "size"), [("resnet152", 64), ("resnet1202", 16)])
+def test_gradient_reaches_the_stem_at_initialisation(name: str, size: int) -> None:
+    torch.manual_seed(0)
+    model = build(name).train()
+    x = torch.randn(1, 3, size, size)
+    loss = F.cross_entropy(model(x), torch.tensor([1]))
+    loss.backward()
+    stem_norm = model.conv1.weight.grad.norm().item() if model.conv1.weight.grad is not None else float("nan")
+    assert torch.isfinite(torch.tensor(stem_norm)) and stem_norm > 0, f"{name}: conv1 gradient norm {stem_norm}"
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    not_finite = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not missing, f"{name}: no gradient for {missing[:5]} ({len(missing)} parameters)"
+    assert not not_finite, f"{name}: non-finite gradient in {not_finite[:5]}"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Plain networks have no addition; residual ones have one per block
+
+
+class _OpRecorder(TorchDispatchMode):
+    """Counts every aten operator that runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[Any] = Counter()
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        self.counts[func.overloadpacket] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _additions(model: nn.Module, in_channels: int) -> int:
+    """How many tensor additions a forward of ``model`` (eval mode, a small input on the CPU) runs."""
+    with torch.no_grad(), _OpRecorder() as recorder:
+        model.eval()(torch.zeros(1, in_channels, 8, 8))
+    return recorder.counts[aten.add] + recorder.counts[aten.add_]
+
+
+def _on_cpu_with_zeros(model: ResNet) -> ResNet:
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.zero_()
+    return model
+
+
+PLAIN = [name for name in list_specs() if load_spec(name).shortcut.name == "none"]
+
+
+@pytest.mark.parametrize("name", PLAIN)
+@pytest.mark.parametrize("option", ["A", "B", "C"])
+def test_plain_networks_add_nothing_and_residual_ones_add_once_per_block(name: str, option: str) -> None:
+    plain = load_spec(name)
+    blocks = sum(stage.repeats for stage in plain.stages)  # the table's "x N"
+    residual = load_spec(name, shortcut=option)
+    make: Callable[[ResNetSpec], ResNet] = lambda spec: _on_cpu_with_zeros(build(spec, device="meta"))  # noqa: E731
+    assert _additions(make(plain), plain.in_channels) == 0, f"{name}: the plain network adds"
+    assert _additions(make(residual), residual.in_channels) == blocks, f"{name} with option {option}"
+
+
+def test_the_recorder_sees_additions() -> None:
+    """The recorder itself: an addition written with + or += is seen."""
+    x = torch.ones(2)
+    with _OpRecorder() as recorder:
+        y = x + x
+        y += x
+    assert recorder.counts[aten.add] + recorder.counts[aten.add_] == 2
+    assert isinstance(y, Tensor)
