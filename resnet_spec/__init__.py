@@ -16,6 +16,9 @@ from .constructors import (
     resnet152,
     resnet1202,
 )
+from .convert import ConversionError, convert_state_dict, load_checkpoint, state_dict_layout
+from .features import FeatureExtractor, FeatureInfo, feature_info
+from .fuse import FusedResNet, fold_conv_bn, fuse_for_inference
 from .model import PlainBlock, ResidualBlock, ResNet, ZeroPadShortcut, build
 from .spec import (
     Block,
@@ -38,6 +41,10 @@ from .spec import (
 __all__ = [
     "Block",
     "Conv",
+    "ConversionError",
+    "FeatureExtractor",
+    "FeatureInfo",
+    "FusedResNet",
     "Head",
     "PlainBlock",
     "Pool",
@@ -52,8 +59,13 @@ __all__ = [
     "ZeroPadShortcut",
     "build",
     "conv_output_size",
+    "convert_state_dict",
     "families",
+    "feature_info",
+    "fold_conv_bn",
+    "fuse_for_inference",
     "list_specs",
+    "load_checkpoint",
     "load_spec",
     "load_table",
     "plain18",
@@ -70,5 +82,6 @@ __all__ = [
     "resnet152",
     "resnet1202",
     "same_padding",
+    "state_dict_layout",
     "tables_dir",
 ]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .features import FeatureInfo, feature_info
 from .spec import Block, Conv, ResNetSpec, load_spec
 
 __all__ = ["PlainBlock", "ResNet", "ResidualBlock", "ZeroPadShortcut", "build"]
@@ -99,7 +100,11 @@ class PlainBlock(_Branch):
 
 
 class ResNet(nn.Module):
-    """A ResNet built from a spec.  ``spec`` is kept as an attribute; ``forward`` returns logits (no softmax)."""
+    """A ResNet built from a spec.  ``spec`` is kept as an attribute; ``forward`` returns logits (no softmax).
+
+    With ``num_classes=0`` the network is headless: ``fc`` is ``nn.Identity`` and ``forward`` returns the pooled
+    features ``(N, C_last)``, as a backbone (timm's and torchvision's convention for "no classifier").
+    """
 
     def __init__(
         self,
@@ -111,6 +116,7 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.spec = spec
+        self.min_input_size = spec.min_input_size()  # smaller inputs leave a row empty; checked in forward
         self.in_channels = spec.in_channels if in_channels is None else in_channels
         self.num_classes = spec.head.num_classes if num_classes is None else num_classes
         stem = spec.stem.conv
@@ -132,7 +138,9 @@ class ResNet(nn.Module):
         for layer_name, stage in zip(self.layer_names, spec.stages, strict=True):
             self.add_module(layer_name, nn.Sequential(*(block_type(block, device) for block in stage.blocks)))
         self.avgpool = nn.AdaptiveAvgPool2d(1) if spec.head.pool == "avg" else nn.AdaptiveMaxPool2d(1)
-        self.fc = nn.Linear(spec.out_channels, self.num_classes, device=device)
+        self.fc: nn.Module = (
+            nn.Linear(spec.out_channels, self.num_classes, device=device) if self.num_classes > 0 else nn.Identity()
+        )
         self.reset_parameters(zero_init_residual)
 
     def reset_parameters(self, zero_init_residual: bool = False) -> None:
@@ -146,6 +154,8 @@ class ResNet(nn.Module):
                 f"zero_init_residual=True needs shortcuts, but {self.spec.label} is a plain network: "
                 "every block's output would be zero"
             )
+        if self.conv1.weight.device.type == "meta":
+            return  # meta tensors hold no values; initialising them only costs time (seconds for ResNet-1202)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -159,14 +169,30 @@ class ResNet(nn.Module):
                 if isinstance(module, ResidualBlock):
                     nn.init.zeros_(module.last_bn.weight)
 
+    @property
+    def feature_info(self) -> tuple[FeatureInfo, ...]:
+        """Each row's module, channels and reduction (cumulative stride), computed from the spec without running."""
+        return feature_info(self.spec)
+
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{self.spec.name}: expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
+        if x.shape[2] < self.min_input_size or x.shape[3] < self.min_input_size:
+            sizes = self.spec.row_output_sizes(int(x.shape[2]), int(x.shape[3]))
+            empty = next(row for row, hw in sizes.items() if min(hw) < 1)
+            raise ValueError(
+                f"{self.spec.name}: input {x.shape[2]}x{x.shape[3]} is too small: row {empty} would be empty; "
+                f"expected height and width of at least {self.min_input_size}"
+            )
 
     def forward_rows(self, x: Tensor) -> dict[str, Tensor]:
-        """Every row's output in one pass: ``{"conv1": ..., "conv2_x": ..., ..., "fc": logits}``."""
+        """Every row's output in one pass: ``{"conv1": ..., "conv2_x": ..., ..., "fc": logits}``.
+
+        For a headless model (``num_classes=0``) ``"fc"`` holds the pooled features.  :attr:`feature_info` gives
+        each row's channels and reduction without running the model.
+        """
         self._check_input(x)
         rows: dict[str, Tensor] = {}
         x = self.relu(self.bn1(self.conv1(x)))  # (N, 64, H/2, W/2) on ImageNet
@@ -198,7 +224,8 @@ def build(
     """Build the network a spec describes.
 
     ``spec`` is a :class:`ResNetSpec` or anything :func:`load_spec` takes (``overrides`` then go to it).
-    ``num_classes`` and ``in_channels`` default to the table's (1000 and 3 for ImageNet, 10 and 3 for CIFAR-10).
+    ``num_classes`` and ``in_channels`` default to the table's (1000 and 3 for ImageNet, 10 and 3 for CIFAR-10);
+    ``num_classes=0`` builds a headless backbone whose ``forward`` returns the pooled features (``fc`` is identity).
     ``device="meta"`` builds without allocating memory, for shape and count checks of large networks.
     """
     if isinstance(spec, ResNetSpec):
@@ -206,9 +233,12 @@ def build(
             raise TypeError(f"build: overrides {sorted(overrides)} need a spec name or path, not a loaded ResNetSpec")
     else:
         spec = load_spec(spec, **overrides)
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"build: expected {name} a positive integer, got {value!r}")
+    for name, value, minimum, meaning in (
+        ("num_classes", num_classes, 0, "an integer >= 0 (0: headless, forward returns pooled features)"),
+        ("in_channels", in_channels, 1, "a positive integer"),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise ValueError(f"build: expected {name} {meaning}, got {value!r}")
     return ResNet(
         spec,
         num_classes=num_classes,

@@ -187,8 +187,10 @@ def test_wrong_input_channels_raise_a_clear_error(shape: tuple[int, ...], patter
 def test_num_classes_and_in_channels() -> None:
     model = build("resnet18", num_classes=7, in_channels=1, device="meta")
     assert model(torch.empty(2, 1, 64, 64, device="meta")).shape == (2, 7)
-    with pytest.raises(ValueError, match=r"expected num_classes a positive integer, got 0"):
-        build("resnet18", num_classes=0)
+    with pytest.raises(ValueError, match=r"expected num_classes an integer >= 0 .* got -1"):
+        build("resnet18", num_classes=-1)
+    with pytest.raises(ValueError, match=r"expected in_channels a positive integer, got 0"):
+        build("resnet18", in_channels=0)
 
 
 def test_meta_build_allocates_nothing() -> None:

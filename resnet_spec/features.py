@@ -1,0 +1,81 @@
+"""Backbone features: each row's channels and reduction from the spec alone, and a module returning chosen rows.
+
+Detection and segmentation necks (FPN and the like) need, for every feature map they take, its channel count and
+its reduction (the cumulative stride: input size / map size).  Both follow from the table: the channels are the
+last conv's of the row, the reduction is the product of the strides of every conv and pool up to it.  Nothing is
+run to find them; ``ResNet.feature_info`` returns the same tuple.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from torch import Tensor, nn
+
+from .spec import ResNetSpec
+
+if TYPE_CHECKING:
+    from .model import ResNet
+
+__all__ = ["FeatureExtractor", "FeatureInfo", "feature_info", "feature_rows"]
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One row of the table as a backbone output: what a neck needs to attach to it."""
+
+    row: str  # the paper's row name: "conv1", "conv2_x", ...
+    module: str  # the module whose output it is, in torchvision's names ("relu" after conv1/bn1, "layer1", ...)
+    channels: int  # the row's output channels
+    reduction: int  # cumulative stride: the map is ceil(H / reduction) x ceil(W / reduction) ("same" padding)
+
+    def as_timm(self) -> dict[str, int | str]:
+        """The entry as timm's ``feature_info`` dicts spell it: ``num_chs``, ``reduction``, ``module``."""
+        return {"num_chs": self.channels, "reduction": self.reduction, "module": self.module}
+
+
+def feature_info(spec: ResNetSpec) -> tuple[FeatureInfo, ...]:
+    """Each row's module, channels and reduction, in network order (conv1, then every stage), from the spec alone."""
+    reduction = spec.stem.conv.stride
+    infos = [FeatureInfo("conv1", "relu", spec.stem.conv.out_channels, reduction)]
+    if spec.stem.pool is not None:
+        reduction *= spec.stem.pool.stride
+    for index, stage in enumerate(spec.stages, 1):
+        for block in stage.blocks:
+            reduction *= math.prod(conv.stride for conv in block.convs)
+        infos.append(FeatureInfo(stage.name, f"layer{index}", stage.out_channels, reduction))  # as model.ResNet
+    return tuple(infos)
+
+
+def feature_rows(spec: ResNetSpec) -> tuple[str, ...]:
+    """The rows a backbone can return: ``("conv1", "conv2_x", ...)`` (every row but the classifier)."""
+    return tuple(info.row for info in feature_info(spec))
+
+
+class FeatureExtractor(nn.Module):
+    """A ResNet as a backbone: ``forward`` returns ``{row: feature map}`` for the chosen rows, in network order.
+
+    ``rows`` defaults to every row but the classifier.  The wrapped model is shared, not copied (its state_dict keys
+    gain a ``model.`` prefix).  The head still runs; build the model with ``num_classes=0`` to drop the fc weights.
+    """
+
+    def __init__(self, model: ResNet, rows: Sequence[str] | None = None) -> None:
+        super().__init__()
+        available = feature_rows(model.spec)
+        chosen = available if rows is None else tuple(rows)
+        unknown = [row for row in chosen if row not in available]
+        if unknown or not chosen or len(set(chosen)) != len(chosen):
+            raise ValueError(
+                f"FeatureExtractor: expected distinct rows of {model.spec.name} among {', '.join(available)}, "
+                f"got {list(chosen)!r}" + (f" (unknown: {unknown})" if unknown else "")
+            )
+        self.model = model
+        self.rows: tuple[str, ...] = tuple(row for row in available if row in chosen)  # network order
+        self.info: tuple[FeatureInfo, ...] = tuple(i for i in feature_info(model.spec) if i.row in self.rows)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        rows = self.model.forward_rows(x)  # every row: (N, C_row, H / r, W / r)
+        return {row: rows[row] for row in self.rows}
