@@ -24,6 +24,8 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .arithmetic import conv_output_size
+
 __all__ = ["Op", "Trace", "TraceError", "trace_model"]
 
 
@@ -144,10 +146,15 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         name = func.overloadpacket.__name__
-        if name in _META_BATCH_NORMS and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta":
+        on_meta = bool(args) and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta"
+        out: Any
+        if on_meta and name in _META_BATCH_NORMS:
             # Batch norm keeps the shape; PyTorch's meta kernel for it is a slow Python decomposition.
             x = args[0]
             out = (torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,)))
+        elif on_meta and name == "convolution" and not args[6]:
+            # PyTorch's meta kernel for convolution is Python too; the shape is the padding arithmetic.
+            out = _meta_conv(args[0], args[1], args[2], args[3], args[4], args[5], groups=int(args[8]))
         else:
             out = func(*args, **kwargs)
         inputs: list[int] = []
@@ -177,6 +184,30 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         op = Op(len(self.ops), kind, str(func), tuple(inputs), output, tuple(first.shape), tuple(params), module, attrs)
         self.ops.append(op)
         return out
+
+
+def _meta_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: Any, padding: Any, dilation: Any, groups: int
+) -> torch.Tensor:
+    """The output of a 2-d convolution on meta tensors, with the checks PyTorch's kernel makes."""
+    if x.dim() != 4 or weight.dim() != 4:
+        raise RuntimeError(
+            f"expected a 4-d input and weight for conv2d, got {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
+    if x.shape[1] != weight.shape[1] * groups:
+        raise RuntimeError(
+            f"Given groups={groups}, weight of size {list(weight.shape)}, expected input{list(x.shape)} to have "
+            f"{weight.shape[1] * groups} channels, but got {x.shape[1]} channels instead"
+        )
+    size = [
+        conv_output_size(int(x.shape[2 + i]), int(weight.shape[2 + i]), _ints(stride)[i % len(_ints(stride))],
+                         _ints(padding)[i % len(_ints(padding))], _ints(dilation)[i % len(_ints(dilation))])
+        for i in range(2)
+    ]  # fmt: skip
+    if min(size) < 1:
+        raise RuntimeError(f"conv2d output size {size} is too small for input {tuple(x.shape)} and weight "
+                           f"{tuple(weight.shape)}")  # fmt: skip
+    return torch.empty((x.shape[0], weight.shape[0], *size), device="meta", dtype=x.dtype)
 
 
 def _tensors(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Iterator[torch.Tensor]:
