@@ -1,0 +1,191 @@
+"""How long verification takes, in units of ``python -c "import torch"`` on the same machine.
+
+For each depth, ``python tools/compare.py --depth N`` (or ``--command``) and the yardstick ``python -c "import torch"``
+run as fresh processes, in pairs (yardstick, then command), ``--repeats`` times after a warm-up pair; the figure is
+the median over pairs of command wall time / yardstick wall time, so that a machine whose speed drifts (other jobs,
+a cold file cache) moves both halves of a pair alike.  ``--suite`` adds one run of the test suite (``pytest -n auto``)
+divided by the median yardstick.  Wall time is ``time.perf_counter`` around ``subprocess.run``.
+
+Examples::
+
+    python tools/bench_verify.py                          # every depth of the tables
+    python tools/bench_verify.py --depths 50 101 --json
+    python tools/bench_verify.py --suite
+    python tools/bench_verify.py --command "{python} tools/compare.py --depth {depth} --format json"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import cpu_model  # tools/ is on sys.path when this file runs as a script
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_COMMAND = "{python} tools/compare.py --depth {depth}"
+YARDSTICK = [sys.executable, "-c", "import torch"]
+
+
+def table_depths() -> list[int]:
+    """Every depth of a residual table entry (ImageNet and CIFAR), from the registry."""
+    from resnet_spec import list_specs, load_spec
+
+    return sorted({load_spec(name).depth for name in list_specs() if load_spec(name).shortcut.residual})
+
+
+def timed_run(argv: list[str], cwd: Path) -> tuple[float, int, str]:
+    """(wall seconds, exit status, the tail of stderr) of one run of ``argv``; output is not kept."""
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    return time.perf_counter() - start, proc.returncode, proc.stderr[-2000:]
+
+
+def command_for(template: str, depth: int) -> list[str]:
+    """The argv of ``template`` with ``{python}`` and ``{depth}`` filled in (split as a POSIX shell splits)."""
+    try:
+        text = template.format(python=shlex.quote(sys.executable), depth=depth)
+    except (KeyError, IndexError) as e:
+        raise ValueError(
+            f"--command: unknown placeholder {e} in {template!r}; expected only {{python}}, {{depth}}"
+        ) from None
+    argv = shlex.split(text)
+    if not argv:
+        raise ValueError(f"--command: empty command {template!r}")
+    return argv
+
+
+def measure_depth(template: str, depth: int, repeats: int, cwd: Path) -> dict[str, Any]:
+    """Paired timings of one depth's command against the yardstick, and their ratios."""
+    argv = command_for(template, depth)
+    timed_run(YARDSTICK, cwd)  # warm-up pair: file cache, bytecode
+    timed_run(argv, cwd)
+    yard, cmd, ratios, statuses = [], [], [], []
+    stderr = ""
+    for _ in range(repeats):
+        y, y_status, y_err = timed_run(YARDSTICK, cwd)
+        if y_status != 0:
+            raise RuntimeError(f"the yardstick {shlex.join(YARDSTICK)} failed (exit {y_status}): {y_err}")
+        c, status, err = timed_run(argv, cwd)
+        yard.append(y)
+        cmd.append(c)
+        ratios.append(c / y)
+        statuses.append(status)
+        stderr = err or stderr
+    return {
+        "depth": depth,
+        "command": shlex.join(argv),
+        "command_s_median": statistics.median(cmd),
+        "import_torch_s_median": statistics.median(yard),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "exit_statuses": sorted(set(statuses)),
+        "stderr_tail": stderr if any(statuses) else "",
+    }
+
+
+def measure_suite(args: list[str], yardstick_s: float, cwd: Path) -> dict[str, Any]:
+    """One run of the test suite, and its wall time in yardstick units."""
+    argv = [sys.executable, "-m", "pytest", *args]
+    seconds, status, err = timed_run(argv, cwd)
+    return {
+        "command": shlex.join(argv),
+        "seconds": seconds,
+        "ratio": seconds / yardstick_s,
+        "exit_status": status,
+        "stderr_tail": err if status else "",
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    """The text table."""
+    m = result["machine"]
+    lines = [
+        f"{m['cpu']}, {m['logical_cpus']} logical CPUs; python {m['python']}; load average {m['loadavg_start']} at "
+        f"start, {m['loadavg_end']} at end",
+        f'{result["repeats"]} pairs per depth after a warm-up pair; ratio = command / `python -c "import torch"`, '
+        "median over pairs (min..max)",
+        "",
+        f"{'depth':>6} {'command s':>10} {'import s':>9} {'ratio':>7} {'min..max':>13}  exit",
+    ]
+    for d in result["depths"]:
+        lines.append(
+            f"{d['depth']:>6} {d['command_s_median']:>10.3f} {d['import_torch_s_median']:>9.3f} "
+            f"{d['ratio_median']:>7.2f} {d['ratio_min']:>6.2f}..{d['ratio_max']:<6.2f} "
+            f"{','.join(map(str, d['exit_statuses']))}"
+        )
+    if result["depths"]:
+        lines.append(f"command: {result['depths'][0]['command']} (and the other depths)")
+    suite = result.get("suite")
+    if suite:
+        lines += [
+            "",
+            f"suite: {suite['command']}: {suite['seconds']:.1f} s = {suite['ratio']:.1f} x import torch "
+            f"(exit {suite['exit_status']})",
+        ]
+    for d in result["depths"]:
+        if d["stderr_tail"]:
+            lines += ["", f"depth {d['depth']} exited {d['exit_statuses']}; stderr tail:", d["stderr_tail"]]
+    return "\n".join(lines)
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--depths", type=int, nargs="+", help="depths to time (default: every residual table entry's)")
+    p.add_argument("--command", default=DEFAULT_COMMAND, help=f"command template (default {DEFAULT_COMMAND!r})")
+    p.add_argument("--repeats", type=int, default=5, help="timed pairs per depth (default 5)")
+    p.add_argument("--suite", action="store_true", help="also time one run of the test suite")
+    p.add_argument("--suite-args", default="-n auto -q", help="pytest arguments for --suite (default '-n auto -q')")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats: expected a positive integer, got {args.repeats}")
+    depths = args.depths or table_depths()
+    try:
+        for depth in depths:
+            command_for(args.command, depth)
+    except ValueError as e:
+        p.error(str(e))
+    result: dict[str, Any] = {
+        "machine": {
+            "cpu": cpu_model(),
+            "logical_cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_start": _loadavg(),
+        },
+        "repeats": args.repeats,
+        "depths": [],
+    }
+    for depth in depths:
+        print(f"depth {depth} ...", file=sys.stderr, flush=True)
+        result["depths"].append(measure_depth(args.command, depth, args.repeats, ROOT))
+    if args.suite:
+        print("suite ...", file=sys.stderr, flush=True)
+        yard = statistics.median(d["import_torch_s_median"] for d in result["depths"]) if result["depths"] else None
+        if yard is None:
+            yard = statistics.median(timed_run(YARDSTICK, ROOT)[0] for _ in range(args.repeats))
+        result["suite"] = measure_suite(shlex.split(args.suite_args), yard, ROOT)
+    result["machine"]["loadavg_end"] = _loadavg()
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    failed = any(any(d["exit_statuses"]) for d in result["depths"]) or bool(result.get("suite", {}).get("exit_status"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
