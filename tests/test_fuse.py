@@ -107,9 +107,10 @@ def test_fused_equals_eval_model_for_every_table_entry(name: str, variant: str, 
     End to end, against the eval model in float64: the fused float32 copy may err at most ``FLOAT32_FACTOR`` times
     what the unfused float32 model errs (or ``RTOL_FLOOR``).  Deep plain nets are ill-conditioned (the paper's point
     about them: plain-44 in float32 is ~5e-5 of max |output| from float64), so a fixed tolerance against float32 would
-    test the network, not the fold.  With random weights and BN in eval mode, the 1202-layer plain and option-C nets
-    are chaotic: float32 itself overflows (float64 does not), so there is nothing to compare end to end and only the
-    block-by-block check applies; every other entry is compared end to end.
+    test the network, not the fold.  With random weights and BN in eval mode the deepest plain and option-C nets
+    are chaotic: the float32 eval model is more than ``CONDITIONED`` from float64, or overflows where float64 does
+    not.  There is nothing to compare end to end there, and only the block-by-block check applies (6 of the 56
+    networks on this machine: plain-110, plain-1202, ResNet-1202 C, ResNet-152 plain v1 and v1.5, ResNet-152 v1.5 C).
     """
     spec = load_spec(name, variant=variant, shortcut=shortcut)
     size = spec.input_size // 4  # the smallest power-of-two fraction at which every stage keeps >= 2x2 outputs

@@ -191,9 +191,8 @@ def _training(model: nn.Module, x: Tensor, labels: Tensor, amp: bool) -> Step:
 
 
 def clone(model: M) -> M:
-    """A deep copy sharing the (frozen, immutable) spec: ``copy.deepcopy`` cannot copy a ResNetSpec's mappingproxy."""
-    memo: dict[int, Any] = {id(m.spec): m.spec for m in model.modules() if hasattr(m, "spec")}
-    return copy.deepcopy(model, memo)
+    """A deep copy: fresh parameters and buffers, so that one mode's conversions never reach another's."""
+    return copy.deepcopy(model)
 
 
 def prepare(mode: str, ours: ResNet, theirs: nn.Module, x: Tensor) -> tuple[Step, Step]:
