@@ -166,9 +166,9 @@ def _check_block(out: _Collector, row: str, expected: Block, found: FoundBlock, 
     else:
         e_index = _stride_index([c.stride for c in expected.convs])
         f_index = _stride_index([max(c.stride) for c in found.convs])
-        placement_differs = e_index is not None and f_index is not None and e_index != f_index
-        if placement_differs:
-            assert e_index is not None and f_index is not None
+        placement_differs = False
+        if e_index is not None and f_index is not None and e_index != f_index:
+            placement_differs = True
             e, f = expected.convs[e_index], found.convs[f_index]
             out.check(
                 row,
@@ -183,8 +183,8 @@ def _check_block(out: _Collector, row: str, expected: Block, found: FoundBlock, 
             if i < last or not residual:
                 out.check(row, name, f"conv{i + 1}.relu", "relu after BN", _activation(f_conv.activation_after))
     e_kind, f_kind = expected.shortcut, _shortcut_kind(found.shortcut)
-    if out.check(row, name, "shortcut", e_kind, f_kind) and e_kind == "projection":
-        assert found.shortcut is not None and found.shortcut.conv is not None
+    same_kind = out.check(row, name, "shortcut", e_kind, f_kind)
+    if same_kind and e_kind == "projection" and found.shortcut is not None and found.shortcut.conv is not None:
         projection = Conv(1, expected.in_channels, expected.out_channels, expected.stride, 0)
         _check_conv(out, row, name, "shortcut", projection, found.shortcut.conv)
     if residual and f_kind != "none":

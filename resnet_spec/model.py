@@ -68,7 +68,8 @@ class _Branch(nn.Module):
     @property
     def last_bn(self) -> nn.BatchNorm2d:
         bn = getattr(self, f"bn{self.num_convs}")
-        assert isinstance(bn, nn.BatchNorm2d)
+        if not isinstance(bn, nn.BatchNorm2d):
+            raise TypeError(f"bn{self.num_convs} is a {type(bn).__name__}, expected the block's last BatchNorm2d")
         return bn
 
     def branch(self, x: Tensor) -> Tensor:

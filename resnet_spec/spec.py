@@ -317,15 +317,14 @@ class _Reader:
     def error(self, path: str, found: object, expected: str) -> SpecError:
         return SpecError(self.file, path, found, expected)
 
-    def table(self, doc: Mapping[str, Any], key: str, path: str, *, required: bool = True) -> dict[str, Any] | None:
+    def table(self, doc: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
         value = doc.get(key, _MISSING)
-        if value is _MISSING:
-            if required:
-                raise self.error(_join(path, key), _MISSING, "a table")
-            return None
         if not isinstance(value, dict):
             raise self.error(_join(path, key), value, "a table")
         return value
+
+    def optional_table(self, doc: Mapping[str, Any], key: str, path: str) -> dict[str, Any] | None:
+        return self.table(doc, key, path) if key in doc else None
 
     def int_(self, doc: Mapping[str, Any], key: str, path: str, *, minimum: int = 1) -> int:
         value = doc.get(key, _MISSING)
@@ -385,7 +384,6 @@ def _load_variants(doc: Mapping[str, Any], file: str) -> _Variants:
     reader.only_keys(doc, ("variant", "shortcut"), "")
     strides: dict[str, StrideVariant] = {}
     variant_doc = reader.table(doc, "variant", "")
-    assert variant_doc is not None  # required=True above
     for name, entry in variant_doc.items():
         path = f"variant.{name}"
         if not isinstance(entry, dict):
@@ -395,7 +393,6 @@ def _load_variants(doc: Mapping[str, Any], file: str) -> _Variants:
         strides[name] = StrideVariant(name, stride_on, reader.str_(entry, "source", path))  # type: ignore[arg-type]
     shortcuts: dict[str, ShortcutOption] = {}
     shortcut_doc = reader.table(doc, "shortcut", "")
-    assert shortcut_doc is not None
     for name, entry in shortcut_doc.items():
         path = f"shortcut.{name}"
         if not isinstance(entry, dict):
@@ -439,7 +436,6 @@ def load_table(doc: Mapping[str, Any], file: str = "<table>", **overrides: str) 
         raise reader.error("<document>", doc, "a table of sections")
     _check_overrides(reader, overrides)
     table = reader.table(doc, "table", "")
-    assert table is not None
     reader.only_keys(table, _TABLE_KEYS, "table")
     reader.str_(table, "source", "table")
     variants = _variants()
@@ -469,7 +465,6 @@ def _check_overrides(reader: _Reader, overrides: Mapping[str, str]) -> None:
 def _arch_doc(reader: _Reader, doc: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The architecture's section with its ``base`` (another section of the same file) merged in."""
     own = reader.table(doc, name, "")
-    assert own is not None
     reader.only_keys({k: v for k, v in own.items() if not _STAGE_NAME.match(k)}, _ARCH_KEYS, name)
     base_name = own.get("base")
     if base_name is None:
@@ -567,7 +562,6 @@ def _resolve_arch(reader: _Reader, doc: Mapping[str, Any], name: str, overrides:
 def _resolve_stem(reader: _Reader, doc: dict[str, Any], path: str, in_channels: int) -> Stem:
     reader.only_keys(doc, ("conv1", "pool"), path)
     conv_doc = reader.table(doc, "conv1", path)
-    assert conv_doc is not None
     conv_path = f"{path}.conv1"
     reader.only_keys(conv_doc, ("conv", "stride", "padding", "output"), conv_path)
     kernel, channels = _parse_conv_cell(reader, conv_doc.get("conv", _MISSING), f"{conv_path}.conv")
@@ -578,7 +572,7 @@ def _resolve_stem(reader: _Reader, doc: dict[str, Any], path: str, in_channels: 
         stride=reader.int_(conv_doc, "stride", conv_path),
         padding=reader.int_(conv_doc, "padding", conv_path, minimum=0),
     )
-    pool_doc = reader.table(doc, "pool", path, required=False)
+    pool_doc = reader.optional_table(doc, "pool", path)
     pool = None
     if pool_doc is not None:
         pool_path = f"{path}.pool"

@@ -26,7 +26,7 @@ import importlib.util
 import math
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +62,6 @@ FVCORE_SIZE = {"imagenet": 33, "cifar10": 9}  # fvcore needs real tensors: a sma
 
 IMAGENET_DEPTHS = sorted(MACS_V1)
 CIFAR_DEPTHS = sorted(CIFAR_PARAMS_A)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread while this module runs: on a shared 2-core machine (or under xdist, one worker per
-    core) several OpenMP threads per process oversubscribe the cores and a small forward pass gets 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _num_convs(spec: ResNetSpec) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,15 +36,6 @@ RTOL_BLOCK = 1e-5  # one block: at most three convs, no compounding
 CONDITIONED = 1e-3  # the float32 eval model this close to float64: the network is computable in float32
 # Deep networks at real values take seconds each on two cores; CI runs them (-m slow), a quick run skips them.
 SLOW_DEPTH = 60
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from intra-op threads, and ``pytest -n auto`` already uses every core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _randomise_bn(model: nn.Module, seed: int, calibrate: torch.Tensor | None = None) -> None:

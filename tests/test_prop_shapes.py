@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -26,18 +25,9 @@ from hypothesis import strategies as st
 from strategies import InputDims, case_spec, input_dims
 
 from resnet_spec import ResNet, ResNetSpec, build, list_specs, load_spec
+from resnet_spec.measure import materialize
 
 Case = tuple[str, str, str]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: with the 2 cores shared by other test processes, torch's second thread spin-waits and
-    makes these small forwards tens of times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # A network with this many weighted layers or fewer gets the profile's full number of examples; deeper ones fewer.
@@ -72,19 +62,10 @@ def _max_examples(spec: ResNetSpec) -> int:
     return max(MIN_EXAMPLES, min(full, round(full * FULL_EXAMPLES_DEPTH / spec.depth)))
 
 
-def _on_cpu_with_zeros(model: ResNet) -> ResNet:
-    """A model built on meta, materialised on the CPU with zeros instead of initialised (values do not matter)."""
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            tensor.zero_()
-    return model
-
-
 @functools.lru_cache(maxsize=1)
 def _cpu_model(case: Case) -> ResNet:
     """The case's network in eval mode on the CPU, built once for all of its examples."""
-    return _on_cpu_with_zeros(build(_spec(case), device="meta").eval())
+    return materialize(build(_spec(case), device="meta").eval())
 
 
 def _out(n: int, kernel: int, stride: int, padding: int) -> int:
@@ -173,7 +154,7 @@ def test_in_channels_and_num_classes_at_any_input_size(name: str) -> None:
     @given(in_channels=st.integers(1, 5), num_classes=st.integers(1, 20), dims=input_dims(max_size=17))
     @example(in_channels=1, num_classes=1, dims=InputDims(1, 5, 3))  # grey-scale input, one logit
     def check(in_channels: int, num_classes: int, dims: InputDims) -> None:
-        model = _on_cpu_with_zeros(build(spec, num_classes=num_classes, in_channels=in_channels, device="meta").eval())
+        model = materialize(build(spec, num_classes=num_classes, in_channels=in_channels, device="meta").eval())
         x = torch.zeros(dims.batch, in_channels, dims.height, dims.width)
         expected = predicted_shapes(spec, dims.batch, dims.height, dims.width, num_classes)
         assert _rows(model, x) == expected

@@ -13,7 +13,6 @@ them the counts must be FACTS.md's exact ones.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,16 +43,6 @@ from resnet_spec import SpecError, build, load_table
 _SECTIONS = ("table", "stem", "head")
 # Inputs larger than this many pixels run on the meta device (the pinned 224x224 ResNet-50); the rest on the CPU.
 CPU_PIXELS = 64 * 64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: with the 2 cores shared by other test processes, torch's second thread spin-waits and
-    makes these small forwards tens of times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # ------------------------------------------------------------------------------------------------------------

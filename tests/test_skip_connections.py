@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,18 +25,10 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from resnet_spec import PlainBlock, ResidualBlock, ResNet, ResNetSpec, ZeroPadShortcut, build, list_specs, load_spec
+from resnet_spec.measure import materialize
 
 Case = tuple[str, str, str]
 aten = torch.ops.aten
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on 2 cores shared with other test processes a second thread spin-waits."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _spec(case: Case) -> ResNetSpec:
@@ -269,14 +261,6 @@ def _additions(model: nn.Module, in_channels: int) -> int:
     return recorder.counts[aten.add] + recorder.counts[aten.add_]
 
 
-def _on_cpu_with_zeros(model: ResNet) -> ResNet:
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            tensor.zero_()
-    return model
-
-
 PLAIN = [name for name in list_specs() if load_spec(name).shortcut.name == "none"]
 
 
@@ -286,7 +270,7 @@ def test_plain_networks_add_nothing_and_residual_ones_add_once_per_block(name: s
     plain = load_spec(name)
     blocks = sum(stage.repeats for stage in plain.stages)  # the table's "x N"
     residual = load_spec(name, shortcut=option)
-    make: Callable[[ResNetSpec], ResNet] = lambda spec: _on_cpu_with_zeros(build(spec, device="meta"))  # noqa: E731
+    make: Callable[[ResNetSpec], ResNet] = lambda spec: materialize(build(spec, device="meta"))  # noqa: E731
     assert _additions(make(plain), plain.in_channels) == 0, f"{name}: the plain network adds"
     assert _additions(make(residual), residual.in_channels) == blocks, f"{name} with option {option}"
 
