@@ -101,10 +101,6 @@ class FoundNetwork:
     other_ops: tuple[str, ...]  # ATen operators the reader does not know, on any path
     fc_params: tuple[str, ...]  # parameters read by the head's linear layers
 
-    @property
-    def residual(self) -> bool:
-        return bool(self.blocks)
-
 
 def read_trace(trace: Trace) -> FoundNetwork:
     """Rebuild the Table 1 view (stem, blocks, head, totals) of a traced model."""
