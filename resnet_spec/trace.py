@@ -4,7 +4,10 @@ Every ATen operator the forward pass dispatches is recorded as an :class:`Op` (k
 the activation values it reads and the one it writes, the parameters it uses, the module that ran it).  Values
 are numbered; an in-place operator (``x += y``, ``relu_``) reads its input value and writes a new one, so the
 dataflow stays a DAG.  Module-style and functional-style (``F.conv2d``, ``F.relu``) models trace alike, because
-recording happens below both, at the dispatcher.  No memory is allocated: every tensor lives on the meta device.
+recording happens below both, at the dispatcher.  No memory is allocated: every tensor lives on the meta device,
+and the output shapes of the operators a ResNet runs are computed here (``_META_SHAPES``) rather than by PyTorch's
+Python meta kernels, which would import ``torch._dynamo`` and sympy on first use: seconds of start-up for a trace
+that takes a fraction of one.
 
 Limitation: an in-place operator applied to a *view* of an activation updates only the view's value, not its
 base's; ResNets do not do that.
@@ -61,8 +64,6 @@ _KINDS: Mapping[str, str] = MappingProxyType(
         "cat": "cat",
     }
 )
-# Eval-mode batch norms, whose output is shaped as their input (their two other outputs are empty in eval mode).
-_META_BATCH_NORMS = frozenset({"native_batch_norm", "_native_batch_norm_legit_no_training"})
 # Operators that only reshape, alias or copy: their output is their input, for the reader.
 _VIEWS = frozenset(
     {
@@ -122,6 +123,13 @@ class Trace:
 
 
 class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # TorchDispatchMode wraps a subclass's __torch_dispatch__ in torch._disable_dynamo unless this says no, and
+        # that wrapper imports torch._dynamo (about 3 s, longer than the whole trace) on the first operator.  A
+        # recorder never runs under torch.compile, so there is nothing for the wrapper to disable.
+        return False
+
     def __init__(self, params: Mapping[int, str], buffers: frozenset[int], module_stack: list[str]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._params = params
@@ -146,16 +154,11 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         name = func.overloadpacket.__name__
-        on_meta = bool(args) and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta"
-        out: Any
-        if on_meta and name in _META_BATCH_NORMS:
-            # Batch norm keeps the shape; PyTorch's meta kernel for it is a slow Python decomposition.
-            x = args[0]
-            out = (torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,)))
-        elif on_meta and name == "convolution" and not args[6]:
-            # PyTorch's meta kernel for convolution is Python too; the shape is the padding arithmetic.
-            out = _meta_conv(args[0], args[1], args[2], args[3], args[4], args[5], groups=int(args[8]))
-        else:
+        out: Any = None
+        shaper = _META_SHAPES.get(func)
+        if shaper is not None and all(t.device.type == "meta" for t in _tensors(args, kwargs)):
+            out = shaper(*args, **kwargs)
+        if out is None:
             out = func(*args, **kwargs)
         inputs: list[int] = []
         params: list[str] = []
@@ -186,14 +189,20 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         return out
 
 
-def _meta_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: Any, padding: Any, dilation: Any, groups: int
-) -> torch.Tensor:
-    """The output of a 2-d convolution on meta tensors, with the checks PyTorch's kernel makes."""
-    if x.dim() != 4 or weight.dim() != 4:
-        raise RuntimeError(
-            f"expected a 4-d input and weight for conv2d, got {tuple(x.shape)} and {tuple(weight.shape)}"
-        )
+# Output shapes of the operators a ResNet runs, on meta tensors.  PyTorch's own meta kernels for these are Python
+# decompositions: slow for a 1202-layer net, and the first ones called import torch._dynamo and sympy (about 3 s
+# together, more than a ResNet-152's whole trace).  Each function takes the operator's arguments and returns its
+# output, or None to leave the operator to PyTorch; tests/test_trace.py checks each against PyTorch's kernel.
+
+
+def _meta_convolution(
+    x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool,
+    output_padding: Any, groups: int,
+) -> torch.Tensor | None:  # fmt: skip
+    """``aten.convolution`` in two dimensions, with the checks PyTorch's kernel makes; the shape is the arithmetic."""
+    if transposed or x.dim() != 4 or weight.dim() != 4:
+        return None
+    groups = int(groups)
     if x.shape[1] != weight.shape[1] * groups:
         raise RuntimeError(
             f"Given groups={groups}, weight of size {list(weight.shape)}, expected input{list(x.shape)} to have "
@@ -208,6 +217,87 @@ def _meta_conv(
         raise RuntimeError(f"conv2d output size {size} is too small for input {tuple(x.shape)} and weight "
                            f"{tuple(weight.shape)}")  # fmt: skip
     return torch.empty((x.shape[0], weight.shape[0], *size), device="meta", dtype=x.dtype)
+
+
+def _meta_batch_norm(x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, ...]:
+    """``aten.native_batch_norm`` and ``_native_batch_norm_legit_no_training``: the input's shape, and two (C,)."""
+    channels = (int(x.shape[1]),) if x.dim() > 1 else (0,)
+    # torch.empty, not empty_like: on meta, empty_like is a Python reference that imports sympy (about 0.6 s).
+    return tuple(torch.empty(shape, device="meta", dtype=x.dtype) for shape in (x.shape, channels, channels))
+
+
+def _meta_max_pool2d_with_indices(
+    x: torch.Tensor, kernel_size: Any, stride: Any = (), padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``aten.max_pool2d_with_indices`` on a 4-d input, with the checks PyTorch's kernel makes."""
+    if x.dim() != 4:
+        return None
+    kernel = _pair(kernel_size)
+    strides = _pair(stride) if _ints(stride) else kernel
+    pads, dilations = _pair(padding), _pair(dilation)
+    if any(p > k // 2 for k, p in zip(kernel, pads, strict=True)):
+        raise RuntimeError(f"pad should be smaller than or equal to half of kernel size, but got padding {pads} for "
+                           f"kernel size {kernel}")  # fmt: skip
+    size = [conv_output_size(int(x.shape[2 + i]), kernel[i], strides[i], pads[i], dilations[i], bool(ceil_mode))
+            for i in range(2)]  # fmt: skip
+    if min(size) < 1:
+        raise RuntimeError(f"Given input size: {tuple(x.shape[1:])}. Calculated output size: "
+                           f"{(x.shape[1], *size)}. Output size is too small")  # fmt: skip
+    shape = (x.shape[0], x.shape[1], *size)
+    return torch.empty(shape, device="meta", dtype=x.dtype), torch.empty(shape, device="meta", dtype=torch.int64)
+
+
+def _meta_add_(x: torch.Tensor, other: Any, *, alpha: Any = 1) -> torch.Tensor:
+    """``aten.add_.Tensor`` (``out += identity``): ``x`` itself, once ``other`` broadcasts to its shape."""
+    if isinstance(other, torch.Tensor):
+        ours, theirs = tuple(x.shape), tuple(other.shape)
+        padded = (1,) * (len(ours) - len(theirs)) + theirs
+        if len(theirs) > len(ours) or any(b not in (1, a) for a, b in zip(ours, padded, strict=True)):
+            raise RuntimeError(f"output with shape {list(ours)} doesn't match the broadcast shape of {list(ours)} and "
+                               f"{list(theirs)}")  # fmt: skip
+    return x
+
+
+def _meta_mean(x: torch.Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> torch.Tensor:
+    """``aten.mean.dim`` (the global average pool); no ``dim``, or an empty one, reduces every dimension."""
+    named = _ints(dim) if dim is not None else ()
+    if any(not -x.dim() <= d < x.dim() for d in named):
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-x.dim()}, {x.dim() - 1}], but got "
+                         f"{list(named)})")  # fmt: skip
+    dims = {d % x.dim() for d in named} or set(range(x.dim()))
+    if len(dims) < len(named):
+        raise RuntimeError(f"a dim appears multiple times in the list of dims {list(named)}")
+    shape = [1 if i in dims else n for i, n in enumerate(x.shape) if keepdim or i not in dims]
+    return torch.empty(shape, device="meta", dtype=dtype or x.dtype)
+
+
+def _meta_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    """``aten.mm`` (a linear layer without bias), with PyTorch's check and message."""
+    if a.dim() != 2 or b.dim() != 2:
+        return None
+    if a.shape[1] != b.shape[0]:
+        raise RuntimeError(f"a and b must have same reduction dim, but got {list(a.shape)} X {list(b.shape)}.")
+    return torch.empty((a.shape[0], b.shape[1]), device="meta", dtype=a.dtype)
+
+
+def _meta_addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, **scales: Any) -> torch.Tensor | None:
+    """``aten.addmm`` (a linear layer with bias): ``mm``'s shape."""
+    return _meta_mm(a, b)
+
+
+_aten = torch.ops.aten
+_META_SHAPES: Mapping[Any, Callable[..., Any]] = MappingProxyType(
+    {
+        _aten.convolution.default: _meta_convolution,
+        _aten.native_batch_norm.default: _meta_batch_norm,
+        _aten._native_batch_norm_legit_no_training.default: _meta_batch_norm,
+        _aten.max_pool2d_with_indices.default: _meta_max_pool2d_with_indices,
+        _aten.add_.Tensor: _meta_add_,
+        _aten.mean.dim: _meta_mean,
+        _aten.mm.default: _meta_mm,
+        _aten.addmm.default: _meta_addmm,
+    }
+)
 
 
 def _tensors(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Iterator[torch.Tensor]:
@@ -234,6 +324,12 @@ def _kind(name: str, inputs: list[int]) -> str:
 
 def _ints(value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),)
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    """A pooling argument given as one int or as (height, width)."""
+    ints = _ints(value)
+    return (ints[0], ints[-1])
 
 
 def _attrs(kind: str, name: str, args: tuple[Any, ...], out: torch.Tensor) -> Mapping[str, Any]:

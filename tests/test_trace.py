@@ -1,0 +1,149 @@
+"""The tracer's own shape functions agree with PyTorch's meta kernels, and tracing stays off torch's compiler stack.
+
+``trace_model`` computes the output of the operators a ResNet runs (convolution, batch norm, max pool, mean,
+``mm``/``addmm``, ``add_``) itself, because PyTorch's meta kernels for them are Python that imports
+``torch._dynamo`` and sympy (seconds of start-up for ``tools/compare.py``).  The oracle here is PyTorch: the
+same module run on the meta device outside the tracer, which uses PyTorch's kernels.  For every drawn argument
+either both refuse the input or both give the same shape.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from hypothesis import example, given
+from hypothesis import strategies as st
+from strategies import ConvArgs, PoolArgs, conv_args, pool_args
+from torch import nn
+
+from resnet_spec.trace import TraceError, trace_model
+
+
+class _Functional(nn.Module):
+    """``fn(x, *parameters)``: one operator under test, with its parameters owned by a module."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], *shapes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(shape, device="meta")) for shape in shapes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x, *self.weights)
+
+
+def _check_against_pytorch(module: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """The traced output shape is PyTorch's meta output shape; a refused input is refused by both."""
+    try:
+        expected: tuple[int, ...] | None = tuple(module(torch.empty(input_shape, device="meta")).shape)
+    except RuntimeError:
+        expected = None
+    try:
+        trace = trace_model(module, input_shape)
+    except TraceError:
+        found = None
+    else:
+        producer = trace.producer(trace.output)
+        found = None if producer is None else producer.shape
+    assert found == expected, f"traced {found}, PyTorch's meta kernels give {expected} (None: refused)"
+
+
+@given(conv_args(), st.integers(1, 3), st.integers(1, 3), st.booleans())
+def test_convolution_shape_matches_pytorch(args: ConvArgs, groups: int, per_group: int, bias: bool) -> None:
+    in_channels, out_channels = groups * per_group, groups * 2
+    shapes = [(out_channels, per_group, args.kernel, args.kernel)] + ([(out_channels,)] if bias else [])
+    module = _Functional(
+        lambda x, w, *b: F.conv2d(x, w, b[0] if b else None, args.stride, args.padding, args.dilation, groups),
+        *shapes,
+    )
+    _check_against_pytorch(module, (2, in_channels, args.height, args.width))
+
+
+@given(conv_args(), st.integers(1, 4))
+def test_convolution_with_the_wrong_channel_count_is_refused_like_pytorch(args: ConvArgs, channels: int) -> None:
+    module = _Functional(lambda x, w: F.conv2d(x, w, None, args.stride, args.padding), (4, 3, args.kernel, args.kernel))
+    _check_against_pytorch(module, (1, channels, args.height, args.width))
+
+
+@given(pool_args())
+@example(PoolArgs(112, 112, 3, 2, 0, 1, True))  # Caffe's pool1: 56 rounded up, 55 down
+def test_max_pool_shape_matches_pytorch(args: PoolArgs) -> None:
+    module = _Functional(
+        lambda x: F.max_pool2d(x, args.kernel, args.stride, args.padding, args.dilation, ceil_mode=args.ceil_mode)
+    )
+    _check_against_pytorch(module, (2, 3, args.height, args.width))
+
+
+@given(st.integers(1, 7), st.integers(0, 4), st.integers(1, 3))
+def test_max_pool_padding_over_half_the_kernel_is_refused(kernel: int, padding: int, dilation: int) -> None:
+    module = _Functional(lambda x: F.max_pool2d(x, kernel, 1, padding, dilation))
+    _check_against_pytorch(module, (1, 2, 20, 20))
+
+
+@given(
+    st.lists(st.integers(1, 5), min_size=3, max_size=3),
+    st.lists(st.integers(-4, 3), max_size=4, unique=True),
+    st.booleans(),
+)
+@example([4, 2, 2], [3, -1], False)  # the same dim twice: refused
+def test_mean_shape_matches_pytorch(shape: list[int], dims: list[int], keepdim: bool) -> None:
+    """Any dims of a 4-d input, negative ones and the same dim named twice (-1 and 3) included."""
+    module = _Functional(lambda x: x.mean(dims, keepdim=keepdim))
+    _check_against_pytorch(module, (2, *shape))
+
+
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6), st.booleans())
+@example(1, 4, 3, False)  # 4 features into a 3-feature weight: refused
+def test_linear_shape_matches_pytorch(batch: int, features: int, weight_features: int, bias: bool) -> None:
+    shapes = [(5, weight_features)] + ([(5,)] if bias else [])
+    module = _Functional(lambda x, w, *b: F.linear(torch.flatten(x, 1), w, b[0] if b else None), *shapes)
+    _check_against_pytorch(module, (batch, features, 1, 1))
+
+
+@given(st.lists(st.integers(1, 3), min_size=4, max_size=4), st.lists(st.integers(1, 3), min_size=1, max_size=5))
+@example([1, 2, 3, 3], [2, 1, 1])  # broadcasts: channels
+@example([1, 2, 3, 3], [1, 3, 1, 1])  # does not broadcast to the output's shape
+def test_in_place_add_shape_matches_pytorch(shape: list[int], other: list[int]) -> None:
+    def add_(x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        y += torch.zeros(other, device=x.device)  # a factory tensor: an operand that is not an activation
+        return y
+
+    _check_against_pytorch(_Functional(add_), tuple(shape))
+
+
+@given(st.integers(1, 3), st.integers(1, 4), st.booleans())
+def test_batch_norm_shape_matches_pytorch(batch: int, channels: int, training: bool) -> None:
+    def bn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        stats = torch.zeros(channels, device=x.device)
+        return F.batch_norm(x, stats, stats.clone(), weight, bias, training=training)
+
+    _check_against_pytorch(_Functional(bn, (channels,), (channels,)), (batch, channels, 5, 5))
+
+
+def test_tracing_a_resnet_imports_neither_dynamo_nor_sympy() -> None:
+    """PyTorch's Python meta kernels import torch._dynamo and sympy on first use; the tracer must not reach them.
+
+    Run in a fresh interpreter, since another test in this worker may already have imported either.
+    """
+    code = textwrap.dedent(
+        """
+        import sys
+        import torch
+        from resnet_spec import load_spec
+        from resnet_spec.diff import compare_model
+        from resnet_spec.model import build
+        before = set(sys.modules)
+        for name in ("resnet152", "resnet110"):
+            spec = load_spec(name)
+            assert compare_model(build(spec, device="meta"), spec).conformant, name
+        print(sorted({"torch._dynamo", "sympy"} & (set(sys.modules) - before)))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"modules the trace imported: {result.stdout.strip()}"
