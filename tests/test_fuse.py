@@ -382,3 +382,28 @@ def test_bench_summary_arithmetic() -> None:
     assert summary["round_ratios"] == [2.0, 4.0, 1.0]
     assert summary["ratio_median"] == 2.0
     assert summary["ratio_best"] == 4.0 / 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # ResNet-18 at 32x32: 32 -> 16 (conv1) -> 8 (pool) -> 8, 4, 2, 1 (stages); one sample leaves 1x1x1 per channel.
+        (["--depth", "18", "--batch", "1", "--size", "32", "--modes", "train"], "more than one value per channel"),
+        (["--depth", "18", "--batch", "0"], "--batch: expected a positive integer"),
+        (["--depth", "18", "--modes", "eager,warp"], "unknown mode 'warp'"),
+        (["--depth", "18", "--modes", "fp16"], "mode 'fp16' needs --device cuda"),
+    ],
+)
+def test_bench_refuses_bad_arguments_before_timing(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _bench()._parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_accepts_one_sample_when_the_last_stage_has_more_than_one_value() -> None:
+    """ResNet-18 at 64x64: the last stage is 64/32 = 2x2, so a single sample gives 4 values per channel."""
+    args = _bench()._parse_args(["--depth", "18", "--batch", "1", "--size", "64", "--modes", "train"])
+    assert args.modes == ["train"]

@@ -496,6 +496,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if args.device not in MODES[mode].devices:
             p.error(f"mode {mode!r} needs --device {' or '.join(MODES[mode].devices)}; got --device {args.device}")
+    spec = load_spec(depths[args.depth], variant=args.variant)
+    if args.size < spec.min_input_size():
+        p.error(f"--size {args.size}: {spec.name} needs an input of at least {spec.min_input_size()}x"
+                f"{spec.min_input_size()} (smaller inputs leave a row with no output)")  # fmt: skip
+    training = sorted(m for m in [*args.modes, args.profile] if m in ("train", "train_amp"))
+    last = spec.row_output_sizes(args.size)[spec.stages[-1].name]  # the smallest maps any batch norm sees
+    if training and args.batch * last[0] * last[1] < 2:
+        p.error(f"--modes {','.join(training)}: batch norm in training mode needs more than one value per channel, "
+                f"and --batch {args.batch} at --size {args.size} leaves {args.batch}x{last[0]}x{last[1]} at the last "
+                "stage; use --batch 2 or more, or a larger --size")  # fmt: skip
     return args
 
 
