@@ -35,6 +35,7 @@ from .spec import (
     list_specs,
     load_spec,
     load_table,
+    residual_depths,
     tables_dir,
 )
 
@@ -70,6 +71,7 @@ __all__ = [
     "load_table",
     "plain18",
     "plain34",
+    "residual_depths",
     "resnet18",
     "resnet20",
     "resnet32",

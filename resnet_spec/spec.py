@@ -38,6 +38,7 @@ __all__ = [
     "list_specs",
     "load_spec",
     "load_table",
+    "residual_depths",
     "shortcut_names",
     "tables_dir",
     "variant_names",
@@ -682,6 +683,25 @@ def list_specs(family: str | None = None) -> list[str]:
         if family is None or spec.family == family:
             names.append(name)
     return names
+
+
+def residual_depths(family: str) -> dict[int, str]:
+    """Depth -> name of each residual (not plain) entry of one family of the shipped tables, in depth order.
+
+    E.g. ``residual_depths("imagenet") == {18: "resnet18", ..., 152: "resnet152"}``.  Raises ``LookupError`` for an
+    unknown family, or when two residual entries of the family have the same depth (a depth would not name one).
+    """
+    if family not in families():
+        raise LookupError(f"unknown family {family!r}; expected one of {', '.join(families())}")
+    depths: dict[int, str] = {}
+    for name in list_specs(family):
+        spec = _registry()[name]
+        if not spec.shortcut.residual:
+            continue
+        if spec.depth in depths:
+            raise LookupError(f"{family}: entries {depths[spec.depth]!r} and {name!r} both have depth {spec.depth}")
+        depths[spec.depth] = name
+    return dict(sorted(depths.items()))
 
 
 def variant_names() -> tuple[str, ...]:

@@ -19,7 +19,8 @@ from facts import (
     TABLE1_REPEATS,
 )
 
-from resnet_spec import SpecError, list_specs, load_spec, load_table
+import resnet_spec.spec
+from resnet_spec import SpecError, list_specs, load_spec, load_table, residual_depths
 
 IMAGENET_DEPTHS = sorted(TABLE1_REPEATS)
 
@@ -71,6 +72,21 @@ def test_registry_lists_every_family() -> None:
     assert {"plain18", "plain34"} <= set(names)
     assert {f"resnet{d}" for d in CIFAR_N} <= set(names)
     assert list_specs("cifar10") and set(list_specs("cifar10")) < set(names)
+
+
+def test_residual_depths_name_each_family_by_depth_without_the_plain_nets() -> None:
+    """Table 1's five depths and Sec. 4.2's 6n+2 depths, each its resnetN; plain-18/34 and plain-20.. are left out."""
+    assert residual_depths("imagenet") == {d: f"resnet{d}" for d in sorted(IMAGENET_DEPTHS)}
+    assert residual_depths("cifar10") == {6 * n + 2: f"resnet{6 * n + 2}" for n in sorted(CIFAR_N.values())}
+    with pytest.raises(LookupError, match="unknown family 'imagenet22k'; expected one of cifar10, imagenet"):
+        residual_depths("imagenet22k")
+
+
+def test_residual_depths_refuses_a_depth_two_entries_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    twin = load_spec("resnet18")
+    monkeypatch.setattr(resnet_spec.spec, "_registry", lambda: {"resnet18": twin, "my_resnet18": twin})
+    with pytest.raises(LookupError, match="entries 'resnet18' and 'my_resnet18' both have depth 18"):
+        residual_depths("imagenet")
 
 
 @pytest.mark.parametrize("name", list_specs())

@@ -41,7 +41,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from resnet_spec import ResNet, build, list_specs, load_spec
+from resnet_spec import ResNet, build, load_spec, residual_depths
 from resnet_spec.fuse import fuse_for_inference
 
 Step = Callable[[], Tensor]
@@ -123,16 +123,6 @@ def _loadavg() -> list[float] | None:
 
 # ----------------------------------------------------------------------------------------------------------------
 # The two networks
-
-
-def imagenet_depths() -> dict[int, str]:
-    """Depth -> registry name of every residual ImageNet entry of the tables (the networks torchvision also has)."""
-    depths = {}
-    for name in list_specs():
-        spec = load_spec(name)
-        if spec.family == "imagenet" and spec.shortcut.residual:
-            depths[spec.depth] = name
-    return depths
 
 
 def randomise_bn(model: nn.Module, seed: int) -> None:
@@ -365,7 +355,7 @@ def run_benchmark(
     log: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
     """Every requested mode's figures, as a JSON-able dict (see :func:`render`)."""
-    name = imagenet_depths()[depth]
+    name = residual_depths("imagenet")[depth]
     ours, theirs = make_pair(name, variant)
     ours, theirs = ours.to(device), theirs.to(device)
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
@@ -455,7 +445,7 @@ def _usable_cpus() -> int:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    depths = imagenet_depths()
+    depths = residual_depths("imagenet")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--depth", type=int, default=50, choices=sorted(depths), help="ImageNet depth (default 50)")
     p.add_argument("--variant", default="v1.5", choices=("v1.5", "v1"), help="ours: v1.5 (torchvision's, default)")
@@ -514,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or _usable_cpus())
     device = torch.device(args.device)
     if args.profile:
-        ours, theirs = make_pair(imagenet_depths()[args.depth], args.variant)
+        ours, theirs = make_pair(residual_depths("imagenet")[args.depth], args.variant)
         x = torch.randn(args.batch, 3, args.size, args.size).to(device)
         ours_step, theirs_step = prepare(args.profile, ours.to(device), theirs.to(device), x)
         print(profile_report(args.profile, ours_step, theirs_step))

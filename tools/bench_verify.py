@@ -37,9 +37,9 @@ YARDSTICK = [sys.executable, "-c", "import torch"]
 
 def table_depths() -> list[int]:
     """Every depth of a residual table entry (ImageNet and CIFAR), from the registry."""
-    from resnet_spec import list_specs, load_spec
+    from resnet_spec import families, residual_depths
 
-    return sorted({load_spec(name).depth for name in list_specs() if load_spec(name).shortcut.residual})
+    return sorted({depth for family in families() for depth in residual_depths(family)})
 
 
 def timed_run(argv: list[str], cwd: Path) -> tuple[float, int, str]:

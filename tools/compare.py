@@ -122,20 +122,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _name_for_depth(depth: int, family: str | None) -> str:
     """The residual table entry with ``depth`` weighted layers (in ``family`` when given)."""
-    from resnet_spec import families, list_specs, load_spec
+    from resnet_spec import families, residual_depths
 
-    if family is not None and family not in families():
-        raise LookupError(f"unknown family {family!r}; expected one of {', '.join(families())}")
-    matches = [
-        name for name in list_specs(family) if load_spec(name).depth == depth and load_spec(name).shortcut.residual
-    ]
+    by_family = {f: residual_depths(f) for f in ([family] if family is not None else families())}  # LookupError
+    matches = {f: depths[depth] for f, depths in by_family.items() if depth in depths}
     if not matches:
-        known = sorted({load_spec(n).depth for n in list_specs(family) if load_spec(n).shortcut.residual})
+        known = sorted({d for depths in by_family.values() for d in depths})
         raise LookupError(f"no table entry has depth {depth}; known depths: {', '.join(map(str, known))}")
-    found_in = sorted({load_spec(name).family for name in matches})
-    if len(found_in) > 1:
-        raise LookupError(f"depth {depth} is in several families ({', '.join(found_in)}): pass --family")
-    return matches[0]
+    if len(matches) > 1:
+        raise LookupError(f"depth {depth} is in several families ({', '.join(sorted(matches))}): pass --family")
+    return next(iter(matches.values()))
 
 
 if __name__ == "__main__":

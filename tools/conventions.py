@@ -56,27 +56,15 @@ class ConventionRow:
         return all(a == m for a, m in measured) if measured else None
 
 
-def imagenet_depths() -> dict[int, str]:
-    """Depth -> table entry name for the residual networks of the ImageNet table."""
-    from resnet_spec import list_specs, load_spec
-
-    depths = {}
-    for name in list_specs("imagenet"):
-        spec = load_spec(name)
-        if spec.shortcut.residual:
-            depths[spec.depth] = name
-    return dict(sorted(depths.items()))
-
-
 def convention_rows(
     depths: Sequence[int], variants: Sequence[str], input_size: int, measured: bool = True
 ) -> list[ConventionRow]:
     """The figures for each (depth, variant): analytic always, measured by the three tools when ``measured``."""
-    from resnet_spec import build, load_spec
+    from resnet_spec import build, load_spec, residual_depths
     from resnet_spec.counting import count
     from resnet_spec.measure import materialize, measure
 
-    names = imagenet_depths()
+    names = residual_depths("imagenet")
     rows = []
     for depth in depths:
         for variant in variants:
@@ -174,8 +162,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from resnet_spec import residual_depths
+
     args = _parser().parse_args(argv)
-    known = imagenet_depths()
+    known = residual_depths("imagenet")
     depths = args.depth or list(known)
     unknown = [d for d in depths if d not in known]
     if unknown:

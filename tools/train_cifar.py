@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from resnet_spec import build, list_specs, load_spec
+from resnet_spec import build, load_spec, residual_depths
 
-__all__ = ["PAPER", "Recipe", "augment", "cifar_depths", "learning_rate", "main", "train"]
+__all__ = ["PAPER", "Recipe", "augment", "learning_rate", "main", "train"]
 
 
 @dataclass(frozen=True)
@@ -96,16 +96,6 @@ def augment(images: Tensor, generator: torch.Generator, recipe: Recipe = PAPER) 
     return torch.stack(crops)  # (N, C, crop, crop)
 
 
-def cifar_depths() -> dict[int, str]:
-    """The residual CIFAR-10 networks of the tables, by depth: ``{20: "resnet20", ..., 1202: "resnet1202"}``."""
-    depths: dict[int, str] = {}
-    for name in list_specs("cifar10"):
-        spec = load_spec(name)
-        if spec.shortcut.residual:
-            depths[spec.depth] = name
-    return dict(sorted(depths.items()))
-
-
 def train(
     depth: int = 20,
     steps: int = 20,
@@ -122,7 +112,7 @@ def train(
     classes) and the initial weights come from ``seed``; the caller's global random state is left as it was.
     Each entry of the result is the cross-entropy of the batch before that step's update.
     """
-    names = cifar_depths()
+    names = residual_depths("cifar10")
     if depth not in names:
         raise ValueError(f"train: expected a CIFAR-10 depth of the tables ({', '.join(map(str, names))}), got {depth}")
     if steps < 1 or batch < 1:
@@ -179,7 +169,7 @@ def _learning_rate_arg(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (0: the loss decreased, 1: it did not)."""
-    depths = cifar_depths()
+    depths = residual_depths("cifar10")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--depth", type=int, default=20, choices=list(depths), help="network depth 6n+2 (default 20)")
     parser.add_argument(
