@@ -1,4 +1,4 @@
-"""Figures transcribed from ../shared/FACTS.md (the paper and the exact counts), for tests to check against.
+"""Figures transcribed from FACTS.md beside this file (the papers and the exact counts), for tests to check against.
 
 Nothing here is computed by resnet_spec: every number is copied from FACTS.md, with its source.
 """

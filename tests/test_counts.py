@@ -1,4 +1,4 @@
-"""Counts (issue 3, items 3, 4 and 6): the analytic counts of resnet_spec.counting against FACTS.md and against three
+"""Counts: the analytic counts of resnet_spec.counting against FACTS.md and against three
 tools that measure a built model (torch's FlopCounterMode, fvcore, torchinfo), for every table entry.
 
 Expected numbers come from tests/facts.py (FACTS.md) or from arithmetic written here; the measuring tools are
