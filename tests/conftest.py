@@ -1,8 +1,11 @@
-"""Shared test configuration: hypothesis profiles and the CUDA marker."""
+"""Shared test configuration: hypothesis profiles, one torch thread, a private compiler cache, the CUDA marker."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -23,6 +26,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 # One intra-op thread per process: pytest-xdist already runs one worker per core, and torch's own threads would
 # spin-wait against each other on a 2-core machine (measured: a property file went from ~80 s to ~1100 s).
 torch.set_num_threads(1)
+
+# torch.compile's caches (Inductor's, and Triton's on a GPU) live in one directory per test process, made here and
+# removed at exit: an artifact left in the machine-wide default (/tmp/torchinductor_<user>) by another process, or a
+# truncated one, must not decide whether the compile tests pass.  Set before any compile; read by Inductor per call.
+COMPILER_CACHE = tempfile.mkdtemp(prefix="resnet-spec-compiler-cache-")
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(COMPILER_CACHE, "inductor")
+os.environ["TRITON_CACHE_DIR"] = os.path.join(COMPILER_CACHE, "triton")
+atexit.register(shutil.rmtree, COMPILER_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

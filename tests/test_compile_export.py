@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import pickle
 from pathlib import Path
 
@@ -37,12 +38,12 @@ def _assert_close_to_scale(found: torch.Tensor, expected: torch.Tensor, toleranc
     assert error <= tolerance * scale, f"max |difference| {error:.3g} > {tolerance:g} x output scale {scale:.3g}"
 
 
-def _compile_and_compare(name: str, size: int) -> None:
+def _compile_and_compare(name: str, size: int, backend: str = "inductor") -> None:
     torch.manual_seed(0)
     torch._dynamo.reset()
     model = build(name).eval()
     x = torch.randn(2, 3, size, size)
-    compiled = torch.compile(model, fullgraph=True)  # fullgraph: any graph break is an error
+    compiled = torch.compile(model, fullgraph=True, backend=backend)  # fullgraph: any graph break is an error
     with torch.no_grad():
         expected, found = model(x), compiled(x)
     _assert_close_to_scale(found, expected, COMPILE_TOLERANCE)
@@ -50,12 +51,24 @@ def _compile_and_compare(name: str, size: int) -> None:
 
 def test_resnet18_compiles_to_one_graph_and_matches_eager() -> None:
     _compile_and_compare("resnet18", 64)
+    # The compile used this test process's own cache (tests/conftest.py), not the machine-wide default.
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+
+    private = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    assert Path(cache_dir()) == private and private != Path(default_cache_dir()), (cache_dir(), default_cache_dir())
+    assert private.is_dir() and any(private.iterdir()), f"expected Inductor artifacts in {private}"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("depth", [d for d in sorted(PARAMS_B) if d != 18])
-def test_every_imagenet_depth_compiles_to_one_graph_and_matches_eager(depth: int) -> None:
-    _compile_and_compare(f"resnet{depth}", 64)
+def test_every_imagenet_depth_is_captured_as_one_graph(depth: int) -> None:
+    """Dynamo captures every depth whole (``fullgraph``); Inductor's code for the same blocks is checked at 18.
+
+    The deeper networks repeat ResNet-18/50's blocks at other widths, so what depth adds is capture (one graph, no
+    break), checked here with dynamo's ``eager`` backend; generating C++ for ResNet-152 on two cores would take
+    a minute and test Inductor rather than the model.
+    """
+    _compile_and_compare(f"resnet{depth}", 64, backend="eager")
 
 
 def test_dynamo_captures_the_zero_pad_shortcut_in_one_graph() -> None:
