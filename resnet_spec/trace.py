@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .arithmetic import conv_output_size
 
-__all__ = ["Op", "Trace", "TraceError", "trace_model"]
+__all__ = ["Op", "Trace", "TraceError", "record_values", "trace_model"]
 
 
 class TraceError(RuntimeError):
@@ -93,6 +93,10 @@ class Op:
     params: tuple[str, ...]  # names of the parameters used
     module: str  # the innermost module running when the op was dispatched ("" for the model itself)
     attrs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    buffers: tuple[str, ...] = ()  # names of the buffers used (running statistics), as `params` for parameters
+    # Per positional argument: the parameter or buffer it is (or a view of), else "".  Says each tensor's role in
+    # the operator (batch norm's weight, bias, running mean and variance), which weight transfer needs.
+    arg_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,14 +134,16 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         # recorder never runs under torch.compile, so there is nothing for the wrapper to disable.
         return False
 
-    def __init__(self, params: Mapping[int, str], buffers: frozenset[int], module_stack: list[str]) -> None:
+    def __init__(self, params: Mapping[int, str], buffers: Mapping[int, str], module_stack: list[str]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._params = params
         self._buffers = buffers
         self._module_stack = module_stack
         self._values: dict[int, int] = {}  # id(tensor) -> current value
-        self._param_views: dict[int, tuple[str, ...]] = {}  # id(tensor) -> parameters it is a view of
+        # id(tensor) -> (parameters, buffers) it is a view of (or computed from alone, e.g. running_var + eps)
+        self._param_views: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._keep: list[torch.Tensor] = []  # keeps tensors alive so that their ids stay unique
+        self.tensors: dict[int, torch.Tensor] = {}  # value -> tensor (what record_values returns)
         self.ops: list[Op] = []
         self.next_value = 0
 
@@ -146,7 +152,20 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.next_value += 1
         self._values[id(tensor)] = value
         self._keep.append(tensor)
+        self.tensors[value] = tensor
         return value
+
+    def _name(self, arg: Any) -> str:
+        """The parameter or buffer ``arg`` is, or a view of; "" for anything else."""
+        if not isinstance(arg, torch.Tensor):
+            return ""
+        key = id(arg)
+        if key in self._params:
+            return self._params[key]
+        if key in self._buffers:
+            return self._buffers[key]
+        names = sum(self._param_views.get(key, ((), ())), ())
+        return names[0] if len(names) == 1 else ""
 
     def value_of(self, tensor: torch.Tensor) -> int | None:
         return self._values.get(id(tensor))
@@ -162,13 +181,15 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
             out = func(*args, **kwargs)
         inputs: list[int] = []
         params: list[str] = []
+        buffers: list[str] = []
         for arg in _tensors(args, kwargs):
             if id(arg) in self._params:
                 params.append(self._params[id(arg)])
-            elif id(arg) in self._param_views:
-                params.extend(self._param_views[id(arg)])
             elif id(arg) in self._buffers:
-                continue
+                buffers.append(self._buffers[id(arg)])
+            elif id(arg) in self._param_views:
+                params.extend(self._param_views[id(arg)][0])
+                buffers.extend(self._param_views[id(arg)][1])
             else:
                 value = self.value_of(arg)
                 if value is not None:
@@ -176,15 +197,18 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         first = out[0] if isinstance(out, (tuple, list)) and out else out
         if not isinstance(first, torch.Tensor):
             return out
-        if not inputs and params:  # e.g. fc.weight.t(): a view of a parameter, not an activation
-            self._param_views[id(first)] = tuple(params)
-            self._keep.append(first)
+        if not inputs and (params or buffers):  # e.g. fc.weight.t(): a view of a parameter, not an activation
+            if id(first) not in self._params and id(first) not in self._buffers:  # not an in-place update
+                self._param_views[id(first)] = (tuple(params), tuple(buffers))
+                self._keep.append(first)
             return out
         kind = _kind(name, inputs)
         attrs = _attrs(kind, name, args, first)
         output = self.new_value(first)
         module = self._module_stack[-1] if self._module_stack else ""
-        op = Op(len(self.ops), kind, str(func), tuple(inputs), output, tuple(first.shape), tuple(params), module, attrs)
+        arg_names = tuple(self._name(arg) for arg in args) if params or buffers else ()
+        op = Op(len(self.ops), kind, str(func), tuple(inputs), output, tuple(first.shape), tuple(params), module, attrs,
+                tuple(buffers), arg_names)  # fmt: skip
         self.ops.append(op)
         return out
 
@@ -417,25 +441,41 @@ def trace_model(
     """
     if len(input_shape) != 4 or any(not isinstance(n, int) or n < 1 for n in input_shape):
         raise ValueError(f"trace_model: expected an input shape (N, C, H, W) of positive integers, got {input_shape}")
-    meta = to_meta(model)
-    was_training = meta.training
-    meta.eval()
-    params = {id(p): name for name, p in meta.named_parameters(remove_duplicate=False)}
-    numel = {name: p.numel() for name, p in meta.named_parameters()}
-    buffers = frozenset(id(b) for b in meta.buffers())
+    trace, _ = _record(to_meta(model), torch.empty(input_shape, device="meta"), forward, train=False)
+    return trace
+
+
+def record_values(model: nn.Module, x: torch.Tensor, train: bool = False) -> tuple[Trace, Mapping[int, torch.Tensor]]:
+    """Run ``model`` on ``x`` where both are (no copy, real values) and record its trace and every value's tensor.
+
+    ``train`` runs it in train mode (batch norm on batch statistics, which updates the running statistics).  The
+    model's mode is restored afterwards.  Raises :class:`TraceError` when the forward pass fails.
+    """
+    return _record(model, x, None, train=train)
+
+
+def _record(
+    model: nn.Module, x: torch.Tensor, forward: Callable[[nn.Module, torch.Tensor], Any] | None, train: bool
+) -> tuple[Trace, Mapping[int, torch.Tensor]]:
+    was_training = model.training
+    model.train(train)
+    params = {id(p): name for name, p in model.named_parameters(remove_duplicate=False)}
+    numel = {name: p.numel() for name, p in model.named_parameters()}
+    buffers = {id(b): name for name, b in model.named_buffers(remove_duplicate=False)}
     stack: list[str] = []
     recorder = _Recorder(params, buffers, stack)
-    x = torch.empty(input_shape, device="meta")
     input_value = recorder.new_value(x)
+    input_shape = tuple(x.shape)
     try:
-        with torch.no_grad(), _module_names(meta, stack), recorder:
-            out = forward(meta, x) if forward is not None else meta(x)
+        with torch.no_grad(), _module_names(model, stack), recorder:
+            out = forward(model, x) if forward is not None else model(x)
     except Exception as e:  # report any forward failure the same way
         raise TraceError(
-            f"the model's forward pass failed on a meta input of shape {tuple(input_shape)}: {type(e).__name__}: {e}"
+            f"the model's forward pass failed on a {x.device.type} input of shape {input_shape}: "
+            f"{type(e).__name__}: {e}"
         ) from e
     finally:
-        meta.train(was_training)
+        model.train(was_training)
     if not isinstance(out, torch.Tensor):
         raise TraceError(f"expected the forward pass to return a tensor of logits, got {type(out).__name__}")
     output_value = recorder.value_of(out)
@@ -448,13 +488,14 @@ def trace_model(
         for value in op.inputs:
             consumers.setdefault(value, []).append(op.index)
     used = frozenset(name for op in recorder.ops for name in op.params)
-    return Trace(
+    trace = Trace(
         ops=tuple(recorder.ops),
         input=input_value,
         output=output_value,
-        input_shape=tuple(input_shape),
+        input_shape=input_shape,
         params=MappingProxyType(numel),
         used_params=used,
         producers=MappingProxyType(producers),
         consumers=MappingProxyType({k: tuple(v) for k, v in consumers.items()}),
     )
+    return trace, MappingProxyType(recorder.tensors)
