@@ -134,8 +134,11 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         # recorder never runs under torch.compile, so there is nothing for the wrapper to disable.
         return False
 
-    def __init__(self, params: Mapping[int, str], buffers: Mapping[int, str], module_stack: list[str]) -> None:
+    def __init__(
+        self, params: Mapping[int, str], buffers: Mapping[int, str], module_stack: list[str], keep_values: bool = False
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        self._keep_values = keep_values  # keep each value as computed, though an in-place op later overwrites it
         self._params = params
         self._buffers = buffers
         self._module_stack = module_stack
@@ -174,6 +177,11 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         kwargs = kwargs or {}
         name = func.overloadpacket.__name__
         out: Any = None
+        if self._keep_values and func._schema.is_mutable:
+            for arg in _tensors(args, kwargs):
+                value = self.value_of(arg)
+                if value is not None:
+                    self.tensors[value] = arg.clone()
         shaper = _META_SHAPES.get(func)
         if shaper is not None and all(t.device.type == "meta" for t in _tensors(args, kwargs)):
             out = shaper(*args, **kwargs)
@@ -451,11 +459,15 @@ def record_values(model: nn.Module, x: torch.Tensor, train: bool = False) -> tup
     ``train`` runs it in train mode (batch norm on batch statistics, which updates the running statistics).  The
     model's mode is restored afterwards.  Raises :class:`TraceError` when the forward pass fails.
     """
-    return _record(model, x, None, train=train)
+    return _record(model, x, None, train=train, keep_values=True)
 
 
 def _record(
-    model: nn.Module, x: torch.Tensor, forward: Callable[[nn.Module, torch.Tensor], Any] | None, train: bool
+    model: nn.Module,
+    x: torch.Tensor,
+    forward: Callable[[nn.Module, torch.Tensor], Any] | None,
+    train: bool,
+    keep_values: bool = False,
 ) -> tuple[Trace, Mapping[int, torch.Tensor]]:
     was_training = model.training
     model.train(train)
@@ -463,7 +475,7 @@ def _record(
     numel = {name: p.numel() for name, p in model.named_parameters()}
     buffers = {id(b): name for name, b in model.named_buffers(remove_duplicate=False)}
     stack: list[str] = []
-    recorder = _Recorder(params, buffers, stack)
+    recorder = _Recorder(params, buffers, stack, keep_values)
     input_value = recorder.new_value(x)
     input_shape = tuple(x.shape)
     try:
