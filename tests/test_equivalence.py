@@ -1,0 +1,228 @@
+"""Functional equivalence: the subject's weights in the reference, row by row, in eval and train mode.
+
+The oracles are independent implementations (torchvision; a CIFAR ResNet-20 written out in this file; the broken
+models of ``broken_resnets``) and what each defect must change: the row named here is where the paper's network
+and the defect first compute something different (a stride moved in conv3_1 changes conv3_x onwards).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from broken_resnets import Net
+from torch import Tensor, nn
+
+from resnet_spec import build, load_spec
+from resnet_spec.diff import compare_model
+from resnet_spec.equivalence import check_equivalence, equivalence_input, tolerance
+from resnet_spec.report import render, to_json
+
+
+class _HandBatchNorm(nn.Module):
+    """Batch norm by hand: batch statistics in train mode, running statistics in eval mode (no running update)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("var", torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            mean, var = x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), unbiased=False, keepdim=True)
+        else:
+            mean, var = self.mean.view(1, -1, 1, 1), self.var.view(1, -1, 1, 1)
+        return (x - mean) * torch.rsqrt(var + 1e-5) * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
+
+
+class Cifar20(nn.Module):
+    """ResNet-20 of Sec. 4.2 (3x3 convs, 16/32/64 channels, option A), written independently, with defects on knobs.
+
+    ``hand_bn``: every batch norm by hand; ``conv_classifier``: the classifier as a 1x1 conv before the pool; the
+    rest are the silent passes a structural reader alone lets through.
+    """
+
+    def __init__(
+        self,
+        hand_bn: bool = False,
+        conv_classifier: bool = False,
+        add_alpha: float = 1.0,
+        stem_scale: float = 1.0,
+        logits_scale: float = 1.0,
+        sigmoid: bool = False,
+    ) -> None:
+        super().__init__()
+        self.add_alpha, self.stem_scale, self.logits_scale, self.sigmoid = add_alpha, stem_scale, logits_scale, sigmoid
+        norm = _HandBatchNorm if hand_bn else nn.BatchNorm2d
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), norm(16))
+        self.units = nn.ModuleList()
+        channels = 16
+        for width in (16, 32, 64):
+            for index in range(3):
+                stride = 2 if index == 0 and width != 16 else 1
+                self.units.append(
+                    nn.ModuleList([nn.Conv2d(channels, width, 3, stride, 1, bias=False), norm(width),
+                                   nn.Conv2d(width, width, 3, 1, 1, bias=False), norm(width)])
+                )  # fmt: skip
+                channels = width
+        self.conv_classifier = conv_classifier
+        self.head = nn.Conv2d(64, 10, 1) if conv_classifier else nn.Linear(64, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.stem(x)) * self.stem_scale
+        for conv_a, bn_a, conv_b, bn_b in self.units:  # type: ignore[misc]
+            out = bn_b(conv_b(F.relu(bn_a(conv_a(x)))))
+            shortcut = x[:, :, :: conv_a.stride[0], :: conv_a.stride[0]]
+            if shortcut.shape[1] != out.shape[1]:  # option A: zeros appended as the extra channels
+                shortcut = torch.cat([shortcut, shortcut.new_zeros(shortcut.shape)], 1)
+            x = F.relu(out.add_(shortcut, alpha=self.add_alpha))
+        if self.conv_classifier:
+            logits = self.head(x).mean((2, 3))
+        else:
+            logits = self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        logits = logits * self.logits_scale
+        return torch.sigmoid(logits) if self.sigmoid else logits
+
+
+def _meta(factory, **knobs):  # type: ignore[no-untyped-def]
+    with torch.device("meta"):
+        return factory(**knobs)
+
+
+def test_tolerance_and_input_follow_the_table() -> None:
+    spec = load_spec("resnet152")
+    # 16 * depth * K_max * 2**-53, with K_max = 3*3*512 (a conv5_x 3x3): arithmetic written out here
+    assert tolerance(spec) == pytest.approx(16 * 152 * 4608 * 2.0**-53)
+    n, c, h, w = equivalence_input(spec)
+    assert (n, c) == (2, 3) and h % 2 == 1 and w == h + 2
+    assert min(spec.row_output_sizes(h, w)["conv5_x"]) == 2  # the smallest odd size giving conv5_x at least 2x2
+    assert min(spec.row_output_sizes(h - 2, w - 2)["conv5_x"]) < 2
+
+
+def test_torchvision_resnet50_is_equivalent_to_v15_and_differs_from_v1_at_conv3() -> None:
+    model = _meta(torchvision.models.resnet50)
+    v15 = check_equivalence(model, load_spec("resnet50", variant="v1.5"))
+    assert v15.status == "equal", v15.reason
+    assert [r.row for r in v15.rows] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc"]
+    assert all(r.eval is not None and r.train is not None and r.eval <= v15.tolerance for r in v15.rows)
+    assert v15.mapped == len(dict(model.named_parameters())) + 2 * 53  # each BN's running mean and variance
+    v1 = check_equivalence(model, load_spec("resnet50"))
+    assert (v1.status, v1.row) == ("differs", "conv3_x"), v1.reason
+    assert [r.ok for r in v1.rows] == [True, True, False, False, False, False]
+
+
+def test_a_model_on_the_cpu_is_not_modified() -> None:
+    model = Cifar20()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    assert check_equivalence(model, load_spec("resnet20")).status == "equal"
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    ("knobs", "verdict", "note"),
+    [
+        ({}, "conformant", None),
+        ({"hand_bn": True}, "equivalent", "batch norm written by hand"),
+        ({"conv_classifier": True}, "equivalent", "the classifier is a 1x1 convolution"),
+    ],
+    ids=["as-written", "hand-bn", "conv-classifier"],
+)
+def test_models_written_differently_are_equivalent(knobs: dict, verdict: str, note: str | None) -> None:
+    comparison = compare_model(_meta(Cifar20, **knobs), load_spec("resnet20"))
+    assert comparison.equivalence is not None and comparison.equivalence.status == "equal"
+    assert (comparison.verdict, comparison.exit_status) == (verdict, 0), render(comparison, "Cifar20")
+    if note:
+        assert comparison.mismatches, "the structural reader should not recognise this form (else pick another)"
+        assert any(note in n for n in comparison.equivalence.notes)
+        assert "functionally: equivalent, written differently" in render(comparison, "Cifar20")
+
+
+@pytest.mark.parametrize(
+    ("knobs", "row"),
+    [
+        ({"add_alpha": 0.0}, "conv2_x"),  # out.add_(shortcut, alpha=0): a plain net in disguise
+        ({"stem_scale": 0.0}, "conv1"),
+        ({"logits_scale": 0.0}, "fc"),
+        ({"sigmoid": True}, "fc"),
+    ],
+    ids=["add-alpha-0", "stem-times-0", "logits-times-0", "sigmoid"],
+)
+def test_silent_structural_passes_are_not_conformant(knobs: dict, row: str) -> None:
+    comparison = compare_model(_meta(Cifar20, **knobs), load_spec("resnet20"))
+    eq = comparison.equivalence
+    assert eq is not None and (eq.status, eq.row) == ("differs", row), eq
+    assert (comparison.verdict, comparison.exit_status) == ("not conformant", 1)
+    assert f"by computation: {row}: output differs" in render(comparison, "Cifar20")
+
+
+# Defects of broken_resnets.Net that change the function, and the first row whose output they change.
+FUNCTION_CHANGES = [
+    ({"cifar_n": 3, "shortcut": "A", "kernel": {(1, 1, 1): 5}}, "resnet20", {}, "conv3_x", "conv3_2"),
+    ({"cifar_n": 3, "shortcut": "A", "padding": {(2, 1, 0): 0, (2, 1, 1): 2}}, "resnet20", {}, "conv4_x", None),
+    ({"cifar_n": 3, "shortcut": "A", "stride": {(1, 0, 0): 1, (1, 0, 1): 2}}, "resnet20", {}, "conv3_x", None),
+    ({"cifar_n": 3, "shortcut": "A", "repeats": (3, 2, 3)}, "resnet20", {}, "conv3_x", "conv3_3"),
+    ({"cifar_n": 3, "shortcut": "A", "no_add": (1, 1)}, "resnet20", {}, "conv3_x", "conv3_2"),
+    ({"cifar_n": 3, "shortcut": "B"}, "resnet20", {}, "conv3_x", "conv3_1"),
+    ({"cifar_n": 3, "shortcut": "none"}, "resnet20", {}, "conv2_x", "conv2_1"),
+    ({"cifar_n": 3, "shortcut": "A", "relu": "missing"}, "resnet20", {}, "conv2_x", None),
+    ({"cifar_n": 3, "shortcut": "A", "relu": "before"}, "resnet20", {}, "conv2_x", None),
+    ({"cifar_n": 3, "shortcut": "A", "gelu": True}, "resnet20", {}, "conv2_x", None),
+    ({"cifar_n": 3, "shortcut": "A", "missing_bn": (2, 1, 1)}, "resnet20", {}, "conv4_x", None),
+    ({"cifar_n": 3, "shortcut": "A", "bn_before_conv": (1, 0, 0)}, "resnet20", {}, "conv3_x", "conv3_1"),
+    ({"cifar_n": 3, "shortcut": "A", "bias": True}, "resnet20", {}, "conv1", None),
+    ({"cifar_n": 3, "shortcut": "A", "head_pool": "max"}, "resnet20", {}, "fc", None),
+    ({"cifar_n": 3, "shortcut": "A", "num_classes": 100}, "resnet20", {}, "fc", None),
+    ({"depth": 18, "stem_pool": "avg"}, "resnet18", {}, "conv2_x", None),
+    ({"depth": 18, "stem_pool_padding": 0}, "resnet18", {}, "conv2_x", None),
+    ({"depth": 18, "stem_stride": 1}, "resnet18", {}, "conv1", None),
+    ({"depth": 50, "stride_on": "3x3"}, "resnet50", {}, "conv3_x", None),
+]
+FUNCTION_IDS = [
+    "kernel", "padding", "stride", "repeats", "missing-add", "B-for-A", "plain", "relu-missing", "relu-before",
+    "gelu", "bn-missing", "bn-before-conv", "bias", "head-pool", "fc-width", "stem-pool-avg", "stem-pool-pad",
+    "stem-stride", "v15-for-v1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("knobs", "name", "overrides", "row", "block"), FUNCTION_CHANGES, ids=FUNCTION_IDS)
+def test_broken_models_are_located_by_computation(
+    knobs: dict, name: str, overrides: dict, row: str, block: str | None
+) -> None:
+    eq = check_equivalence(_meta(Net, **knobs), load_spec(name, **overrides))
+    assert eq.status in ("differs", "unmapped") and eq.row == row, eq
+    if block is not None:
+        assert eq.block == block, eq
+
+
+def test_a_defect_that_leaves_the_function_is_equivalent_with_the_finding_as_a_note() -> None:
+    comparison = compare_model(_meta(Net, cifar_n=3, shortcut="A", unused=True), load_spec("resnet20"))
+    assert comparison.verdict == "equivalent" and comparison.exit_status == 0
+    assert {m.property for m in comparison.mismatches} >= {"unused parameter"}
+
+
+def test_json_carries_the_per_row_figures() -> None:
+    comparison = compare_model(build("resnet20", device="meta"), load_spec("resnet20"))
+    data = json.loads(json.dumps(to_json(comparison, "ours")))
+    assert data["verdict"] == "conformant" and data["conformant"] is True
+    eq = data["equivalence"]
+    assert eq["status"] == "equal" and eq["dtype"] == "float64" and eq["tolerance"] == tolerance(comparison.spec)
+    assert [r["row"] for r in eq["rows"]] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "fc"]
+    assert all(r["ok"] and 0 <= r["eval"] <= eq["tolerance"] and 0 <= r["train"] <= eq["tolerance"] for r in eq["rows"])
+
+
+def test_too_large_is_skipped_with_a_note_never_silently() -> None:
+    eq = check_equivalence(build("resnet20", device="meta"), load_spec("resnet20"), max_params=1000)
+    assert eq.status == "skipped" and "too large" in eq.reason
+    comparison = compare_model(build("resnet20", device="meta"), load_spec("resnet20"))
+    skipped = type(comparison)(**{**comparison.__dict__, "equivalence": eq})
+    assert skipped.verdict == "conformant"  # structure alone, complete (no uninterpreted operators)
+    assert "note: functional check skipped: too large" in render(skipped, "ours")
+    noted = type(comparison)(**{**skipped.__dict__, "notes": ("operators the reader does not interpret: aten.mul",)})
+    assert noted.verdict == "undecided" and noted.exit_status == 2
