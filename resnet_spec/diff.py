@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
 from .counting import count
+from .equivalence import Equivalence, check_equivalence
 from .read import ConvUnit, FoundBlock, FoundNetwork, FoundShortcut, read_trace
 from .spec import Block, Conv, ResNetSpec, list_specs, load_spec, shortcut_names, variant_names
 from .trace import trace_model
@@ -61,10 +62,32 @@ class Comparison:
     expected_params: int
     expected_macs: int
     notes: tuple[str, ...] = field(default=())
+    equivalence: Equivalence | None = None  # the numerical check; None when only the structure was compared
+
+    @property
+    def verdict(self) -> str:
+        """conformant (structurally and functionally), equivalent (functionally, written differently), not
+        conformant, or undecided (the structure alone cannot decide and the numbers could not be computed)."""
+        eq = self.equivalence
+        if eq is None or eq.status == "skipped":
+            if self.mismatches:
+                return "not conformant"
+            return "undecided" if eq is not None and self.notes else "conformant"
+        if eq.status == "equal":
+            return "equivalent" if self.mismatches else "conformant"
+        if eq.status == "differs" or self.mismatches:
+            return "not conformant"
+        return "undecided"
 
     @property
     def conformant(self) -> bool:
-        return not self.mismatches
+        """A complete verdict "conforms": structurally and functionally, or functionally and written differently."""
+        return self.verdict in ("conformant", "equivalent")
+
+    @property
+    def exit_status(self) -> int:
+        """0 conforms, 1 does not, 2 undecided."""
+        return {"conformant": 0, "equivalent": 0, "not conformant": 1}.get(self.verdict, 2)
 
 
 def _pair(n: int) -> tuple[int, int]:
@@ -361,12 +384,21 @@ def _stage_of(block: str, spec: ResNetSpec) -> str:
 
 
 def compare_model(
-    model: nn.Module, spec: ResNetSpec, input_size: tuple[int, int] | None = None, batch: int = 1
+    model: nn.Module,
+    spec: ResNetSpec,
+    input_size: tuple[int, int] | None = None,
+    batch: int = 1,
+    functional: bool = True,
 ) -> Comparison:
-    """Trace ``model`` on the meta device at ``input_size`` (the table's when None) and diff it against ``spec``."""
+    """Trace ``model`` on the meta device at ``input_size`` (the table's when None) and diff it against ``spec``.
+
+    ``functional`` adds the numerical check (:func:`~resnet_spec.equivalence.check_equivalence`): the model's
+    weights in the reference network, every row's output compared in eval and train mode.
+    """
     size = input_size or _pair(spec.input_size)
     found = read_trace(trace_model(model, (batch, spec.in_channels, *size)))
-    return diff(found, spec, size)
+    comparison = diff(found, spec, size)
+    return replace(comparison, equivalence=check_equivalence(model, spec)) if functional else comparison
 
 
 def best_matches(found: FoundNetwork, family: str, input_size: tuple[int, int]) -> list[ResNetSpec]:

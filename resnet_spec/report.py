@@ -7,7 +7,14 @@ JSON shape (``to_json``)::
      "rows": [{"row", "expected_output", "found_output", "expected", "found", "ok"}],
      "mismatches": [{"row", "block", "property", "expected", "found"}],
      "totals": {"params": {"expected", "found"}, "macs": {"expected", "found"}, "paper_flops": float | null},
-     "best_matches": [label, ...], "notes": [str, ...]}
+     "best_matches": [label, ...], "notes": [str, ...],
+     "verdict": "conformant" | "equivalent" | "not conformant" | "undecided",
+     "equivalence": null | {"status": "equal" | "differs" | "unmapped" | "skipped", "reason", "row", "block",
+                            "input_shape": [N, C, H, W], "dtype": "float64", "tolerance": float,
+                            "rows": [{"row", "eval", "train", "expected_shape", "found_shape", "ok"}],
+                            "mapped": int, "notes": [str, ...]}}
+
+``eval`` and ``train`` are each row's maximum relative difference (null where the shapes differ).
 
 ``row`` is conv1, conv2_x ... or fc (or "model" for totals); ``block`` names the block (conv3_1) where the
 difference is inside one, else null.
@@ -20,11 +27,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from .diff import Comparison
+from .equivalence import Equivalence
 from .spec import ResNetSpec
 
 __all__ = ["JSON_KEYS", "render", "to_json"]
 
-JSON_KEYS = ("conformant", "subject", "spec", "input_size", "rows", "mismatches", "totals", "best_matches", "notes")
+JSON_KEYS = ("conformant", "subject", "spec", "input_size", "rows", "mismatches", "totals", "best_matches", "notes",
+             "verdict", "equivalence")  # fmt: skip
 
 
 def _paper_flops(spec: ResNetSpec) -> float | None:
@@ -69,6 +78,35 @@ def to_json(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = (
         },
         "best_matches": [s.label for s in best],
         "notes": list(comparison.notes),
+        "verdict": comparison.verdict,
+        "equivalence": _equivalence_json(comparison.equivalence),
+    }
+
+
+def _equivalence_json(eq: Equivalence | None) -> dict[str, Any] | None:
+    if eq is None:
+        return None
+    return {
+        "status": eq.status,
+        "reason": eq.reason,
+        "row": eq.row,
+        "block": eq.block,
+        "input_shape": list(eq.input_shape),
+        "dtype": "float64",
+        "tolerance": eq.tolerance,
+        "rows": [
+            {
+                "row": r.row,
+                "eval": r.eval,
+                "train": r.train,
+                "expected_shape": list(r.expected_shape),
+                "found_shape": list(r.found_shape),
+                "ok": r.ok,
+            }
+            for r in eq.rows
+        ],
+        "mapped": eq.mapped,
+        "notes": list(eq.notes),
     }
 
 
@@ -106,21 +144,57 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
                   "ok" if macs_ok else "DIFF"])  # fmt: skip
     out += _table(["row", "output", "found output", "expected", "found", ""], lines, markdown)
     out.append("")
+    kind = comparison.verdict
     if comparison.mismatches:
-        out.append(f"{len(comparison.mismatches)} mismatch(es):")
+        heading = "structural finding(s) that do not change the function" if kind == "equivalent" else "mismatch(es)"
+        out.append(f"{len(comparison.mismatches)} {heading}:")
         mismatch_lines = [[m.where, m.property, m.expected, m.found] for m in comparison.mismatches]
         out += _table(["where", "property", "expected", "found"], mismatch_lines, markdown)
         out.append("")
+    eq = comparison.equivalence
+    if eq is not None:
+        out += _equivalence_lines(eq, markdown)
+    if kind == "not conformant":
         verdict = f"does NOT conform to {spec.label}"
+        if eq is not None and eq.status in ("differs", "unmapped"):
+            verdict += f" (by computation: {eq.reason})"
         if best:
             verdict += "; conforms to " + ", ".join(_describe(s) for s in best)
-        else:
+        elif comparison.mismatches:
             verdict += "; conforms to no known table entry"
+    elif kind == "equivalent":
+        verdict = f"conforms to {spec.label} functionally: equivalent, written differently"
+    elif kind == "undecided":
+        verdict = f"undecided against {spec.label}: the structure conforms only with the notes below, and "
+        verdict += f"the functional check did not decide ({eq.reason if eq is not None else 'not run'})"
+    elif eq is not None and eq.status == "equal":
+        verdict = f"conforms to {spec.label}, structurally and functionally"
     else:
         verdict = f"conforms to {spec.label}"
     out.append(("**verdict**: " if markdown else "verdict: ") + verdict)
+    if eq is not None:
+        out += [f"note: {note}" for note in eq.notes]
+        if eq.status == "skipped":
+            out.append(f"note: functional check skipped: {eq.reason}")
     out += [f"note: {note}" for note in comparison.notes]
     return "\n".join(out) + "\n"
+
+
+def _equivalence_lines(eq: Equivalence, markdown: bool) -> list[str]:
+    """The functional check: each row's maximum relative difference in eval and train mode."""
+    if eq.status == "skipped" or not eq.rows:
+        return []
+    n, c, h, w = eq.input_shape
+    out = [f"functional check: the model's weights (drawn, seeded) in the reference; input {n}x{c}x{h}x{w}, float64; "
+           f"max relative difference per row, tolerance {eq.tolerance:.1e}:"]  # fmt: skip
+
+    def figure(value: float | None) -> str:
+        return "shape differs" if value is None else f"{value:.1e}"
+
+    lines = [[r.row, figure(r.eval), figure(r.train), "ok" if r.ok else "DIFF"] for r in eq.rows]
+    out += _table(["row", "eval", "train", ""], lines, markdown)
+    out.append("")
+    return out
 
 
 def _describe(spec: ResNetSpec) -> str:

@@ -26,7 +26,7 @@ COMPARE = [sys.executable, str(ROOT / "tools" / "compare.py")]
 
 
 def _mismatches(model: nn.Module, name: str, **overrides: str) -> list[Mismatch]:
-    return list(compare_model(model, load_spec(name, **overrides)).mismatches)
+    return list(compare_model(model, load_spec(name, **overrides), functional=False).mismatches)
 
 
 def _assert_caught(found: list[Mismatch], where: str, prop: str) -> None:
@@ -37,7 +37,7 @@ def _assert_caught(found: list[Mismatch], where: str, prop: str) -> None:
 @pytest.mark.parametrize(("name", "variant", "shortcut"), CASES, ids=CASE_IDS)
 def test_our_model_conforms_for_every_table_entry(name: str, variant: str, shortcut: str) -> None:
     spec = load_spec(name, variant=variant, shortcut=shortcut)
-    comparison = compare_model(build(spec, device="meta"), spec)
+    comparison = compare_model(build(spec, device="meta"), spec, functional=False)
     assert comparison.mismatches == ()
 
 
@@ -45,7 +45,7 @@ def test_our_model_conforms_for_every_table_entry(name: str, variant: str, short
 def test_torchvision_conforms_to_v15(depth: int) -> None:
     with torch.device("meta"):
         model = getattr(torchvision.models, f"resnet{depth}")()
-    assert compare_model(model, load_spec(f"resnet{depth}", variant="v1.5")).mismatches == ()
+    assert compare_model(model, load_spec(f"resnet{depth}", variant="v1.5"), functional=False).mismatches == ()
     v1 = _mismatches(model, f"resnet{depth}")
     if depth >= 50:  # bottlenecks: torchvision strides the 3x3, the paper the first 1x1
         for block in ("conv3_1", "conv4_1", "conv5_1"):
@@ -143,12 +143,12 @@ def test_stride_placement_is_reported_once_per_block_not_per_conv() -> None:
 def test_best_match_names_the_variant_a_model_conforms_to() -> None:
     with torch.device("meta"):
         model = torchvision.models.resnet50()
-    comparison = compare_model(model, load_spec("resnet50"))
+    comparison = compare_model(model, load_spec("resnet50"), functional=False)
     best = best_matches(comparison.found, "imagenet", comparison.input_size)
     assert [(s.name, s.variant.name, s.shortcut.name) for s in best] == [("resnet50", "v1.5", "B")]
     with torch.device("meta"):
         plain = Net(depth=34, shortcut="none")
-    comparison = compare_model(plain, load_spec("resnet34"))
+    comparison = compare_model(plain, load_spec("resnet34"), functional=False)
     assert [s.name for s in best_matches(comparison.found, "imagenet", comparison.input_size)] == ["plain34"]
 
 
