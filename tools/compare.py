@@ -2,7 +2,8 @@
 """Compare a ResNet with the paper's table, row by row: `python tools/compare.py --depth 101`.
 
 A thin wrapper over resnet_spec.diff: trace the model on the meta device, read its Table 1 view, diff it against
-the table entry, print the report.  Exit status: 0 conformant, 1 not conformant, 2 usage or load error.
+the table entry, run it with the reference's weights (functional equivalence), print the report.  Exit status: 0
+conformant, 1 not conformant, 2 undecided or a usage or load error.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ examples:
   python tools/compare.py --depth 18 --impl path/to/my_resnet.py:build --input-size 160 --format json
   python tools/compare.py --list
 
-exit status: 0 conformant, 1 not conformant, 2 usage or load error.
+exit status: 0 conformant, 1 not conformant, 2 undecided or a usage or load error.
 """
 
 
@@ -108,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SubjectError, TraceError) as e:
         return _fail(str(e))
 
-    best = [] if comparison.conformant else best_matches(comparison.found, spec.family, comparison.input_size)
+    structural = comparison.verdict == "not conformant" and comparison.mismatches
+    best = best_matches(comparison.found, spec.family, comparison.input_size) if structural else []
     if args.format == "json":
         data = to_json(comparison, subject, best)
         data["notes"] = notes + data["notes"]
@@ -117,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(render(comparison, subject, best, markdown=args.format == "markdown"))
         for note in notes:
             print(f"note: {note}")
-    return 0 if comparison.conformant else 1
+    return comparison.exit_status
 
 
 def _name_for_depth(depth: int, family: str | None) -> str:
