@@ -461,6 +461,7 @@ def _resolve_hand_norms(
     transfer: _Transfer, values: Mapping[int, Tensor], s_tensors: Mapping[str, Tensor], eps: float
 ) -> None:
     """A batch norm written by hand: which of its four tensors is weight, bias, mean, variance reproduces it."""
+    written: list[str] = []
     for subject, reference, row, block in transfer.hand_norms:
         names = list(dict.fromkeys(n for op in subject.norm for n in (*op.params, *op.buffers)))
         roles = _bn_roles(reference.norm[0])
@@ -489,7 +490,14 @@ def _resolve_hand_norms(
             raise _Unmapped(row, block, f"{where}: the operators after a conv do not compute a batch norm")
         for r_name, s_name in zip(roles, best[1], strict=True):
             transfer.sources[r_name] = s_name
-        transfer.notes.append(f"{where}: batch norm written by hand ({', '.join(sorted(set(names)))})")
+        written.append(where)
+    if written:
+        places = list(dict.fromkeys(written))
+        shown = ", ".join(places) if len(places) <= 3 else f"{places[0]}, {places[1]} ... {places[-1]}"
+        transfer.notes.append(
+            f"{len(written)} batch norms written by hand ({shown}), each mapped by the assignment of its four "
+            "tensors to weight, bias, mean and variance that reproduces its output"
+        )
 
 
 def _row_values(layout: _Layout, values: Mapping[int, Tensor], trace: Trace, spec: ResNetSpec) -> dict[str, Tensor]:
@@ -596,7 +604,6 @@ def _forward_rows(reference: ResNet, x: Tensor, train: bool) -> dict[str, Tensor
 
 def _describe(check: RowCheck, tol: float) -> str:
     if check.eval is None or check.train is None:
-        return f"{check.row}: output shape {check.found_shape or 'none'}, the reference's {check.expected_shape}"
-    modes = [f"{mode} mode {value:.1e}" for mode, value in (("eval", check.eval), ("train", check.train))
-             if value > tol]  # fmt: skip
-    return f"{check.row}: output differs from the reference's ({', '.join(modes)}; tolerance {tol:.1e})"
+        return f"{check.row}'s output has shape {check.found_shape or 'none'}, the reference's {check.expected_shape}"
+    modes = [f"{mode} {value:.1e}" for mode, value in (("eval", check.eval), ("train", check.train)) if value > tol]
+    return f"{check.row}'s output differs from the reference's ({', '.join(modes)}; tolerance {tol:.1e})"

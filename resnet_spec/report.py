@@ -157,7 +157,7 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
     if kind == "not conformant":
         verdict = f"does NOT conform to {spec.label}"
         if eq is not None and eq.status in ("differs", "unmapped"):
-            verdict += f" (by computation: {eq.reason})"
+            verdict += f"; by computation: {eq.reason}"
         if best:
             verdict += "; conforms to " + ", ".join(_describe(s) for s in best)
         elif comparison.mismatches:
@@ -185,8 +185,8 @@ def _equivalence_lines(eq: Equivalence, markdown: bool) -> list[str]:
     if eq.status == "skipped" or not eq.rows:
         return []
     n, c, h, w = eq.input_shape
-    out = [f"functional check: the model's weights (drawn, seeded) in the reference; input {n}x{c}x{h}x{w}, float64; "
-           f"max relative difference per row, tolerance {eq.tolerance:.1e}:"]  # fmt: skip
+    out = [f"functional check (the model's weights in the reference, input {n}x{c}x{h}x{w}, float64): maximum relative "
+           f"difference per row, tolerance {eq.tolerance:.1e}"]  # fmt: skip
 
     def figure(value: float | None) -> str:
         return "shape differs" if value is None else f"{value:.1e}"

@@ -11,82 +11,14 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 import torchvision
 from broken_resnets import Net
-from torch import Tensor, nn
+from written_differently import Cifar20
 
 from resnet_spec import build, load_spec
 from resnet_spec.diff import compare_model
 from resnet_spec.equivalence import check_equivalence, equivalence_input, tolerance
 from resnet_spec.report import render, to_json
-
-
-class _HandBatchNorm(nn.Module):
-    """Batch norm by hand: batch statistics in train mode, running statistics in eval mode (no running update)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(channels))
-        self.beta = nn.Parameter(torch.zeros(channels))
-        self.register_buffer("mean", torch.zeros(channels))
-        self.register_buffer("var", torch.ones(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training:
-            mean, var = x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), unbiased=False, keepdim=True)
-        else:
-            mean, var = self.mean.view(1, -1, 1, 1), self.var.view(1, -1, 1, 1)
-        return (x - mean) * torch.rsqrt(var + 1e-5) * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
-
-
-class Cifar20(nn.Module):
-    """ResNet-20 of Sec. 4.2 (3x3 convs, 16/32/64 channels, option A), written independently, with defects on knobs.
-
-    ``hand_bn``: every batch norm by hand; ``conv_classifier``: the classifier as a 1x1 conv before the pool; the
-    rest are the silent passes a structural reader alone lets through.
-    """
-
-    def __init__(
-        self,
-        hand_bn: bool = False,
-        conv_classifier: bool = False,
-        add_alpha: float = 1.0,
-        stem_scale: float = 1.0,
-        logits_scale: float = 1.0,
-        sigmoid: bool = False,
-    ) -> None:
-        super().__init__()
-        self.add_alpha, self.stem_scale, self.logits_scale, self.sigmoid = add_alpha, stem_scale, logits_scale, sigmoid
-        norm = _HandBatchNorm if hand_bn else nn.BatchNorm2d
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), norm(16))
-        self.units = nn.ModuleList()
-        channels = 16
-        for width in (16, 32, 64):
-            for index in range(3):
-                stride = 2 if index == 0 and width != 16 else 1
-                self.units.append(
-                    nn.ModuleList([nn.Conv2d(channels, width, 3, stride, 1, bias=False), norm(width),
-                                   nn.Conv2d(width, width, 3, 1, 1, bias=False), norm(width)])
-                )  # fmt: skip
-                channels = width
-        self.conv_classifier = conv_classifier
-        self.head = nn.Conv2d(64, 10, 1) if conv_classifier else nn.Linear(64, 10)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.stem(x)) * self.stem_scale
-        for conv_a, bn_a, conv_b, bn_b in self.units:  # type: ignore[misc]
-            out = bn_b(conv_b(F.relu(bn_a(conv_a(x)))))
-            shortcut = x[:, :, :: conv_a.stride[0], :: conv_a.stride[0]]
-            if shortcut.shape[1] != out.shape[1]:  # option A: zeros appended as the extra channels
-                shortcut = torch.cat([shortcut, shortcut.new_zeros(shortcut.shape)], 1)
-            x = F.relu(out.add_(shortcut, alpha=self.add_alpha))
-        if self.conv_classifier:
-            logits = self.head(x).mean((2, 3))
-        else:
-            logits = self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-        logits = logits * self.logits_scale
-        return torch.sigmoid(logits) if self.sigmoid else logits
 
 
 def _meta(factory, **knobs):  # type: ignore[no-untyped-def]
@@ -129,7 +61,7 @@ def test_a_model_on_the_cpu_is_not_modified() -> None:
     ("knobs", "verdict", "note"),
     [
         ({}, "conformant", None),
-        ({"hand_bn": True}, "equivalent", "batch norm written by hand"),
+        ({"hand_bn": True}, "equivalent", "batch norms written by hand"),
         ({"conv_classifier": True}, "equivalent", "the classifier is a 1x1 convolution"),
     ],
     ids=["as-written", "hand-bn", "conv-classifier"],
@@ -159,7 +91,7 @@ def test_silent_structural_passes_are_not_conformant(knobs: dict, row: str) -> N
     eq = comparison.equivalence
     assert eq is not None and (eq.status, eq.row) == ("differs", row), eq
     assert (comparison.verdict, comparison.exit_status) == ("not conformant", 1)
-    assert f"by computation: {row}: output differs" in render(comparison, "Cifar20")
+    assert f"by computation: {row}'s output differs" in render(comparison, "Cifar20")
 
 
 # Defects of broken_resnets.Net that change the function, and the first row whose output they change.
