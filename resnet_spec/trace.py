@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .arithmetic import conv_output_size
@@ -428,13 +429,24 @@ def _module_names(model: nn.Module, stack: list[str]) -> Iterator[None]:
 
 
 def to_meta(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` on the meta device (the model itself if it is already there).  Raises TraceError."""
+    """A copy of ``model`` on the meta device (the model itself if it is already there).  Raises TraceError.
+
+    The copy shares no storage with ``model`` and copies none: every parameter and buffer is replaced by a meta
+    tensor of its shape, dtype and strides before the module tree is copied, so a model built on the CPU costs only
+    its module objects again, not its weights.
+    """
     tensors = [*model.parameters(), *model.buffers()]
     if tensors and all(t.device.type == "meta" for t in tensors):
         return model
     try:
+        memo: dict[int, Any] = {}
+        for t in tensors:
+            if is_lazy(t) or id(t) in memo:
+                continue  # a lazy module's placeholder has no shape yet: copied as it is
+            meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+            memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
         with torch.device("meta"):
-            clone = copy.deepcopy(model)
+            clone = copy.deepcopy(model, memo)
         return clone.to("meta")
     except Exception as e:  # any failure here means the same thing to the user
         raise TraceError(f"cannot move the model to the meta device: {type(e).__name__}: {e}") from e

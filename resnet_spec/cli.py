@@ -1,0 +1,467 @@
+"""The ``resnet-spec`` command (also ``python -m resnet_spec``): compare, count, conventions, list.
+
+Exit status, for every subcommand (a contract scripts rely on):
+
+* 0: a complete verdict "conformant" or "equivalent" (``compare``), or the job done (``list``, ``count``;
+  ``conventions``: every measured figure agrees with its convention);
+* 1: a complete verdict "not conformant" (``conventions``: a figure disagrees);
+* 2: anything else (an undecided verdict, a wrong argument, a table that does not load, a model that cannot be
+  imported, built or traced, one that exits, loops past ``--timeout`` or allocates past ``--memory``, an internal
+  error), always with one line on stderr, and under ``--format json`` a JSON object
+  ``{"error": ..., "phase": ..., "notes": [...]}`` on stdout (an undecided verdict prints its report instead).
+
+Everything ``compare`` runs (loading the table, importing and building the model, tracing it, the comparison) runs
+in a child process (:func:`resnet_spec.contain.run_contained`): what the model's code prints goes to stderr (or to
+the JSON's notes), never into the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import itertools
+import json
+import math
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from .contain import DEFAULT_TIMEOUT, ContainedError, parse_size, phase, run_contained
+
+__all__ = ["compare_main", "main"]
+
+COMPARE_EPILOG = """\
+examples:
+  {prog} --depth 101                 # our ResNet-101 against Table 1 (v1, option B)
+  {prog} --depth 50 --impl torchvision.models:resnet50              # exits 1: stride on the 3x3
+  {prog} --depth 50 --variant v1.5 --impl torchvision.models:resnet50   # exits 0
+  {prog} --depth 50 --variant v1.5 --impl "timm:create_model('resnet50d')"
+  {prog} --depth 34 --shortcut A --format markdown
+  {prog} --depth 56                  # the CIFAR-10 family of Sec. 4.2 (option A)
+  {prog} --depth 18 --impl path/to/my_resnet.py:build --input-size 160 --format json
+
+--impl MODULE:EXPRESSION: MODULE is an importable module or a .py file; EXPRESSION is looked up in it and is an
+nn.Module, or a callable that returns one (called with no arguments), or a call with arguments, e.g.
+  --impl "transformers:ResNetForImageClassification(ResNetConfig(num_labels=1000))"
+  --impl "monai.networks.nets:ResNet('bottleneck', [3, 4, 6, 3], [64, 128, 256, 512], spatial_dims=2, \\
+          n_input_channels=1, num_classes=1000)" --in-channels 1
+
+exit status: 0 conformant, 1 not conformant, 2 anything else (one line on stderr; under --format json an
+{{"error", "phase"}} object on stdout).
+"""
+
+
+class _UsageError(Exception):
+    """A wrong argument: exit 2 with one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (raised, so that the caller decides the exit status and the JSON)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see --help)")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("resnet-spec")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+# ---- argument types: ranges checked where the flag is read --------------------------------------------------------
+
+
+def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a positive number) or 'none', got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected seconds (a positive number) or 'none', got {text!r}")
+    return value
+
+
+def _memory(text: str) -> int | str | None:
+    if text == "half":
+        return text
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+# The largest input side a table may ask for on the command line (beyond any real network's).
+MAX_INPUT_SIZE = 16384
+MAX_IN_CHANNELS = 4096
+
+
+def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--depth", type=_int_at_least(1), help="weighted layers: 18, 34, 50, 101, 152 (ImageNet), 20 ... 1202 (CIFAR)"
+    )
+    p.add_argument("--arch", help="a table entry by name instead of --depth (see list), or FILE.toml[:NAME]")
+    p.add_argument("--family", help="the table family when a depth is in several (see list)")
+    p.add_argument("--variant", help="stride placement: v1 (the paper, stride on the first 1x1) or v1.5 (on the 3x3)")
+    p.add_argument(
+        "--input-size",
+        type=_int_at_least(1, MAX_INPUT_SIZE),
+        nargs="+",
+        metavar=("H", "W"),
+        help="input height [and width]",
+    )
+
+
+def _compare_parser(prog: str) -> _Parser:
+    p = _Parser(
+        prog=prog,
+        description="Diff a ResNet (ours from the tables, or --impl yours) against the paper's layer table.",
+        epilog=COMPARE_EPILOG.format(prog=prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_compare_arguments(p)
+    return p
+
+
+def _add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    _add_spec_arguments(p)
+    shortcut = p.add_mutually_exclusive_group()
+    shortcut.add_argument("--shortcut", help="shortcut option A, B or C (Sec. 3.3); default: the table's")
+    shortcut.add_argument("--plain", action="store_true", help="the plain network: no shortcuts")
+    p.add_argument("--impl", metavar="TARGET", help="MODULE:EXPRESSION, the model to check (see below)")
+    p.add_argument(
+        "--in-channels", type=_int_at_least(1, MAX_IN_CHANNELS), help="input channels (default: the table's, 3)"
+    )
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"time limit for the whole check (default {DEFAULT_TIMEOUT:g}; 'none': no limit)",
+    )
+    p.add_argument(
+        "--memory",
+        type=_memory,
+        default="half",
+        metavar="SIZE",
+        help="memory the check may allocate, e.g. 4G (default: half the physical memory; 'none': no ceiling)",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors: the exit status says it all")
+    p.add_argument("--debug", action="store_true", help="on an error, also show the traceback and the model's output")
+    p.add_argument("--list", action="store_true", help="list the table entries and exit")
+
+
+# ---- compare: the job the child runs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """What to compare with what, and how to report it (the child's whole input)."""
+
+    arch: str | None
+    depth: int | None
+    family: str | None
+    overrides: tuple[tuple[str, str], ...]
+    input_size: tuple[int, int] | None
+    impl: str | None
+    in_channels: int | None
+    format: str
+
+
+@dataclass(frozen=True)
+class CompareOutcome:
+    """The child's answer: the verdict, and the report as text (text, markdown) or as JSON-ready data."""
+
+    verdict: str  # conformant, equivalent, not conformant, undecided (resnet_spec.diff.Comparison.verdict)
+    exit_status: int  # 0 conforms, 1 does not, 2 undecided
+    why_undecided: str  # one line, where the verdict is undecided
+    text: str
+    data: dict[str, Any] | None
+
+
+def _resolve_spec(request: CompareRequest) -> Any:
+    from .spec import load_spec
+
+    overrides = dict(request.overrides)
+    if request.arch:
+        spec = load_spec(request.arch, **overrides)
+    elif request.depth is not None:
+        spec = load_spec(_name_for_depth(request.depth, request.family), **overrides)
+    else:
+        raise _UsageError("give --depth N (or --arch NAME, or --list); see --help")
+    if request.in_channels is not None and request.in_channels != spec.in_channels:
+        spec = _with_in_channels(spec, request.in_channels)
+    if request.input_size is not None:
+        h, w = request.input_size
+        too_small = [row for row, hw in spec.row_output_sizes(h, w).items() if min(hw) < 1]
+        if too_small:
+            raise _UsageError(f"--input-size {h}x{w} is too small for {spec.name}: row {too_small[0]} is empty")
+    return spec
+
+
+def _with_in_channels(spec: Any, in_channels: int) -> Any:
+    """``spec`` for an input of ``in_channels`` channels: conv1 reads them; the paper's figures no longer apply."""
+    from .spec import FrozenMapping
+
+    conv = dataclasses.replace(spec.stem.conv, in_channels=in_channels)
+    stem = dataclasses.replace(spec.stem, conv=conv)
+    return dataclasses.replace(spec, in_channels=in_channels, stem=stem, paper=FrozenMapping({}))
+
+
+def _name_for_depth(depth: int, family: str | None) -> str:
+    """The residual table entry with ``depth`` weighted layers (in ``family`` when given)."""
+    from .spec import families, residual_depths
+
+    by_family = {f: residual_depths(f) for f in ([family] if family is not None else families())}  # LookupError
+    matches = {f: depths[depth] for f, depths in by_family.items() if depth in depths}
+    if not matches:
+        known = sorted({d for depths in by_family.values() for d in depths})
+        raise _UsageError(f"no table entry has depth {depth}; known depths: {', '.join(map(str, known))}")
+    if len(matches) > 1:
+        raise _UsageError(f"depth {depth} is in several families ({', '.join(sorted(matches))}): pass --family")
+    return next(iter(matches.values()))
+
+
+def compare_job(request: CompareRequest) -> CompareOutcome:
+    """Everything ``compare`` does, as one call (run contained): load, build or import, compare, render."""
+    from .diff import best_matches, compare_model
+    from .report import dumps, render, to_json
+
+    with phase("table"):
+        spec = _resolve_spec(request)
+    notes = []
+    if request.impl is not None:
+        from .subject import make_subject
+
+        model, note = make_subject(request.impl)  # phases import, construction
+        subject = request.impl
+        if note:
+            notes.append(note)
+    else:
+        from .model import build
+
+        with phase("build"):
+            model = build(spec, device="meta")
+        subject = f"resnet_spec {spec.name}"
+    with phase("trace"):  # the comparison marks its own later phases
+        comparison = compare_model(model, spec, request.input_size)
+    with phase("report"):
+        structural = comparison.verdict == "not conformant" and comparison.mismatches
+        best = best_matches(comparison.found, spec.family, comparison.input_size) if structural else []
+        undecided = ""
+        if comparison.exit_status == 2:
+            eq = comparison.equivalence
+            undecided = eq.reason if eq is not None and eq.reason else "; ".join(comparison.notes)
+        outcome = functools.partial(CompareOutcome, comparison.verdict, comparison.exit_status, undecided)
+        if request.format == "json":
+            data = to_json(comparison, subject, best)
+            data["notes"] = notes + data["notes"]
+            return outcome(dumps(data), data)
+        text = render(comparison, subject, best, markdown=request.format == "markdown")
+        text += "".join(f"note: {note}\n" for note in notes)
+        return outcome(text, None)
+
+
+# ---- compare: the parent ------------------------------------------------------------------------------------------
+
+_DIFF_CELL = re.compile(r"(?<=  )DIFF$", re.MULTILINE)
+
+
+def _colour(text: str) -> str:
+    """DIFF cells in red, when stdout is a terminal and NO_COLOR is not set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    return _DIFF_CELL.sub("\x1b[31mDIFF\x1b[0m", text)
+
+
+class _Reporter:
+    """One entry point's way of failing: one line on stderr, and the JSON error object when asked for JSON."""
+
+    def __init__(self, prog: str, json_wanted: bool, debug: bool) -> None:
+        self.prog = prog
+        self.json = json_wanted
+        self.debug = debug
+
+    def fail(self, message: str, where: str = "arguments", notes: Sequence[str] = (), details: str = "") -> int:
+        if self.debug and details:
+            sys.stderr.write(details if details.endswith("\n") else details + "\n")
+        line = message if where == "arguments" else f"{where}: {message}"
+        print(f"{self.prog}: error: {line}", file=sys.stderr)
+        if self.json:
+            sys.stdout.write(json.dumps({"error": message, "phase": where, "notes": list(notes)}, indent=2) + "\n")
+        return 2
+
+
+def _json_wanted(argv: Sequence[str]) -> bool:
+    args = list(argv)
+    return "--format=json" in args or any(pair == ("--format", "json") for pair in itertools.pairwise(args))
+
+
+def _output_notes(output: str) -> list[str]:
+    text = output.strip()
+    return [f"output of the checked code (stdout and stderr): {text}"] if text else []
+
+
+def _output_hint(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = " ".join(lines[-1].split())
+    last = last if len(last) <= 120 else last[:117] + "..."
+    return f" [the code wrote {len(lines)} line(s); the last: {last!r}; --debug shows them]"
+
+
+def _run_compare(args: argparse.Namespace, reporter: _Reporter) -> int:
+    if args.list:
+        return _print_list()
+    if args.arch and args.depth is not None:
+        raise _UsageError("give --depth or --arch, not both")
+    if args.arch is None and args.depth is None:
+        raise _UsageError("give --depth N (or --arch NAME, or --list); see --help")
+    if args.input_size and len(args.input_size) > 2:
+        raise _UsageError(f"--input-size takes H or H W, positive integers; got {args.input_size}")
+    overrides = []
+    if args.variant:
+        overrides.append(("variant", args.variant))
+    if args.shortcut or args.plain:
+        overrides.append(("shortcut", "none" if args.plain else args.shortcut))
+    impl = None
+    if args.impl is not None:
+        from .subject import SubjectError, parse_target
+
+        try:
+            impl = parse_target(args.impl).text
+        except SubjectError as e:
+            raise _UsageError(str(e)) from None
+    request = CompareRequest(
+        arch=args.arch,
+        depth=args.depth,
+        family=args.family,
+        overrides=tuple(overrides),
+        input_size=(args.input_size[0], args.input_size[-1]) if args.input_size else None,
+        impl=impl,
+        in_channels=args.in_channels,
+        format=args.format,
+    )
+    try:
+        result = run_contained(compare_job, request, timeout=args.timeout, memory=args.memory)
+    except ContainedError as e:
+        reason = e.reason + ("" if args.debug else _output_hint(e.output))
+        details = (e.output + "\n" + e.details) if args.debug else ""
+        return reporter.fail(reason, e.phase, _output_notes(e.output), details)
+    outcome = result.value
+    if not args.quiet:
+        if outcome.data is not None:
+            data = dict(outcome.data)
+            data["notes"] = [*data["notes"], *_output_notes(result.output)]
+            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        else:
+            if result.output:
+                sys.stderr.write(result.output if result.output.endswith("\n") else result.output + "\n")
+            sys.stdout.write(_colour(outcome.text) if args.format == "text" else outcome.text)
+    if outcome.exit_status == 2:  # a report without a verdict: still the one line of every exit 2
+        print(f"{reporter.prog}: error: verdict: undecided: {' '.join(outcome.why_undecided.split())}", file=sys.stderr)
+    return outcome.exit_status
+
+
+def _print_list() -> int:
+    from .spec import families, list_specs, load_spec
+
+    for family in families():
+        print(f"{family}:")
+        for name in list_specs(family):
+            spec = load_spec(name)
+            print(f"  {name:<12} depth {spec.depth:<5} {spec.label:<36} {spec.source}")
+    return 0
+
+
+def _guarded(reporter: _Reporter, job: Callable[[], int]) -> int:
+    """The catch-all of an entry point: anything unexpected is exit 2 with one line (--debug: the traceback)."""
+    try:
+        return job()
+    except _UsageError as e:
+        return reporter.fail(str(e))
+    except KeyboardInterrupt:
+        return reporter.fail("interrupted", "run")
+    except Exception as e:  # the contract: never a traceback, never exit 1 for an error
+        return reporter.fail(
+            f"internal error: {type(e).__name__}: {' '.join(str(e).split())}", "run", details=traceback.format_exc()
+        )
+
+
+def compare_main(argv: Sequence[str] | None = None, prog: str = "resnet-spec compare") -> int:
+    """``resnet-spec compare ARGS`` (and ``tools/compare.py ARGS``): the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    reporter = _Reporter(prog, _json_wanted(argv), "--debug" in argv)
+
+    def job() -> int:
+        args = _compare_parser(prog).parse_args(argv)
+        reporter.debug = args.debug
+        return _run_compare(args, reporter)
+
+    return _guarded(reporter, job)
+
+
+# ---- the command --------------------------------------------------------------------------------------------------
+
+
+def _parser() -> _Parser:
+    p = _Parser(
+        prog="resnet-spec",
+        description="The ResNet of He et al. 2015 from machine-readable tables, and the check that a model is it.",
+        epilog="exit status: 0 conformant / done, 1 not conformant, 2 anything else (one line on stderr).\n"
+        "'resnet-spec COMMAND --help' shows a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"resnet-spec {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    compare = sub.add_parser(
+        "compare",
+        help="diff a model against a table entry, row by row",
+        description="Diff a ResNet (ours from the tables, or --impl yours) against the paper's layer table.",
+        epilog=COMPARE_EPILOG.format(prog="resnet-spec compare"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_compare_arguments(compare)
+    sub.add_parser("list", help="list the table entries", description="List the table entries by family.")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``resnet-spec ARGS``: the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        return compare_main(argv[1:])
+    reporter = _Reporter("resnet-spec", _json_wanted(argv), "--debug" in argv)
+
+    def job() -> int:
+        args = _parser().parse_args(argv)
+        if args.command == "list":
+            return _print_list()
+        raise _UsageError("give a command: compare, list (see --help)")
+
+    return _guarded(reporter, job)
