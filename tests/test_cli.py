@@ -1,0 +1,232 @@
+"""The ``resnet-spec`` command: subcommands, --impl forms, terminal conventions, and the installed wheel."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+import torchvision  # noqa: F401  (imported here so that the forked children need not import it again)
+
+from resnet_spec import cli
+from resnet_spec.cli import compare_main, main
+from resnet_spec.subject import SubjectError, parse_target
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+
+def _compare(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = compare_main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---- --impl forms -------------------------------------------------------------------------------------------------
+
+MODELS = """
+import functools
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+INSTANCE = ResNet(BasicBlock, [2, 2, 2, 2])         # a module-level instance, built at import
+PARTIAL = functools.partial(ResNet, BasicBlock, [2, 2, 2, 2])
+
+
+class Eighteen(ResNet):                              # a class whose arguments all have defaults
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+
+
+def one_channel():
+    model = ResNet(BasicBlock, [2, 2, 2, 2])
+    model.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    return model
+"""
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("impl") / "models.py"
+    path.write_text(MODELS)
+    return path
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "INSTANCE",
+        "PARTIAL",
+        "Eighteen",
+        "ResNet(BasicBlock, [2, 2, 2, 2])",
+        "ResNet(BasicBlock, layers=[2, 2, 2, 2], norm_layer=torch.nn.BatchNorm2d)",
+    ],
+)
+def test_impl_forms_that_give_resnet18(expression: str, models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _compare(capsys, "--depth", "18", "--impl", f"{models}:{expression}")
+    assert code == 0, (out, err)
+    assert "verdict: conforms to resnet18 (v1, shortcut B)" in out
+
+
+def test_impl_keyword_arguments_reach_the_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _compare(capsys, "--depth", "18", "--impl", "torchvision.models:resnet18(num_classes=10)")
+    assert code == 1
+    assert "1000-d fc" in out and "10-d fc" in out, out
+
+
+def test_in_channels(models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _compare(capsys, "--depth", "18", "--in-channels", "1", "--impl", f"{models}:one_channel")
+    assert code == 0, out
+    assert "input 1x1x224x224" in out
+    assert f"{11_689_512 - 2 * 7 * 7 * 64:,}" in out  # FACTS: ResNet-18 has 11,689,512 parameters; conv1 loses 2 of 3
+    code, out, err = _compare(capsys, "--depth", "18", "--impl", f"{models}:one_channel")
+    assert code == 2 and err.count("\n") == 1 and "trace: " in err, err
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("torchvision.models", "expected MODULE:EXPRESSION"),
+        ("torchvision.models:resnet18(", "is not a Python expression"),
+        ("not a module:x", "expected MODULE:EXPRESSION"),
+        ("torchvision.models:", "expected MODULE:EXPRESSION"),
+    ],
+)
+def test_malformed_targets_are_refused_before_anything_runs(target: str, message: str) -> None:
+    with pytest.raises(SubjectError, match=message):
+        parse_target(target)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("torchvision.models.resnet:ResNet(Nope, [2, 2, 2, 2])", "has no attribute 'Nope'"),
+        ("torchvision.models.resnet:ResNet", "required arguments ['block', 'layers']; give them in the target"),
+        ("torchvision.models:resnet18(wrong=1)", "TypeError"),
+        ("math:pi", "is a float, expected an nn.Module"),
+    ],
+)
+def test_wrong_targets_exit_2_with_one_line(target: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _compare(capsys, "--depth", "18", "--impl", target)
+    assert code == 2 and out == ""
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_file_targets_parse_with_colons_in_the_expression() -> None:
+    target = parse_target("my/models.py:make({'a': 1})")
+    assert (target.module, target.expression, target.is_file) == ("my/models.py", "make({'a': 1})", True)
+    target = parse_target("timm:create_model('resnet50d', pretrained=False)")
+    assert (target.module, target.expression, target.is_file) == (
+        "timm",
+        "create_model('resnet50d', pretrained=False)",
+        False,
+    )
+
+
+# ---- terminal conventions ---------------------------------------------------------------------------------------
+
+
+def test_quiet_prints_nothing_and_keeps_the_status(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _compare(capsys, "--depth", "18", "--impl", "torchvision.models:resnet18(num_classes=10)", "-q")
+    assert (code, out, err) == (1, "", "")
+
+
+def test_diff_cells_are_red_only_on_a_terminal_without_no_color(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    code, out, _ = _compare(capsys, "--depth", "18", "--impl", "torchvision.models:resnet18(num_classes=10)")
+    assert code == 1
+    red = [line for line in out.splitlines() if "\x1b[31mDIFF\x1b[0m" in line]
+    assert red and all(line.startswith(("fc", "params", "MACs")) for line in red), red
+    plain = out.replace("\x1b[31mDIFF\x1b[0m", "DIFF")
+    assert "\x1b" not in plain
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert cli._colour(plain) == plain
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert cli._colour(plain) == plain
+
+
+def test_version_list_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("resnet-spec ")
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet1202" in out and "plain34" in out
+    assert main([]) == 2 and "give a command" in capsys.readouterr().err
+    code = main(["compare", "--depth", "51", "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 2 and json.loads(captured.out)["phase"] == "table"
+    assert captured.err.startswith("resnet-spec compare: error: table: no table entry has depth 51")
+
+
+def test_argument_errors_are_one_line_and_json_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["--depth", "0"], ["--depth", "18", "--timeout", "-1"], ["--depth", "18", "--memory", "lots"]):
+        code, out, err = _compare(capsys, *args, "--format", "json")
+        assert code == 2 and err.count("\n") == 1 and "(see --help)" in err, err
+        assert json.loads(out)["phase"] == "arguments"
+
+
+# ---- the installed command ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_installed_command_works_from_a_fresh_environment(tmp_path: Path) -> None:
+    """The wheel in a fresh virtual environment (torch and the rest seen from this one), run outside the checkout."""
+    source = tmp_path / "src"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "docs"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    (wheel,) = dist.glob("resnet_spec-*.whl")
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    # A plain path line: this environment's packages (torch ...) without its .pth files (the editable checkout).
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+
+    def run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, cwd=outside, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    where = run(python, "-c", "import resnet_spec; print(resnet_spec.__file__)")
+    assert Path(where.stdout.strip()).is_relative_to(site), where
+    result = run(env_dir / "bin" / "resnet-spec", "compare", "--depth", "101")
+    assert result.returncode == 0, result.stderr
+    assert "verdict: conforms to resnet101 (v1, shortcut B)" in result.stdout
+    result = run(python, "-m", "resnet_spec", "compare", "--depth", "50", "--impl", "torchvision.models:resnet50")
+    assert result.returncode == 1, result.stderr
+    assert "conforms to resnet50 (v1.5, shortcut B)" in result.stdout
+    result = run(env_dir / "bin" / "resnet-spec", "list")
+    assert result.returncode == 0 and "resnet152" in result.stdout, result.stderr
