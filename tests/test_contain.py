@@ -290,3 +290,35 @@ def test_hostile_table_exits_2_with_one_line(
         assert set(json.loads(out)) == {"error", "phase", "notes"}
     else:
         assert out == ""
+
+
+# ---- a CPU-built model moves to meta without a copy of its weights ---------------------------------------------
+
+
+def test_to_meta_copies_no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from torch import nn
+
+    from resnet_spec.trace import to_meta
+
+    model = torchvision.models.resnet18()
+    model.register_buffer("extra", torch.ones(3))
+
+    def refuse(self: torch.Tensor, memo: object) -> None:
+        raise AssertionError(f"a tensor of shape {tuple(self.shape)} was deep-copied")
+
+    monkeypatch.setattr(torch.Tensor, "__deepcopy__", refuse)
+    monkeypatch.setattr(nn.Parameter, "__deepcopy__", refuse)
+    meta = to_meta(model)
+    originals = dict(model.state_dict(keep_vars=True))
+    copies = dict(meta.state_dict(keep_vars=True))
+    assert copies.keys() == originals.keys()
+    for name, tensor in copies.items():
+        original = originals[name]
+        assert tensor.device.type == "meta" and original.device.type == "cpu", name
+        assert (tensor.shape, tensor.dtype, tensor.requires_grad) == (
+            original.shape,
+            original.dtype,
+            original.requires_grad,
+        )
+        assert isinstance(tensor, nn.Parameter) == isinstance(original, nn.Parameter), name
