@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torchvision  # noqa: F401  (imported here so that the forked children need not import it again)
+import torchvision  # also imported here so that the forked children need not import it again
 
 from resnet_spec.cli import compare_main
 from resnet_spec.contain import ContainedError, parse_size, phase, run_contained
