@@ -1,5 +1,8 @@
 """The ``resnet-spec`` command (also ``python -m resnet_spec``): compare, count, conventions, list.
 
+Also the entry points of the tools in a checkout (``tools/compare.py`` is ``resnet-spec compare``,
+``tools/conventions.py`` is ``resnet-spec conventions``) and :func:`guarded`, the catch-all the other tools use.
+
 Exit status, for every subcommand (a contract scripts rely on):
 
 * 0: a complete verdict "conformant" or "equivalent" (``compare``), or the job done (``list``, ``count``;
@@ -33,7 +36,16 @@ from typing import Any, NoReturn
 
 from .contain import DEFAULT_TIMEOUT, ContainedError, parse_size, phase, run_contained
 
-__all__ = ["compare_main", "main"]
+__all__ = [
+    "ArgumentParser",
+    "UsageError",
+    "compare_main",
+    "conventions_main",
+    "float_in_range",
+    "guarded",
+    "int_in_range",
+    "main",
+]
 
 COMPARE_EPILOG = """\
 examples:
@@ -56,15 +68,15 @@ exit status: 0 conformant, 1 not conformant, 2 anything else (one line on stderr
 """
 
 
-class _UsageError(Exception):
-    """A wrong argument: exit 2 with one line."""
+class UsageError(Exception):
+    """A wrong argument: exit 2 with one line (raised by :class:`ArgumentParser` and by the commands' checks)."""
 
 
-class _Parser(argparse.ArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors (raised, so that the caller decides the exit status and the JSON)."""
 
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{message} (see --help)")
+        raise UsageError(f"{message} (see --help)")
 
 
 def _version() -> str:
@@ -79,7 +91,9 @@ def _version() -> str:
 # ---- argument types: ranges checked where the flag is read --------------------------------------------------------
 
 
-def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+def int_in_range(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer from ``minimum`` to ``maximum`` (inclusive; no upper bound when None)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -88,6 +102,21 @@ def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], i
         if value < minimum or (maximum is not None and value > maximum):
             bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
             raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def float_in_range(minimum: float, maximum: float) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number from ``minimum`` to ``maximum`` (inclusive)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and minimum <= value <= maximum):
+            raise argparse.ArgumentTypeError(f"expected a number from {minimum:g} to {maximum:g}, got {text}")
         return value
 
     return parse
@@ -121,22 +150,22 @@ MAX_IN_CHANNELS = 4096
 
 def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--depth", type=_int_at_least(1), help="weighted layers: 18, 34, 50, 101, 152 (ImageNet), 20 ... 1202 (CIFAR)"
+        "--depth", type=int_in_range(1), help="weighted layers: 18, 34, 50, 101, 152 (ImageNet), 20 ... 1202 (CIFAR)"
     )
     p.add_argument("--arch", help="a table entry by name instead of --depth (see list), or FILE.toml[:NAME]")
     p.add_argument("--family", help="the table family when a depth is in several (see list)")
     p.add_argument("--variant", help="stride placement: v1 (the paper, stride on the first 1x1) or v1.5 (on the 3x3)")
     p.add_argument(
         "--input-size",
-        type=_int_at_least(1, MAX_INPUT_SIZE),
+        type=int_in_range(1, MAX_INPUT_SIZE),
         nargs="+",
         metavar=("H", "W"),
         help="input height [and width]",
     )
 
 
-def _compare_parser(prog: str) -> _Parser:
-    p = _Parser(
+def _compare_parser(prog: str) -> ArgumentParser:
+    p = ArgumentParser(
         prog=prog,
         description="Diff a ResNet (ours from the tables, or --impl yours) against the paper's layer table.",
         epilog=COMPARE_EPILOG.format(prog=prog),
@@ -153,7 +182,7 @@ def _add_compare_arguments(p: argparse.ArgumentParser) -> None:
     shortcut.add_argument("--plain", action="store_true", help="the plain network: no shortcuts")
     p.add_argument("--impl", metavar="TARGET", help="MODULE:EXPRESSION, the model to check (see below)")
     p.add_argument(
-        "--in-channels", type=_int_at_least(1, MAX_IN_CHANNELS), help="input channels (default: the table's, 3)"
+        "--in-channels", type=int_in_range(1, MAX_IN_CHANNELS), help="input channels (default: the table's, 3)"
     )
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument(
@@ -212,14 +241,14 @@ def _resolve_spec(request: CompareRequest) -> Any:
     elif request.depth is not None:
         spec = load_spec(_name_for_depth(request.depth, request.family), **overrides)
     else:
-        raise _UsageError("give --depth N (or --arch NAME, or --list); see --help")
+        raise UsageError("give --depth N (or --arch NAME, or --list); see --help")
     if request.in_channels is not None and request.in_channels != spec.in_channels:
         spec = _with_in_channels(spec, request.in_channels)
     if request.input_size is not None:
         h, w = request.input_size
         too_small = [row for row, hw in spec.row_output_sizes(h, w).items() if min(hw) < 1]
         if too_small:
-            raise _UsageError(f"--input-size {h}x{w} is too small for {spec.name}: row {too_small[0]} is empty")
+            raise UsageError(f"--input-size {h}x{w} is too small for {spec.name}: row {too_small[0]} is empty")
     return spec
 
 
@@ -240,9 +269,9 @@ def _name_for_depth(depth: int, family: str | None) -> str:
     matches = {f: depths[depth] for f, depths in by_family.items() if depth in depths}
     if not matches:
         known = sorted({d for depths in by_family.values() for d in depths})
-        raise _UsageError(f"no table entry has depth {depth}; known depths: {', '.join(map(str, known))}")
+        raise UsageError(f"no table entry has depth {depth}; known depths: {', '.join(map(str, known))}")
     if len(matches) > 1:
-        raise _UsageError(f"depth {depth} is in several families ({', '.join(sorted(matches))}): pass --family")
+        raise UsageError(f"depth {depth} is in several families ({', '.join(sorted(matches))}): pass --family")
     return next(iter(matches.values()))
 
 
@@ -339,11 +368,11 @@ def _run_compare(args: argparse.Namespace, reporter: _Reporter) -> int:
     if args.list:
         return _print_list()
     if args.arch and args.depth is not None:
-        raise _UsageError("give --depth or --arch, not both")
+        raise UsageError("give --depth or --arch, not both")
     if args.arch is None and args.depth is None:
-        raise _UsageError("give --depth N (or --arch NAME, or --list); see --help")
+        raise UsageError("give --depth N (or --arch NAME, or --list); see --help")
     if args.input_size and len(args.input_size) > 2:
-        raise _UsageError(f"--input-size takes H or H W, positive integers; got {args.input_size}")
+        raise UsageError(f"--input-size takes H or H W, positive integers; got {args.input_size}")
     overrides = []
     if args.variant:
         overrides.append(("variant", args.variant))
@@ -356,7 +385,7 @@ def _run_compare(args: argparse.Namespace, reporter: _Reporter) -> int:
         try:
             impl = parse_target(args.impl).text
         except SubjectError as e:
-            raise _UsageError(str(e)) from None
+            raise UsageError(str(e)) from None
     request = CompareRequest(
         arch=args.arch,
         depth=args.depth,
@@ -367,12 +396,7 @@ def _run_compare(args: argparse.Namespace, reporter: _Reporter) -> int:
         in_channels=args.in_channels,
         format=args.format,
     )
-    try:
-        result = run_contained(compare_job, request, timeout=args.timeout, memory=args.memory)
-    except ContainedError as e:
-        reason = e.reason + ("" if args.debug else _output_hint(e.output))
-        details = (e.output + "\n" + e.details) if args.debug else ""
-        return reporter.fail(reason, e.phase, _output_notes(e.output), details)
+    result = run_contained(compare_job, request, timeout=args.timeout, memory=args.memory)
     outcome = result.value
     if not args.quiet:
         if outcome.data is not None:
@@ -399,12 +423,26 @@ def _print_list() -> int:
     return 0
 
 
+def guarded(prog: str, job: Callable[[], int], argv: Sequence[str] = ()) -> int:
+    """Run an entry point's ``job`` under the exit-status contract: its status, or 2 with one line for any error.
+
+    ``argv`` (the entry point's arguments) tells whether JSON was asked for (``--format json``) and ``--debug``.
+    Errors of an :class:`ArgumentParser` and :class:`~resnet_spec.contain.ContainedError` are one line too.
+    """
+    return _guarded(_Reporter(prog, _json_wanted(argv), "--debug" in argv), job)
+
+
 def _guarded(reporter: _Reporter, job: Callable[[], int]) -> int:
     """The catch-all of an entry point: anything unexpected is exit 2 with one line (--debug: the traceback)."""
     try:
         return job()
-    except _UsageError as e:
+    except UsageError as e:
         return reporter.fail(str(e))
+    except ContainedError as e:
+        reason = e.reason + ("" if reporter.debug else _output_hint(e.output))
+        return reporter.fail(
+            reason, e.phase, _output_notes(e.output), (e.output + "\n" + e.details) if reporter.debug else ""
+        )
     except KeyboardInterrupt:
         return reporter.fail("interrupted", "run")
     except Exception as e:  # the contract: never a traceback, never exit 1 for an error
@@ -426,11 +464,139 @@ def compare_main(argv: Sequence[str] | None = None, prog: str = "resnet-spec com
     return _guarded(reporter, job)
 
 
+# ---- conventions, count ----------------------------------------------------------------------------------------
+
+MAX_MEASURED_INPUT = 1024  # conventions measures real forward passes (fvcore): beyond this, hours and many GB
+
+
+def _conventions_parser(prog: str) -> ArgumentParser:
+    from .conventions import EPILOG
+
+    p = ArgumentParser(
+        prog=prog,
+        description="Our analytic counts under each convention next to fvcore, FlopCounterMode and torchinfo.",
+        epilog=EPILOG.format(prog=prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_conventions_arguments(p)
+    return p
+
+
+def _add_conventions_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depth", type=int_in_range(1), nargs="+", help="some of 18 34 50 101 152 (default: all)")
+    p.add_argument("--variant", nargs="+", choices=("v1", "v1.5"), default=["v1", "v1.5"])
+    p.add_argument(
+        "--input-size",
+        type=int_in_range(1, MAX_MEASURED_INPUT),
+        default=224,
+        help=f"square input size (default 224, at most {MAX_MEASURED_INPUT})",
+    )
+    p.add_argument("--format", choices=("text", "markdown"), default="text")
+    p.add_argument("--exact", action="store_true", help="exact integers instead of x 1e9")
+    p.add_argument("--no-measure", action="store_true", help="analytic columns only (no model is built)")
+
+
+def _run_conventions(args: argparse.Namespace) -> int:
+    from .conventions import convention_rows, render
+    from .spec import residual_depths
+
+    known = residual_depths("imagenet")
+    depths = args.depth or list(known)
+    unknown = [d for d in depths if d not in known]
+    if unknown:
+        raise UsageError(f"unknown depth(s) {unknown}; expected some of {list(known)}")
+    rows = convention_rows(depths, args.variant, args.input_size, measured=not args.no_measure)
+    print(render(rows, args.format, args.exact, args.input_size))
+    return 0 if all(r.agrees is not False for r in rows) else 1
+
+
+def conventions_main(argv: Sequence[str] | None = None, prog: str = "resnet-spec conventions") -> int:
+    """``resnet-spec conventions ARGS`` (and ``tools/conventions.py ARGS``): the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    reporter = _Reporter(prog, False, "--debug" in argv)
+    return _guarded(reporter, lambda: _run_conventions(_conventions_parser(prog).parse_args(argv)))
+
+
+def _add_count_arguments(p: argparse.ArgumentParser) -> None:
+    from .counting import CONVENTIONS, UNITS
+
+    _add_spec_arguments(p)
+    p.add_argument(
+        "--ops", default="paper", choices=tuple(CONVENTIONS), help="counting convention (default: the paper's)"
+    )
+    p.add_argument("--unit", default="macs", choices=UNITS, help="macs (default) or flops (2 per multiply-add)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.add_argument("--memory", type=_memory, default="half", metavar="SIZE", help=argparse.SUPPRESS)
+
+
+@dataclass(frozen=True)
+class CountRequest:
+    """A table entry and the convention to count it under (the contained job's input)."""
+
+    spec: CompareRequest
+    ops: str
+    unit: str
+
+
+def count_job(request: CountRequest) -> str:
+    """``count``'s output: the rows of the table entry with their parameters and counted operations."""
+    from .counting import count
+
+    with phase("table"):
+        spec = _resolve_spec(request.spec)
+    with phase("count"):
+        counts = count(spec, request.spec.input_size, ops=request.ops, unit=request.unit)
+    if request.spec.format == "json":
+        data = {
+            "spec": spec.label,
+            "input_size": list(counts.input_size),
+            "convention": counts.convention,
+            "unit": counts.unit,
+            "rows": [{"row": r.row, "params": r.params, "ops": r.ops} for r in counts.rows.values()],
+            "params": counts.params,
+            "ops": counts.total,
+        }
+        return json.dumps(data, indent=2) + "\n"
+    h, w = counts.input_size
+    unit = counts.unit if counts.unit == "flops" else "MACs"
+    lines = [f"{spec.label} at {h}x{w}, {counts.convention} convention ({unit}, one image)", ""]
+    widths = (8, 12, 16)
+    lines.append(f"{'row':<{widths[0]}} {'params':>{widths[1]}} {unit:>{widths[2]}}")
+    for r in [*counts.rows.values()]:
+        lines.append(f"{r.row:<{widths[0]}} {r.params:>{widths[1]},} {r.ops:>{widths[2]},}")
+    lines.append(f"{'total':<{widths[0]}} {counts.params:>{widths[1]},} {counts.total:>{widths[2]},}")
+    return "\n".join(lines) + "\n"
+
+
+def _run_count(args: argparse.Namespace) -> int:
+    if args.arch and args.depth is not None:
+        raise UsageError("give --depth or --arch, not both")
+    if args.arch is None and args.depth is None:
+        raise UsageError("give --depth N (or --arch NAME); see --help")
+    if args.input_size and len(args.input_size) > 2:
+        raise UsageError(f"--input-size takes H or H W, positive integers; got {args.input_size}")
+    overrides = (("variant", args.variant),) if args.variant else ()
+    spec = CompareRequest(
+        arch=args.arch,
+        depth=args.depth,
+        family=args.family,
+        overrides=overrides,
+        input_size=(args.input_size[0], args.input_size[-1]) if args.input_size else None,
+        impl=None,
+        in_channels=None,
+        format=args.format,
+    )
+    result = run_contained(count_job, CountRequest(spec, args.ops, args.unit), timeout=args.timeout, memory=args.memory)
+    sys.stdout.write(result.value)
+    return 0
+
+
 # ---- the command --------------------------------------------------------------------------------------------------
 
 
-def _parser() -> _Parser:
-    p = _Parser(
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="resnet-spec",
         description="The ResNet of He et al. 2015 from machine-readable tables, and the check that a model is it.",
         epilog="exit status: 0 conformant / done, 1 not conformant, 2 anything else (one line on stderr).\n"
@@ -438,7 +604,7 @@ def _parser() -> _Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"resnet-spec {_version()}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     compare = sub.add_parser(
         "compare",
         help="diff a model against a table entry, row by row",
@@ -448,7 +614,27 @@ def _parser() -> _Parser:
     )
     _add_compare_arguments(compare)
     sub.add_parser("list", help="list the table entries", description="List the table entries by family.")
+    count = sub.add_parser(
+        "count",
+        help="parameters and operations of a table entry, per row (arithmetic, no model)",
+        description="Parameters and counted operations of a table entry, per row of Table 1, for one image.",
+    )
+    _add_count_arguments(count)
+    conventions = sub.add_parser(
+        "conventions",
+        help="our counts under each convention next to fvcore, FlopCounterMode and torchinfo",
+        description="Our analytic counts under each convention next to fvcore, FlopCounterMode and torchinfo.",
+        epilog=_conventions_epilog("resnet-spec conventions"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_conventions_arguments(conventions)
     return p
+
+
+def _conventions_epilog(prog: str) -> str:
+    from .conventions import EPILOG
+
+    return EPILOG.format(prog=prog)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -460,8 +646,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def job() -> int:
         args = _parser().parse_args(argv)
+        reporter.prog = f"resnet-spec {args.command}" if args.command else "resnet-spec"
         if args.command == "list":
             return _print_list()
-        raise _UsageError("give a command: compare, list (see --help)")
+        if args.command == "count":
+            return _run_count(args)
+        if args.command == "conventions":
+            return _run_conventions(args)
+        raise UsageError("give a command: compare, count, conventions, list (see --help)")
 
     return _guarded(reporter, job)

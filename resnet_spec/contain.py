@@ -151,6 +151,7 @@ def _format_size(size: int) -> str:
 
 # ---- the child ---------------------------------------------------------------------------------------------------
 
+_ALLOCATION = re.compile(r"(tried to allocate) (\d+) bytes")
 _MEMORY_MESSAGE = re.compile(r"can't allocate memory|cannot allocate memory|out of memory|not enough memory", re.I)
 
 
@@ -213,7 +214,9 @@ def _describe(e: BaseException, memory: int | None) -> tuple[str, str]:
     text = message if _raised_by_us(e) else f"{type(e).__name__}: {message}"
     if isinstance(e, MemoryError) or _MEMORY_MESSAGE.search(message):
         ceiling = f"the memory ceiling of {_format_size(memory)}" if memory is not None else "the machine's memory"
-        return "memory", f"ran out of memory under {ceiling} (--memory): {_one_line(text, 200)}"
+        request = _ALLOCATION.search(message)
+        what = f"{request.group(1)} {int(request.group(2)):,} bytes" if request else type(e).__name__
+        return "memory", f"ran out of memory under {ceiling} (--memory): {what}"
     return "exception", _one_line(text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import sys
 import sysconfig
 import venv
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torchvision  # noqa: F401  (imported here so that the forked children need not import it again)
@@ -230,3 +232,56 @@ def test_the_installed_command_works_from_a_fresh_environment(tmp_path: Path) ->
     assert "conforms to resnet50 (v1.5, shortcut B)" in result.stdout
     result = run(env_dir / "bin" / "resnet-spec", "list")
     assert result.returncode == 0 and "resnet152" in result.stdout, result.stderr
+
+
+# ---- the tools keep the same contract --------------------------------------------------------------------------
+
+
+def _tool(name: str) -> Any:
+    path = ROOT / "tools" / f"{name}.py"
+    sys.path.insert(0, str(path.parent))  # bench_verify imports bench, as it does when run as a script
+    try:
+        module_spec = importlib.util.spec_from_file_location(f"resnet_spec_tool_{name}", path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_spec.name] = module
+        module_spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv", "message"),
+    [
+        ("conventions", ["--input-size", "100000"], "--input-size: expected an integer from 1 to 1024"),
+        ("bench_verify", ["--depths", "77"], "no table entry has depth(s) [77]"),
+        ("bench_verify", ["--repeats", "0"], "--repeats: expected an integer from 1 to"),
+        ("bench", ["--size", "100000"], "--size: expected an integer from 1 to 1024"),
+        ("bench", ["--threads", "100000"], "--threads: expected an integer from 1 to"),
+        ("bench", ["--modes", ","], "--modes ',': expected at least one of"),
+        ("train_cifar", ["--lr", "1e308"], "--lr: expected a number from 0 to 10"),
+        ("train_cifar", ["--seed", str(10**23)], "--seed: expected an integer from 0 to 4294967295"),
+        ("train_cifar", ["--batch", "100000"], "--batch: expected an integer from 1 to 1024"),
+    ],
+)
+def test_tools_exit_2_with_one_line_on_out_of_range_flags(
+    tool: str, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _tool(tool).main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"{tool}.py: error: ") and captured.err.count("\n") == 1, captured.err
+    assert message in captured.err, captured.err
+    assert captured.out == ""
+
+
+def test_an_unexpected_failure_is_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("deep inside")
+
+    monkeypatch.setattr(cli, "_print_list", broken)
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err == "resnet-spec list: error: run: internal error: ZeroDivisionError: deep inside\n", err

@@ -42,6 +42,7 @@ import torchvision
 from torch import Tensor, nn
 
 from resnet_spec import ResNet, build, load_spec, residual_depths
+from resnet_spec.cli import ArgumentParser, float_in_range, guarded, int_in_range
 from resnet_spec.fuse import fuse_for_inference
 
 Step = Callable[[], Tensor]
@@ -444,32 +445,46 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+# Bounds of the flags: beyond them a run measures nothing useful, or cannot fit in memory.
+MAX_BATCH = 1024
+MAX_SIZE = 1024
+MAX_REPEATS = 1000
+MAX_MIN_TIME = 3600.0
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
     depths = residual_depths("imagenet")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = ArgumentParser(
+        prog="bench.py", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--depth", type=int, default=50, choices=sorted(depths), help="ImageNet depth (default 50)")
     p.add_argument("--variant", default="v1.5", choices=("v1.5", "v1"), help="ours: v1.5 (torchvision's, default)")
-    p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
-    p.add_argument("--size", type=int, default=224, help="input height and width (default 224)")
+    p.add_argument("--batch", type=int_in_range(1, MAX_BATCH), default=8, help="batch size (default 8)")
+    p.add_argument("--size", type=int_in_range(1, MAX_SIZE), default=224, help="input height and width (default 224)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument(
-        "--threads", type=int, default=None, help="torch.set_num_threads (default: every CPU this process may use)"
+        "--threads",
+        type=int_in_range(1, os.cpu_count() or 1),
+        default=None,
+        help="torch.set_num_threads (default: every CPU this process may use)",
     )
     p.add_argument("--modes", default=None, help=f"comma-separated, from {', '.join(MODES)} (default: all but compile)")
     p.add_argument("--compile", action="store_true", help="add the torch.compile mode (slow to compile on few cores)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls of each before timing (default 1)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (default 5)")
-    p.add_argument("--min-time", type=float, default=1.0, help="seconds each side runs per round (default 1.0)")
+    p.add_argument(
+        "--warmup", type=int_in_range(0, MAX_REPEATS), default=1, help="untimed calls of each before timing (default 1)"
+    )
+    p.add_argument(
+        "--repeats", type=int_in_range(1, MAX_REPEATS), default=5, help="interleaved timed rounds (default 5)"
+    )
+    p.add_argument(
+        "--min-time",
+        type=float_in_range(0.0, MAX_MIN_TIME),
+        default=1.0,
+        help="seconds each side runs per round (default 1.0)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     p.add_argument("--profile", metavar="MODE", default=None, help="print operator counts of one call and exit")
     args = p.parse_args(argv)
-    for flag, value in (("--batch", args.batch), ("--size", args.size), ("--repeats", args.repeats)):
-        if value < 1:
-            p.error(f"{flag}: expected a positive integer, got {value}")
-    if args.warmup < 0 or args.min_time < 0:
-        p.error(f"--warmup and --min-time: expected >= 0, got {args.warmup} and {args.min_time}")
-    if args.threads is not None and args.threads < 1:
-        p.error(f"--threads: expected a positive integer, got {args.threads}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error(
             f"--device cuda: no CUDA device (torch.cuda.is_available() is False; torch {torch.__version__}, built "
@@ -478,7 +493,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.modes is None:
         args.modes = [m.name for m in MODES.values() if m.default and args.device in m.devices]
     else:
-        args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        given = args.modes
+        args.modes = [m.strip() for m in given.split(",") if m.strip()]
+        if not args.modes:
+            p.error(f"--modes {given!r}: expected at least one of {', '.join(MODES)}")
     if args.compile and "compile" not in args.modes:
         args.modes.append("compile")
     for mode in [*args.modes, *([args.profile] if args.profile else [])]:
@@ -500,6 +518,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The exit status: 0 measured, 2 anything else (one line on stderr)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    return guarded("bench.py", lambda: _main(args_list), args_list)
+
+
+def _main(argv: list[str]) -> int:
     args = _parse_args(argv)
     torch.set_num_threads(args.threads or _usable_cpus())
     device = torch.device(args.device)

@@ -30,6 +30,8 @@ from typing import Any
 
 from bench import cpu_model  # tools/ is on sys.path when this file runs as a script
 
+from resnet_spec.cli import ArgumentParser, UsageError, guarded, int_in_range
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COMMAND = "{python} tools/compare.py --depth {depth}"
 YARDSTICK = [sys.executable, "-c", "import torch"]
@@ -145,18 +147,31 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+MAX_REPEATS = 100
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    """The exit status: 0 measured (every command exited 0), 2 anything else (one line on stderr)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    return guarded("bench_verify.py", lambda: _main(args_list), args_list)
+
+
+def _main(argv: list[str]) -> int:
+    p = ArgumentParser(
+        prog="bench_verify.py", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--depths", type=int, nargs="+", help="depths to time (default: every residual table entry's)")
     p.add_argument("--command", default=DEFAULT_COMMAND, help=f"command template (default {DEFAULT_COMMAND!r})")
-    p.add_argument("--repeats", type=int, default=5, help="timed pairs per depth (default 5)")
+    p.add_argument("--repeats", type=int_in_range(1, MAX_REPEATS), default=5, help="timed pairs per depth (default 5)")
     p.add_argument("--suite", action="store_true", help="also time one run of the test suite")
     p.add_argument("--suite-args", default="-n auto -q", help="pytest arguments for --suite (default '-n auto -q')")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = p.parse_args(argv)
-    if args.repeats < 1:
-        p.error(f"--repeats: expected a positive integer, got {args.repeats}")
-    depths = args.depths or table_depths()
+    known = table_depths()
+    unknown = [d for d in args.depths or () if d not in known]
+    if unknown:
+        p.error(f"--depths: no table entry has depth(s) {unknown}; expected some of {known}")
+    depths = args.depths or known
     try:
         for depth in depths:
             command_for(args.command, depth)
@@ -183,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         result["suite"] = measure_suite(shlex.split(args.suite_args), yard, ROOT)
     result["machine"]["loadavg_end"] = _loadavg()
     print(json.dumps(result, indent=2) if args.json else render(result))
-    failed = any(any(d["exit_statuses"]) for d in result["depths"]) or bool(result.get("suite", {}).get("exit_status"))
-    return 1 if failed else 0
+    failed = [d["depth"] for d in result["depths"] if any(d["exit_statuses"])]
+    if failed or result.get("suite", {}).get("exit_status"):
+        what = f"the command failed at depth(s) {failed}" if failed else "the test suite failed"
+        raise UsageError(f"{what}; the timings above are not a measurement of a working command")
+    return 0
 
 
 if __name__ == "__main__":

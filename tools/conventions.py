@@ -1,182 +1,21 @@
 #!/usr/bin/env python3
 """Why 3.86 vs 4.09 vs 4.11 vs 8.18: one network, several counting conventions, side by side.
 
-For ResNet-18 ... 152 of Table 1 in v1 (the paper's stride placement) and v1.5 (torchvision's), prints our analytic
-count under each convention next to what fvcore, torch's FlopCounterMode and torchinfo report for the built model:
-`python tools/conventions.py [--depth 50 101] [--format markdown]`.  A thin wrapper over resnet_spec.counting.count
-and resnet_spec.measure.measure.
+The same as ``resnet-spec conventions`` (resnet_spec.cli, resnet_spec.conventions):
+`python tools/conventions.py [--depth 50 101] [--format markdown]`.  Exit status: 0 every measured figure agrees
+with its convention, 1 one does not, 2 anything else (one line on stderr).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-EPILOG = """\
-columns (multiply-adds unless said otherwise; x 1e9 unless --exact):
-  paper        Table 1's FLOPs row as printed (multiply-adds of conv and fc, one decimal)
-  conv+fc      analytic: conv and fc multiply-adds, the paper's convention (= torchvision `_ops` for v1.5)
-  fvcore set   analytic under fvcore's rules: + batch norm 2 per element + global average pool 1 per input element
-  torchinfo    analytic under torchinfo's rules: + fc bias + 2*C per batch norm layer
-  FLOPs        analytic: 2 x conv+fc (one multiply-add = two floating-point operations)
-  fvcore / FlopCounterMode / torchinfo (measured): what each tool reports for the built model, batch 1
-  ok           every measured figure equals the analytic one of its convention
-
-examples:
-  python tools/conventions.py                       # ResNet-18 ... 152, v1 and v1.5, at 224x224
-  python tools/conventions.py --depth 50 --format markdown
-  python tools/conventions.py --depth 152 --variant v1 --exact
-  python tools/conventions.py --no-measure          # analytic columns only (arithmetic, instant)
-"""
-
-
-@dataclass(frozen=True)
-class ConventionRow:
-    """One network under every convention: analytic and measured figures (None where not measured)."""
-
-    label: str
-    depth: int
-    variant: str
-    paper: float | None  # Table 1's printed figure, from the table's paper.flops
-    conv_fc: int
-    fvcore_set: int
-    torchinfo_set: int
-    flops: int
-    fvcore: int | None
-    flop_counter: int | None
-    torchinfo: int | None
-
-    @property
-    def agrees(self) -> bool | None:
-        """Whether every measured figure equals its analytic counterpart (None when nothing was measured)."""
-        pairs = ((self.fvcore_set, self.fvcore), (self.flops, self.flop_counter), (self.torchinfo_set, self.torchinfo))
-        measured = [(a, m) for a, m in pairs if m is not None]
-        return all(a == m for a, m in measured) if measured else None
-
-
-def convention_rows(
-    depths: Sequence[int], variants: Sequence[str], input_size: int, measured: bool = True
-) -> list[ConventionRow]:
-    """The figures for each (depth, variant): analytic always, measured by the three tools when ``measured``."""
-    from resnet_spec import build, load_spec, residual_depths
-    from resnet_spec.counting import count
-    from resnet_spec.measure import materialize, measure
-
-    names = residual_depths("imagenet")
-    rows = []
-    for depth in depths:
-        for variant in variants:
-            spec = load_spec(names[depth], variant=variant)
-            paper = spec.paper.get("flops")
-            conv_fc = count(spec, input_size).total
-            fvcore = flop_counter = torchinfo = None
-            if measured:
-                model = build(spec, device="meta")  # FlopCounterMode and torchinfo need shapes only
-                rest = measure(model, input_size, counters=("flop_counter", "torchinfo"))
-                fv = measure(materialize(model), input_size, counters=("fvcore",)).fvcore  # fvcore: real zeros
-                assert fv is not None and rest.flop_counter is not None and rest.torchinfo is not None
-                fvcore, flop_counter, torchinfo = fv.total, rest.flop_counter.total, rest.torchinfo.total_mult_adds
-            rows.append(
-                ConventionRow(
-                    label=spec.label,
-                    depth=depth,
-                    variant=variant,
-                    paper=float(paper) if isinstance(paper, (int, float)) else None,
-                    conv_fc=conv_fc,
-                    fvcore_set=count(spec, input_size, ops="fvcore").total,
-                    torchinfo_set=count(spec, input_size, ops="torchinfo").total,
-                    flops=count(spec, input_size, unit="flops").total,
-                    fvcore=fvcore,
-                    flop_counter=flop_counter,
-                    torchinfo=torchinfo,
-                )
-            )
-    return rows
-
-
-HEADER = (
-    "network",
-    "paper",
-    "conv+fc",
-    "fvcore set",
-    "torchinfo set",
-    "FLOPs",
-    "fvcore (measured)",
-    "FlopCounterMode (measured)",
-    "torchinfo (measured)",
-    "ok",
-)
-
-
-def _cells(row: ConventionRow, exact: bool) -> list[str]:
-    def fmt(value: int | float | None) -> str:
-        if value is None:
-            return "-"
-        return f"{int(value):,}" if exact else f"{value / 1e9:.3f}"
-
-    paper = "-" if row.paper is None else f"{row.paper / 1e9:.1f}"
-    ok = {True: "yes", False: "NO", None: "-"}[row.agrees]
-    return [
-        f"ResNet-{row.depth} {row.variant}",
-        paper,
-        *(fmt(v) for v in (row.conv_fc, row.fvcore_set, row.torchinfo_set, row.flops)),
-        *(fmt(v) for v in (row.fvcore, row.flop_counter, row.torchinfo)),
-        ok,
-    ]
-
-
-def render(rows: Sequence[ConventionRow], fmt: str, exact: bool, input_size: int) -> str:
-    """The rows as an aligned text table or a Markdown table."""
-    body = [_cells(r, exact) for r in rows]
-    unit = "exact counts" if exact else "x 1e9"
-    title = f"Counting conventions at {input_size}x{input_size}, batch 1 ({unit})"
-    if fmt == "markdown":
-        lines = [f"**{title}**", "", "| " + " | ".join(HEADER) + " |", "|" + "|".join(["---"] + ["---:"] * 9) + "|"]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(c[i]) for c in body)) for i, h in enumerate(HEADER)]
-    lines = [title, ""]
-    for cells in [list(HEADER), *body]:
-        lines.append(
-            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-        )
-    return "\n".join(lines)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="conventions.py",
-        description="Our analytic counts under each convention next to fvcore, FlopCounterMode and torchinfo.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--depth", type=int, nargs="+", help="some of 18 34 50 101 152 (default: all)")
-    p.add_argument("--variant", nargs="+", choices=("v1", "v1.5"), default=["v1", "v1.5"])
-    p.add_argument("--input-size", type=int, default=224, help="square input size (default 224)")
-    p.add_argument("--format", choices=("text", "markdown"), default="text")
-    p.add_argument("--exact", action="store_true", help="exact integers instead of x 1e9")
-    p.add_argument("--no-measure", action="store_true", help="analytic columns only (no model is built)")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from resnet_spec import residual_depths
+    from resnet_spec.cli import conventions_main
 
-    args = _parser().parse_args(argv)
-    known = residual_depths("imagenet")
-    depths = args.depth or list(known)
-    unknown = [d for d in depths if d not in known]
-    if unknown:
-        print(f"conventions.py: error: unknown depth(s) {unknown}; expected some of {list(known)}", file=sys.stderr)
-        return 2
-    if args.input_size < 1:
-        print(f"conventions.py: error: expected --input-size >= 1, got {args.input_size}", file=sys.stderr)
-        return 2
-    rows = convention_rows(depths, args.variant, args.input_size, measured=not args.no_measure)
-    print(render(rows, args.format, args.exact, args.input_size))
-    return 0 if all(r.agrees is not False for r in rows) else 1
+    return conventions_main(argv, prog="conventions.py")
 
 
 if __name__ == "__main__":

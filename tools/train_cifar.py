@@ -28,7 +28,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from resnet_spec import build, load_spec, residual_depths
+from resnet_spec.cli import ArgumentParser, float_in_range, guarded, int_in_range
 
 __all__ = ["PAPER", "Recipe", "augment", "learning_rate", "main", "train"]
 
@@ -144,42 +144,38 @@ def train(
     return losses
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _learning_rate_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
-    return value
+# Bounds of the flags: beyond them no run is meaningful (the paper: 64k iterations of batch 128 at lr 0.1).
+MAX_STEPS = 64_000
+MAX_BATCH = 1024
+MAX_LR = 10.0
+MAX_SEED = 2**32 - 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status (0: the loss decreased, 1: it did not)."""
+    """Command line entry point; returns the exit status (0: the loss decreased, 1: it did not, 2: an error)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    return guarded("train_cifar.py", lambda: _main(args_list), args_list)
+
+
+def _main(argv: Sequence[str]) -> int:
     depths = residual_depths("cifar10")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser = ArgumentParser(prog="train_cifar.py", description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--depth", type=int, default=20, choices=list(depths), help="network depth 6n+2 (default 20)")
     parser.add_argument(
-        "--steps", type=_int_at_least(2), default=20, help="SGD steps on the fixed batch, >= 2 (default 20)"
+        "--steps", type=int_in_range(2, MAX_STEPS), default=20, help="SGD steps on the fixed batch, >= 2 (default 20)"
     )
-    parser.add_argument("--batch", type=_int_at_least(1), default=32, help="batch size (default 32; the paper: 128)")
     parser.add_argument(
-        "--lr", type=_learning_rate_arg, default=PAPER.lr, help="base learning rate (default 0.1, the paper's)"
+        "--batch", type=int_in_range(1, MAX_BATCH), default=32, help="batch size (default 32; the paper: 128)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the batch and the initial weights (default 0)")
+    parser.add_argument(
+        "--lr", type=float_in_range(0.0, MAX_LR), default=PAPER.lr, help="base learning rate (default 0.1, the paper's)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int_in_range(0, MAX_SEED),
+        default=0,
+        help="seed of the batch and the initial weights (default 0)",
+    )
     parser.add_argument("--augment", action="store_true", help="apply the paper's pad-4, crop-32, flip augmentation")
     args = parser.parse_args(argv)
     warmup = (
