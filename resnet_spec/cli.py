@@ -76,7 +76,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors (raised, so that the caller decides the exit status and the JSON)."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see --help)")
+        raise UsageError(message)
 
 
 def _version() -> str:

@@ -108,11 +108,8 @@ def phase(name: str) -> Iterator[None]:
     except BaseException as e:
         if not hasattr(e, "_resnet_spec_phase"):
             e._resnet_spec_phase = name  # type: ignore[attr-defined]
-        raise
-    finally:
-        # A failure leaves the phase where it happened; a success goes back to the enclosing one.
-        if sys.exc_info()[0] is None:
-            _set_phase(previous)
+        raise  # a failure leaves the phase where it happened
+    _set_phase(previous)
 
 
 # ---- sizes -------------------------------------------------------------------------------------------------------
@@ -220,6 +217,16 @@ def _describe(e: BaseException, memory: int | None) -> tuple[str, str]:
     return "exception", _one_line(text)
 
 
+def _end_with_parent() -> None:
+    """Linux: the child is killed when the parent dies (killed itself, it cannot end the child's group)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the time-out still ends it
+        pass
+
+
 def _child(
     channel: Any,
     output: Any,
@@ -233,6 +240,8 @@ def _child(
     _channel = channel
     if hasattr(os, "setpgid"):
         os.setpgid(0, 0)  # its own process group: a time-out ends whatever it started, too
+    if sys.platform.startswith("linux"):
+        _end_with_parent()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if output is not None and os.name == "posix":
         os.dup2(output.fileno(), 1)
