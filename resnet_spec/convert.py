@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from .spec import Block, ResNetSpec, Stage
+from .spec import Block, Plan, ResNetSpec, Stage, layout_plan, variants
 
 if TYPE_CHECKING:
     from .model import ResNet
@@ -130,7 +130,8 @@ class _ConvBN:
 @dataclass(frozen=True)
 class _Layout:
     spec: ResNetSpec
-    convs: tuple[_ConvBN, ...]
+    plan: Plan
+    convs: tuple[_ConvBN, ...] | str  # conv-BN pairs under Caffe's names too; a str: why there are none
     fc_shape: tuple[int, int] | None  # (num_classes, features); None for a headless model
     caffe_fc: str  # "fc1000"
 
@@ -157,63 +158,45 @@ def _stage_number(spec: ResNetSpec, stage: Stage) -> str:
 
 
 def _layout(spec: ResNetSpec, num_classes: int | None, in_channels: int | None) -> _Layout:
-    num_classes = spec.head.num_classes if num_classes is None else num_classes
-    in_channels = spec.in_channels if in_channels is None else in_channels
     for name, value, minimum in (("num_classes", num_classes, 0), ("in_channels", in_channels, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
             raise ValueError(f"expected {name} an integer >= {minimum}, got {value!r}")
-    stem = spec.stem.conv
-    stem_shape = (stem.out_channels, in_channels, stem.kernel, stem.kernel)
-    convs = [_ConvBN("conv1", "bn1", "conv1", "bn_conv1", "scale_conv1", stem_shape)]
+    plan = layout_plan(spec, spec.min_input_size(), num_classes=num_classes, in_channels=in_channels)
+    fc = [layer for layer in plan.head if layer.kind == "fc"]
+    fc_shape = (plan.num_classes, spec.out_channels) if fc else None
+    return _Layout(spec, plan, _caffe_convs(plan), fc_shape, f"fc{plan.num_classes}")
+
+
+def _caffe_convs(plan: Plan) -> tuple[_ConvBN, ...] | str:
+    """Each conv-BN pair under our names and the Caffe release's, or why the release's naming has none for it."""
+    spec = plan.spec
+    if spec.order != "post" or len(spec.stem.convs) != 1 or spec.se_reduction is not None:
+        return "the Caffe release names only one-conv stems and post-activation blocks without SE"
+    if any(block.spec.shortcut not in ("identity", "projection", "none") for block in plan.blocks):
+        return "the Caffe release names only identity and projection shortcuts"
+    pairs = [("conv1", "bn_conv1", "scale_conv1", plan.stem[0], plan.stem[1])]
     block_names = caffe_block_names(spec)
-    for layer_index, stage in enumerate(spec.stages, 1):
-        for block_index, (block, caffe_name) in enumerate(zip(stage.blocks, block_names[stage.name], strict=True)):
-            prefix = f"layer{layer_index}.{block_index}"  # as model.ResNet
-            for conv_index, conv in enumerate(block.convs):
-                branch = f"{caffe_name}_branch2{string.ascii_lowercase[conv_index]}"
-                convs.append(
-                    _ConvBN(
-                        f"{prefix}.conv{conv_index + 1}",
-                        f"{prefix}.bn{conv_index + 1}",
-                        f"res{branch}",
-                        f"bn{branch}",
-                        f"scale{branch}",
-                        (conv.out_channels, conv.in_channels, conv.kernel, conv.kernel),
-                    )
-                )
-            if block.shortcut == "projection":
-                branch = f"{caffe_name}_branch1"
-                convs.append(
-                    _ConvBN(
-                        f"{prefix}.downsample.0",
-                        f"{prefix}.downsample.1",
-                        f"res{branch}",
-                        f"bn{branch}",
-                        f"scale{branch}",
-                        (block.out_channels, block.in_channels, 1, 1),
-                    )
-                )
-    fc_shape = (num_classes, spec.out_channels) if num_classes > 0 else None
-    return _Layout(spec, tuple(convs), fc_shape, f"fc{num_classes}")
+    caffe_names = [name for stage in spec.stages for name in block_names[stage.name]]
+    for planned, caffe_name in zip(plan.blocks, caffe_names, strict=True):
+        for role, letters in (("branch", string.ascii_lowercase), ("shortcut", "")):
+            layers = [layer for layer in planned.role(role) if layer.kind in ("conv", "bn")]
+            for index, (conv, bn) in enumerate(zip(layers[::2], layers[1::2], strict=True)):
+                branch = f"{caffe_name}_branch2{letters[index]}" if letters else f"{caffe_name}_branch1"
+                pairs.append((f"res{branch}", f"bn{branch}", f"scale{branch}", conv, bn))
+    return tuple(
+        _ConvBN(conv.name, bn.name, caffe_conv, caffe_bn, caffe_scale, conv.params[0][1])  # type: ignore[arg-type]
+        for caffe_conv, caffe_bn, caffe_scale, conv, bn in pairs
+    )
 
 
 def _ours_layout(layout: _Layout) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    for cb in layout.convs:
-        shapes[f"{cb.conv}.weight"] = cb.weight_shape
-        for buffer in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{cb.bn}.{buffer}"] = (cb.channels,)
-        shapes[f"{cb.bn}.num_batches_tracked"] = ()
-    if layout.fc_shape is not None:
-        shapes["fc.weight"] = layout.fc_shape
-        shapes["fc.bias"] = (layout.fc_shape[0],)
-    return shapes
+    return layout.plan.state_dict()
 
 
 def state_dict_layout(
     spec: ResNetSpec, num_classes: int | None = None, in_channels: int | None = None
 ) -> dict[str, tuple[int, ...]]:
-    """Every key of the state_dict the spec's model has (our names), with its shape, computed from the spec alone."""
+    """Every key of the state_dict the spec's model has (our names), with its shape, from the layout plan."""
     return _ours_layout(_layout(spec, num_classes, in_channels))
 
 
@@ -246,7 +229,7 @@ def _check_stride_placement(spec: ResNetSpec, fmt: WeightFormat) -> None:
                 f"{fmt.name} weights stride conv {expected + 1} ({fmt.source})"
             )
     if problems:
-        variant = "v1" if fmt.stride_on == "first" else "v1.5"
+        variant = next(v.name for v in variants().strides.values() if v.stride_on == fmt.stride_on)
         raise ConversionError(
             f"{fmt.name} weights do not fit {spec.label}: they put the stride on the {fmt.stride_on.replace('_', ' ')} "
             f"conv; build with variant={variant!r}",
@@ -326,9 +309,15 @@ def _write_prefixed(ours: Mapping[str, Tensor], layout: _Layout, naming: str) ->
     return {(head if key.startswith("fc.") else body) + key: ours[key] for key in _ours_layout(layout)}
 
 
+def _caffe_pairs(layout: _Layout) -> tuple[_ConvBN, ...]:
+    if isinstance(layout.convs, str):
+        raise ConversionError(f"caffe weights do not fit {layout.spec.label}", [layout.convs])
+    return layout.convs
+
+
 def _read_caffe(ledger: _Ledger, layout: _Layout) -> dict[str, Tensor]:
     ours: dict[str, Tensor] = {}
-    for cb in layout.convs:
+    for cb in _caffe_pairs(layout):
         channels = (cb.channels,)
         weight = ledger.take(f"{cb.caffe_conv}.weight", cb.weight_shape)
         bias = ledger.take(f"{cb.caffe_conv}.bias", channels, optional=True)
@@ -362,7 +351,7 @@ def _read_caffe(ledger: _Ledger, layout: _Layout) -> dict[str, Tensor]:
 
 def _write_caffe(ours: Mapping[str, Tensor], layout: _Layout) -> dict[str, Tensor]:
     caffe: dict[str, Tensor] = {}
-    for cb in layout.convs:
+    for cb in _caffe_pairs(layout):
         mean = ours[f"{cb.bn}.running_mean"]
         caffe[f"{cb.caffe_conv}.weight"] = ours[f"{cb.conv}.weight"]
         caffe[f"{cb.caffe_bn}.mean"] = mean

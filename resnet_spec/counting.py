@@ -3,27 +3,31 @@
 The paper's convention, and the default here: count the multiply-adds of the conv and fc layers (Table 1's FLOPs
 row, "3.6 billion FLOPs (multiply-adds)"), one per multiply-add, for one image.
 
-How it works: :func:`operators` walks a spec and lists every operator the built network runs, with its shapes
-(named as the builder names its modules, torchvision's names).  A *convention* is a table from operator class to a
+How it works: :func:`operators` reads the spec's layout plan (:func:`resnet_spec.spec.layout_plan`) and lists every
+operator the built network runs, with its shapes and module names.  A *convention* is a table from operator class to a
 pure function of those shapes (fvcore's ``_DEFAULT_SUPPORTED_OPS`` idea); :func:`count` applies one and sums the
 result per row of Table 1.  Conventions shipped (see :data:`CONVENTIONS`):
 
-* ``"paper"`` (= ``ops=("conv", "fc")``): conv ``k*k*C_in*C_out*H_out*W_out``, fc ``in*out`` (no bias add).
+* ``"paper"`` (= ``ops=("conv", "fc")``): conv ``k*k*(C_in/groups)*C_out*H_out*W_out``, fc ``in*out`` (no bias
+  add); squeeze-and-excitation's 1x1 convs count as convs.
 * the operator classes of :data:`OPS`, chosen freely (``ops=("conv", "fc", "bn")``, ``ops="all"``), each under our
   rule: ``bn`` one multiply-add per output element (inference form ``y = a*x + b``); ``relu`` one per element;
   ``add`` (the residual addition) one per element of the block's output; ``pool`` one per window element per output
-  element (the stem's max pool ``k*k*C*H_out*W_out``, the global average pool ``C*H*W``, its input size).
+  element (the stem's max pool ``k*k*C*H_out*W_out``, the global average pool ``C*H*W``, its input size; SE's
+  squeeze likewise); ``gate`` (SE's channel-wise scale) one per element.
 * ``"fvcore"``: fvcore ``FlopCountAnalysis``'s default total (its ``jit_handles.py``): conv and fc as above, batch
   norm in eval mode with affine ``2 * elements``, ``adaptive_avg_pool2d`` one per *input* element; max pooling, ReLU
   and the residual addition are not counted (ReLU is in its ignored list, ``max_pool2d`` and ``add_`` are reported
   as unsupported).
 * ``"torchinfo"``: torchinfo's "Total mult-adds" (its ``LayerInfo.calculate_macs``): a conv counts its weight
-  elements times ``H_out*W_out``; any other layer with parameters counts its parameter count once per sample (fc:
-  ``in*out + out``; batch norm: ``2*C``, whatever the map size); layers without parameters count nothing.
+  and bias elements times ``H_out*W_out``; any other layer with parameters counts its parameter count once per
+  sample (fc: ``in*out + out``; batch norm: ``2*C``, whatever the map size); layers without parameters count
+  nothing.
 
 ``unit="flops"`` doubles every figure (one multiply-add = two floating-point operations, as PyTorch's
-``FlopCounterMode`` counts).  Rows: ``conv1`` is the stem conv, its BN and ReLU; the first stage row (``conv2_x``)
-includes the stem's pool; ``fc`` includes the global pool; a projection shortcut belongs to its block's row.
+``FlopCounterMode`` counts). Rows: ``conv1`` is the stem conv(s), BN and ReLU; the first stage row (``conv2_x``)
+includes the stem's pool; ``fc`` includes the global pool (and a pre-activation net's final BN-ReLU); a projection
+shortcut belongs to its block's row.
 """
 
 from __future__ import annotations
@@ -33,8 +37,7 @@ from dataclasses import dataclass
 from math import prod
 from types import MappingProxyType
 
-from .arithmetic import conv_output_size
-from .spec import ResNetSpec, load_spec
+from .spec import Layer, ResNetSpec, layout_plan, load_spec
 
 __all__ = [
     "CONVENTIONS",
@@ -48,7 +51,8 @@ __all__ = [
     "operators",
 ]
 
-OPS: tuple[str, ...] = ("conv", "fc", "bn", "relu", "add", "pool")  # operator classes that can be counted
+# Operator classes that can be counted ("gate": squeeze-and-excitation's sigmoid and channel-wise scale).
+OPS: tuple[str, ...] = ("conv", "fc", "bn", "relu", "add", "pool", "gate")
 UNITS: tuple[str, ...] = ("macs", "flops")
 PAPER_OPS: tuple[str, ...] = ("conv", "fc")
 
@@ -65,8 +69,9 @@ class Operator:
     in_shape: Shape
     out_shape: Shape
     window: tuple[int, int] = (1, 1)  # conv kernel or pooling window (height, width); (1, 1) for elementwise ops
-    detail: str = ""  # pools: "max", "avg", "global_avg" or "global_max", so a convention can tell them apart
-    params: int = 0  # parameters of the layer (conv weight, BN weight + bias, fc weight + bias)
+    detail: str = ""  # pools: "max", "avg", "global_avg", "global_max" or "squeeze" (SE), to tell them apart
+    params: int = 0  # parameters of the layer (conv weight and bias, BN weight + bias, fc weight + bias)
+    groups: int = 1  # a grouped conv's groups: each output sees C_in / groups input channels
 
 
 Rule = Callable[[Operator], int]  # multiply-adds of one operator for one image
@@ -77,7 +82,7 @@ def _numel(shape: Shape) -> int:
 
 
 def _conv_macs(op: Operator) -> int:
-    return op.window[0] * op.window[1] * op.in_shape[0] * _numel(op.out_shape)
+    return op.window[0] * op.window[1] * (op.in_shape[0] // op.groups) * _numel(op.out_shape)
 
 
 def _fc_macs(op: Operator) -> int:
@@ -98,6 +103,10 @@ def _twice_per_output_element(op: Operator) -> int:
 
 def _global_avg_pool_input(op: Operator) -> int:
     return _numel(op.in_shape) if op.detail == "global_avg" else 0
+
+
+def _params_per_output_position(op: Operator) -> int:
+    return op.params * op.out_shape[1] * op.out_shape[2]
 
 
 def _parameters(op: Operator) -> int:
@@ -127,6 +136,7 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         "relu": _per_output_element,  # one max(x, 0) per element
         "add": _per_output_element,  # the residual addition: one add per element of the block's output
         "pool": _per_window_element,  # one per window element per output element
+        "gate": _per_output_element,  # SE: the channel-wise scale x * s, one per element (the sigmoid per channel)
     }
 )
 
@@ -160,7 +170,7 @@ CONVENTIONS: Mapping[str, Convention] = MappingProxyType(
             "torchinfo",
             MappingProxyType(
                 {
-                    "conv": _conv_macs,  # weight elements x H_out x W_out (no conv bias here)
+                    "conv": _params_per_output_position,  # (weight + bias) elements x H_out x W_out
                     "fc": _parameters,  # weight + bias elements, once per sample
                     "bn": _parameters,  # 2*C, once per sample
                 }
@@ -253,45 +263,20 @@ def _resolve_convention(ops: object) -> Convention:
 # ----------------------------------------------------------------------------------------------------------------
 # The operator list
 
+# Plan layer kind -> operator class counted here (layers of other kinds, identities and zero-padding, count nothing).
+_OPERATOR_CLASS: Mapping[str, str] = MappingProxyType(
+    {"conv": "conv", "fc": "fc", "bn": "bn", "relu": "relu", "add": "add", "pool": "pool", "global_pool": "pool",
+     "squeeze": "pool", "gate": "gate"}
+)  # fmt: skip
 
-class _Walker:
-    """Follows the activation shape through the network, appending one Operator per operator run."""
 
-    def __init__(self, spec: ResNetSpec, height: int, width: int) -> None:
-        self.spec = spec
-        self.input_size = (height, width)
-        self.ops: list[Operator] = []
-
-    def _check(self, row: str, name: str, what: str, shape: Shape) -> None:
-        if shape[1] < 1 or shape[2] < 1:
-            h, w = self.input_size
-            raise ValueError(
-                f"{self.spec.label}: input {h}x{w} is too small: row {row} ({name}, {what}) reaches an output of "
-                f"{shape[1]}x{shape[2]}; expected at least 1x1 in every row"
-            )
-
-    def conv(
-        self, row: str, name: str, shape: Shape, out_channels: int, kernel: int, stride: int, padding: int
-    ) -> Shape:
-        out: Shape = (
-            out_channels,
-            conv_output_size(shape[1], kernel, stride, padding),
-            conv_output_size(shape[2], kernel, stride, padding),
-        )
-        self._check(row, name, f"{kernel}x{kernel} conv, stride {stride}, padding {padding}", out)
-        params = kernel * kernel * shape[0] * out_channels
-        self.ops.append(Operator("conv", row, name, shape, out, (kernel, kernel), params=params))
-        return out
-
-    def elementwise(self, kind: str, row: str, name: str, shape: Shape, params: int = 0) -> None:
-        self.ops.append(Operator(kind, row, name, shape, shape, params=params))
-
-    def conv_bn(
-        self, row: str, conv_name: str, bn_name: str, shape: Shape, out: int, kernel: int, stride: int, padding: int
-    ) -> Shape:
-        shape = self.conv(row, conv_name, shape, out, kernel, stride, padding)
-        self.elementwise("bn", row, bn_name, shape, params=2 * shape[0])
-        return shape
+def _operator(layer: Layer) -> Operator:
+    window = (layer.in_shape[1], layer.in_shape[2]) if layer.kind in ("global_pool", "squeeze") else (layer.kernel,) * 2
+    detail = {"global_pool": f"global_{layer.detail}", "squeeze": "squeeze"}.get(layer.kind, layer.detail)
+    return Operator(
+        _OPERATOR_CLASS[layer.kind], layer.row, layer.name, layer.in_shape, layer.out_shape, window, detail,
+        layer.param_count, layer.groups,
+    )  # fmt: skip
 
 
 def operators(
@@ -303,79 +288,16 @@ def operators(
 ) -> tuple[Operator, ...]:
     """Every operator the built network runs on one image of ``input_size``, in execution order, with shapes.
 
-    Raises ``ValueError`` naming the row (and layer) whose output would be smaller than 1x1.
+    Read from the layout plan (:func:`resnet_spec.spec.layout_plan`).  Raises ``ValueError`` naming the row (and
+    layer) whose output would be smaller than 1x1.
     """
     spec = _resolve_spec(spec)
     height, width = input_hw(input_size, spec.input_size, "operators")
     # num_classes=0: a headless backbone (fc is identity), as resnet_spec.build makes it
-    classes = spec.head.num_classes if num_classes is None else _positive_int(num_classes, "num_classes", "count", 0)
-    channels = spec.in_channels if in_channels is None else _positive_int(in_channels, "in_channels", "count")
-    walk = _Walker(spec, height, width)
-
-    stem = spec.stem.conv
-    shape = walk.conv_bn(
-        "conv1", "conv1", "bn1", (channels, height, width), stem.out_channels, stem.kernel, stem.stride, stem.padding
-    )
-    walk.elementwise("relu", "conv1", "relu", shape)
-
-    pool = spec.stem.pool
-    if pool is not None:
-        row = spec.stages[0].name  # Table 1 prints the max pool in the conv2_x row
-        out: Shape = (
-            shape[0],
-            conv_output_size(shape[1], pool.kernel, pool.stride, pool.padding),
-            conv_output_size(shape[2], pool.kernel, pool.stride, pool.padding),
-        )
-        walk._check(row, "maxpool", f"{pool.kernel}x{pool.kernel} {pool.kind} pool, stride {pool.stride}", out)
-        walk.ops.append(Operator("pool", row, "maxpool", shape, out, (pool.kernel, pool.kernel), detail=pool.kind))
-        shape = out
-
-    for layer, stage in enumerate(spec.stages, 1):
-        for index, block in enumerate(stage.blocks):
-            prefix = f"layer{layer}.{index}"
-            block_in = shape
-            last = len(block.convs)
-            for i, conv in enumerate(block.convs, 1):
-                shape = walk.conv_bn(
-                    stage.name,
-                    f"{prefix}.conv{i}",
-                    f"{prefix}.bn{i}",
-                    shape,
-                    conv.out_channels,
-                    conv.kernel,
-                    conv.stride,
-                    conv.padding,
-                )
-                if i < last:
-                    walk.elementwise("relu", stage.name, f"{prefix}.relu", shape)
-            if block.shortcut == "projection":
-                projected = walk.conv_bn(
-                    stage.name,
-                    f"{prefix}.downsample.0",
-                    f"{prefix}.downsample.1",
-                    block_in,
-                    block.out_channels,
-                    1,
-                    block.stride,
-                    0,
-                )
-                if projected != shape:
-                    raise ValueError(
-                        f"{spec.label}: block {block.name} at input {height}x{width}: the projection gives "
-                        f"{projected} but the residual branch {shape}; expected equal shapes"
-                    )
-            if block.shortcut != "none":
-                walk.elementwise("add", stage.name, prefix, shape)
-            walk.elementwise("relu", stage.name, f"{prefix}.relu", shape)
-
-    pooled: Shape = (shape[0], 1, 1)
-    walk.ops.append(
-        Operator("pool", "fc", "avgpool", shape, pooled, (shape[1], shape[2]), detail=f"global_{spec.head.pool}")
-    )
-    if classes > 0:
-        fc_out: Shape = (classes, 1, 1)
-        walk.ops.append(Operator("fc", "fc", "fc", pooled, fc_out, params=shape[0] * classes + classes))
-    return tuple(walk.ops)
+    classes = None if num_classes is None else _positive_int(num_classes, "num_classes", "count", 0)
+    channels = None if in_channels is None else _positive_int(in_channels, "in_channels", "count")
+    plan = layout_plan(spec, (height, width), num_classes=classes, in_channels=channels)
+    return tuple(_operator(layer) for layer in plan.layers if layer.kind in _OPERATOR_CLASS)
 
 
 def _resolve_spec(spec: object) -> ResNetSpec:

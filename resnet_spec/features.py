@@ -1,8 +1,8 @@
 """Backbone features: each row's channels and reduction from the spec alone, and a module returning chosen rows.
 
 Detection and segmentation necks (FPN and the like) need, for every feature map they take, its channel count and
-its reduction (the cumulative stride: input size / map size).  Both follow from the table: the channels are the
-last conv's of the row, the reduction is the product of the strides of every conv and pool up to it.  Nothing is
+its reduction (the cumulative stride: input size / map size).  Both follow from the layout plan: the channels are
+the last block's of the row, the reduction is the product of the strides of every conv and pool up to it.  Nothing is
 run to find them; ``ResNet.feature_info`` returns the same tuple.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from .spec import ResNetSpec
+from .spec import ResNetSpec, layout_plan
 
 if TYPE_CHECKING:
     from .model import ResNet
@@ -38,15 +38,16 @@ class FeatureInfo:
 
 
 def feature_info(spec: ResNetSpec) -> tuple[FeatureInfo, ...]:
-    """Each row's module, channels and reduction, in network order (conv1, then every stage), from the spec alone."""
-    reduction = spec.stem.conv.stride
-    infos = [FeatureInfo("conv1", "relu", spec.stem.conv.out_channels, reduction)]
-    if spec.stem.pool is not None:
-        reduction *= spec.stem.pool.stride
-    for index, stage in enumerate(spec.stages, 1):
-        for block in stage.blocks:
-            reduction *= math.prod(conv.stride for conv in block.convs)
-        infos.append(FeatureInfo(stage.name, f"layer{index}", stage.out_channels, reduction))  # as model.ResNet
+    """Each row's module, channels and reduction, in network order (conv1, then every stage), from the layout plan."""
+    plan = layout_plan(spec, spec.min_input_size())
+    main_path = [layer for layer in plan.layers if layer.role in ("stem", "branch")]
+    stem = [layer for layer in plan.stem if layer.module and layer.row == "conv1"]
+    reduction = math.prod(layer.stride for layer in stem)
+    infos = [FeatureInfo("conv1", stem[-1].name.split(".")[0], stem[-1].out_shape[0], reduction)]
+    for row, module in plan.stage_modules:
+        reduction = math.prod(layer.stride for layer in main_path if spec.rows.index(layer.row) <= spec.rows.index(row))
+        channels = next(b.spec.out_channels for b in reversed(plan.blocks) if b.row == row)
+        infos.append(FeatureInfo(row, module, channels, reduction))
     return tuple(infos)
 
 

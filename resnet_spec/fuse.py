@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .model import PlainBlock, ResidualBlock, ResNet, ZeroPadShortcut
+from .spec import layout_plan
 
 __all__ = ["FusedBlock", "FusedResNet", "FusedResidualBlock", "fold_conv_bn", "fuse_for_inference"]
 
@@ -71,20 +72,21 @@ def fold_conv_bn(conv: nn.Module, bn: nn.Module, where: str = "conv") -> nn.Conv
 
 
 class FusedBlock(nn.Module):
-    """A plain block with its batch norms folded: ``relu_(conv_K(... relu_(conv_1(x))))``."""
+    """A plain block with its batch norms folded: ``relu_(se(conv_K(... relu_(conv_1(x)))))``."""
 
-    def __init__(self, convs: list[nn.Conv2d]) -> None:
+    def __init__(self, convs: list[nn.Conv2d], se: nn.Module | None = None) -> None:
         super().__init__()
         for i, conv in enumerate(convs, 1):
             self.add_module(f"conv{i}", conv)  # the unfused block's names: conv1 .. convK
         self._hidden = tuple(convs[:-1])
         self._last = convs[-1]
+        self.se = se if se is not None else nn.Identity()  # squeeze-and-excitation, copied unchanged
 
     def branch(self, x: Tensor) -> Tensor:
         """The folded residual branch, without the last ReLU."""
         for conv in self._hidden:
             x = torch.relu_(conv(x))  # (N, C_i, H_i, W_i)
-        return self._last(x)  # (N, C_out, H/s, W/s)
+        return self.se(self._last(x))  # (N, C_out, H/s, W/s)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu_(self.branch(x))
@@ -93,8 +95,8 @@ class FusedBlock(nn.Module):
 class FusedResidualBlock(FusedBlock):
     """A residual block with its batch norms folded: ``relu_(branch(x) + downsample(x))``."""
 
-    def __init__(self, convs: list[nn.Conv2d], downsample: nn.Module) -> None:
-        super().__init__(convs)
+    def __init__(self, convs: list[nn.Conv2d], downsample: nn.Module, se: nn.Module | None = None) -> None:
+        super().__init__(convs, se)
         self.downsample = downsample  # nn.Identity, ZeroPadShortcut, or one folded 1x1 conv
 
     def forward(self, x: Tensor) -> Tensor:
@@ -106,7 +108,7 @@ class FusedResidualBlock(FusedBlock):
 class FusedResNet(nn.Module):
     """The inference-only network :func:`fuse_for_inference` returns; ``spec`` is the source model's spec."""
 
-    def __init__(self, source: ResNet, stem: nn.Conv2d, layers: list[list[FusedBlock]], channels_last: bool) -> None:
+    def __init__(self, source: ResNet, stem: nn.Module, layers: list[list[FusedBlock]], channels_last: bool) -> None:
         super().__init__()
         self.spec = source.spec
         self.in_channels = source.in_channels
@@ -159,8 +161,11 @@ def _shortcut(module: nn.Module, where: str) -> nn.Module:
         return copy.deepcopy(module)
     if type(module) is nn.Sequential and len(module) == 2:
         return fold_conv_bn(module[0], module[1], f"{where}.0/1")
+    if type(module) is nn.Sequential and len(module) == 3 and type(module[0]) in (nn.AvgPool2d, nn.Identity):
+        return nn.Sequential(copy.deepcopy(module[0]), fold_conv_bn(module[1], module[2], f"{where}.1/2"))  # ResNet-D
     raise ValueError(
-        f"{where}: expected nn.Identity, ZeroPadShortcut or nn.Sequential(Conv2d, BatchNorm2d), got {module!r}"
+        f"{where}: expected nn.Identity, ZeroPadShortcut, nn.Sequential(Conv2d, BatchNorm2d) or "
+        f"nn.Sequential(AvgPool2d, Conv2d, BatchNorm2d), got {module!r}"
     )
 
 
@@ -173,9 +178,22 @@ def _fold_block(block: nn.Module, where: str) -> FusedBlock:
         fold_conv_bn(getattr(block, f"conv{i}"), getattr(block, f"bn{i}"), f"{where}.conv{i}/bn{i}")
         for i in range(1, block.num_convs + 1)
     ]
+    se = copy.deepcopy(block.se) if block.has_se else None
     if isinstance(block, ResidualBlock):
-        return FusedResidualBlock(convs, _shortcut(block.downsample, f"{where}.downsample"))
-    return FusedBlock(convs)
+        return FusedResidualBlock(convs, _shortcut(block.downsample, f"{where}.downsample"), se)
+    return FusedBlock(convs, se)
+
+
+def _fold_stem(model: ResNet) -> nn.Module:
+    """The stem's conv-BN pairs folded, as the layout plan lists them; a deep stem's inner ReLUs kept in place."""
+    stem = [layer for layer in layout_plan(model.spec, model.min_input_size).stem if layer.kind in ("conv", "bn")]
+    folded: list[nn.Module] = []
+    for conv, bn in zip(stem[::2], stem[1::2], strict=True):
+        if folded:
+            folded.append(nn.ReLU(inplace=True))
+        where = f"{conv.name}/{bn.name}"
+        folded.append(fold_conv_bn(model.get_submodule(conv.name), model.get_submodule(bn.name), where))
+    return folded[0] if len(folded) == 1 else nn.Sequential(*folded)
 
 
 def fuse_for_inference(model: ResNet, channels_last: bool = True) -> FusedResNet:
@@ -193,9 +211,14 @@ def fuse_for_inference(model: ResNet, channels_last: bool = True) -> FusedResNet
     """
     if not isinstance(model, ResNet):
         raise TypeError(f"fuse_for_inference: expected a resnet_spec ResNet, got {type(model).__name__}")
+    if model.spec.order != "post":
+        raise ValueError(
+            f"fuse_for_inference: {model.spec.label} is a pre-activation network: each batch norm precedes its conv "
+            "with a ReLU between them, so no conv can absorb it"
+        )
     _check_no_hooks(model)
     _check_relu(model.relu, "relu")
-    stem = fold_conv_bn(model.conv1, model.bn1, "conv1/bn1")
+    stem = _fold_stem(model)
     layers = []
     for layer_name in model.layer_names:
         layer = getattr(model, layer_name)

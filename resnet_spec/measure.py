@@ -6,10 +6,10 @@
   multiply-add; counts convolutions and matrix products only.
 * ``torchinfo``: ``torchinfo.summary`` (module hooks; works on meta): total parameters and "Total mult-adds".
 
-Per-row attribution goes by top-level module name, torchvision's layout: ``conv1``/``bn1``/``relu`` -> ``conv1``;
-``maxpool`` and ``layer1`` -> the first stage row; ``layerK`` -> the K-th stage row; ``avgpool`` and ``fc`` ->
-``fc``.  Stage rows come from the model's ``stage_names``/``layer_names`` (our :class:`~resnet_spec.model.ResNet`)
-or, for another model, from its ``layer1``, ``layer2``, ... children.  Whatever falls outside every row is returned
+Per-row attribution goes by top-level module name: for a model built from a spec (it has a ``spec``), as its layout
+plan places each module (:meth:`resnet_spec.spec.Plan.row_of_top_module`); for another model, torchvision's layout:
+``conv1``/``bn1``/``relu`` -> ``conv1``; ``maxpool`` and ``layer1`` -> the first stage row; ``layerK`` -> the K-th
+stage row; ``avgpool`` and ``fc`` -> ``fc``.  Whatever falls outside every row is returned
 as ``other``, never dropped; operators fvcore cannot count are returned in ``unsupported_ops``.
 
 The model is run in eval mode under ``no_grad`` (its train/eval mode is restored afterwards); counts are for the
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .counting import input_hw
+from .spec import ResNetSpec, layout_plan
 
 __all__ = [
     "COUNTERS",
@@ -105,20 +106,21 @@ class Measured:
 
 
 def _layout(model: nn.Module) -> tuple[dict[str, str], tuple[str, ...]]:
-    """(top-level module name -> row, the rows in order) for a model laid out as torchvision's ResNet."""
-    stage_names = getattr(model, "stage_names", None)
-    layer_names = getattr(model, "layer_names", None)
-    if stage_names is None or layer_names is None:
-        numbered = sorted(
-            (int(m.group(1)), name) for name, _ in model.named_children() if (m := _LAYER.match(name)) is not None
-        )
-        layer_names = tuple(name for _, name in numbered)
-        stage_names = tuple(f"conv{i + 2}_x" for i in range(len(layer_names)))
-    stage_names, layer_names = tuple(stage_names), tuple(layer_names)
-    if not layer_names or len(stage_names) != len(layer_names):
+    """(top-level module name -> row, the rows in order): from the layout plan for a model built from a spec, else
+    for a model laid out as torchvision's ResNet."""
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, ResNetSpec):
+        plan = layout_plan(spec, spec.min_input_size(), num_classes=getattr(model, "num_classes", None))
+        return plan.row_of_top_module(), spec.rows
+    numbered = sorted(
+        (int(m.group(1)), name) for name, _ in model.named_children() if (m := _LAYER.match(name)) is not None
+    )
+    layer_names = tuple(name for _, name in numbered)
+    stage_names = tuple(f"conv{i + 2}_x" for i in range(len(layer_names)))
+    if not layer_names:
         raise ValueError(
-            f"measure: expected a model laid out as torchvision's ResNet (children layer1, layer2, ... or attributes "
-            f"stage_names/layer_names of equal length), got stage_names={stage_names!r}, layer_names={layer_names!r}"
+            "measure: expected a model built from a spec, or one laid out as torchvision's ResNet (children layer1, "
+            f"layer2, ...); got children {[name for name, _ in model.named_children()]}"
         )
     mapping = {"conv1": "conv1", "bn1": "conv1", "relu": "conv1", "maxpool": stage_names[0]}
     mapping.update(zip(layer_names, stage_names, strict=True))

@@ -1,10 +1,10 @@
-"""The builder: a :class:`~resnet_spec.spec.ResNetSpec` in, an ``nn.Module`` out.
+"""The builder: a :class:`~resnet_spec.spec.ResNetSpec` in, an ``nn.Module`` out, made from its layout plan.
 
-Nothing here knows a depth.  Blocks are made from the spec's list of convs (a basic block is two 3x3 convs, a
-bottleneck three convs: that is data), each conv without bias and followed by batch norm (Sec. 3.4: "We adopt
-batch normalization right after each convolution and before activation").  Module and parameter names follow
-torchvision (``conv1, bn1, layer1.0.conv1, ..., layer2.0.downsample.0/1, fc``), so a torchvision state_dict loads
-into the ``v1.5`` variant unchanged.
+Nothing here knows a depth or a module name: :func:`~resnet_spec.spec.layout_plan` lists every layer with its name
+and shape, and the builder makes one module per planned layer (convs without bias, each with its batch norm: Sec.
+3.4, "We adopt batch normalization right after each convolution and before activation").  The block classes hold
+the wiring: post-activation (He et al. 2015) and pre-activation (He et al. 2016) residual blocks and the plain block.
+Names follow torchvision, so a torchvision state_dict loads into the ``v1.5`` variant unchanged.
 """
 
 from __future__ import annotations
@@ -14,18 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .features import FeatureInfo, feature_info
-from .spec import Block, Conv, ResNetSpec, load_spec
+from .spec import Layer, PlannedBlock, ResNetSpec, layout_plan, load_spec
 
-__all__ = ["PlainBlock", "ResNet", "ResidualBlock", "ZeroPadShortcut", "build"]
-
-
-def _conv_bn(conv: Conv, device: torch.device | None) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
-    return (
-        nn.Conv2d(
-            conv.in_channels, conv.out_channels, conv.kernel, conv.stride, conv.padding, bias=False, device=device
-        ),
-        nn.BatchNorm2d(conv.out_channels, device=device),
-    )
+__all__ = ["PlainBlock", "PreActBlock", "ResNet", "ResidualBlock", "SqueezeExcitation", "ZeroPadShortcut", "build"]
 
 
 class ZeroPadShortcut(nn.Module):
@@ -44,48 +35,112 @@ class ZeroPadShortcut(nn.Module):
         return f"stride={self.stride}, extra_channels={self.extra_channels}"
 
 
-def _shortcut(block: Block, device: torch.device | None) -> nn.Module:
-    if block.shortcut == "projection":
-        conv, bn = _conv_bn(Conv(1, block.in_channels, block.out_channels, block.stride, 0), device)
-        return nn.Sequential(conv, bn)  # torchvision's names: downsample.0, downsample.1
-    if block.shortcut == "zero_pad":
-        return ZeroPadShortcut(block.stride, block.out_channels - block.in_channels)
-    return nn.Identity()
+class SqueezeExcitation(nn.Module):
+    """Hu et al. 2018: ``x * sigmoid(fc2(relu(fc1(mean(x)))))``, fc1/fc2 1x1 convs with bias (made from the plan)."""
+
+    fc1: nn.Conv2d
+    relu: nn.ReLU
+    fc2: nn.Conv2d
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1): squeeze
+        s = self.fc2(self.relu(self.fc1(s)))  # (N, C, 1, 1): excitation
+        return x * s.sigmoid()  # (N, C, H, W): channel-wise scale
 
 
-class _Branch(nn.Module):
-    """The residual branch of a block: ``conv_i -> bn_i -> relu`` for each conv, without the last ReLU."""
+def _make(layer: Layer, device: torch.device | None) -> nn.Module:
+    """The module of one planned layer."""
+    if layer.kind == "conv":
+        c_in, c_out = layer.in_shape[0], layer.out_shape[0]
+        return nn.Conv2d(
+            c_in, c_out, layer.kernel, layer.stride, layer.padding, groups=layer.groups, bias=layer.bias, device=device
+        )
+    if layer.kind == "bn":
+        return nn.BatchNorm2d(layer.out_shape[0], device=device)
+    if layer.kind == "relu":
+        return nn.ReLU(inplace=True)
+    if layer.kind == "pool" and layer.detail == "max":
+        return nn.MaxPool2d(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
+    if layer.kind == "pool":
+        return nn.AvgPool2d(
+            layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode, count_include_pad=False
+        )
+    if layer.kind == "global_pool":
+        return nn.AdaptiveAvgPool2d(1) if layer.detail == "avg" else nn.AdaptiveMaxPool2d(1)
+    if layer.kind == "fc":
+        return nn.Linear(layer.in_shape[0], layer.out_shape[0], device=device)
+    if layer.kind == "zero_pad":
+        return ZeroPadShortcut(layer.stride, layer.out_shape[0] - layer.in_shape[0])
+    if layer.kind == "identity":
+        return nn.Identity()
+    raise ValueError(f"{layer.name}: the builder has no module for layer kind {layer.kind!r}")
 
-    def __init__(self, block: Block, device: torch.device | None = None) -> None:
+
+def _place(
+    root: nn.Module, name: str, layer: Layer, device: torch.device | None, containers: dict[str, type[nn.Module]]
+) -> None:
+    """Make ``layer``'s module at dotted ``name`` under ``root`` (once: the block's ReLU is shared).  A missing parent
+    is of the class ``containers`` names for it, else an nn.Sequential where its child is numbered."""
+    *parents, leaf = name.split(".")
+    node = root
+    for i, part in enumerate(parents):
+        child = node._modules.get(part)
+        if child is None:
+            numbered = [*parents, leaf][i + 1].isdigit()
+            child = containers[part]() if part in containers else nn.Sequential() if numbered else nn.Module()
+            node.add_module(part, child)
+        node = child
+    if leaf not in node._modules:
+        node.add_module(leaf, _make(layer, device))
+
+
+def _fill(
+    root: nn.Module,
+    layers: tuple[Layer, ...],
+    prefix: str,
+    device: torch.device | None,
+    containers: dict[str, type[nn.Module]] | None = None,
+) -> None:
+    for layer in layers:
+        if layer.module:
+            _place(root, layer.name[len(prefix) :], layer, device, containers or {})
+
+
+class _Block(nn.Module):
+    """A block's modules, made from its planned layers (names relative to the block)."""
+
+    relu: nn.Module
+    downsample: nn.Module
+    se: SqueezeExcitation  # where the block has squeeze-and-excitation
+
+    def __init__(self, planned: PlannedBlock, device: torch.device | None = None) -> None:
         super().__init__()
-        self.num_convs = len(block.convs)
-        for i, conv_spec in enumerate(block.convs, 1):
-            conv, bn = _conv_bn(conv_spec, device)
-            self.add_module(f"conv{i}", conv)
-            self.add_module(f"bn{i}", bn)
-        self.relu = nn.ReLU(inplace=True)
+        self.num_convs = len(planned.spec.convs)
+        self.has_se = planned.spec.se_channels is not None
+        _fill(self, planned.layers, planned.module + ".", device, {"se": SqueezeExcitation})
+
+    def _se(self, x: Tensor) -> Tensor:
+        return self.se(x) if self.has_se else x
 
     @property
     def last_bn(self) -> nn.BatchNorm2d:
+        """The BN whose output feeds the addition (post-activation) or the last BN of the branch (pre-activation)."""
         bn = getattr(self, f"bn{self.num_convs}")
         if not isinstance(bn, nn.BatchNorm2d):
             raise TypeError(f"bn{self.num_convs} is a {type(bn).__name__}, expected the block's last BatchNorm2d")
         return bn
 
     def branch(self, x: Tensor) -> Tensor:
+        """``conv_i -> bn_i -> relu`` for each conv, without the last ReLU (it comes after the addition)."""
         out = x
         for i in range(1, self.num_convs):
             out = self.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out)))
         last = self.num_convs
-        return getattr(self, f"bn{last}")(getattr(self, f"conv{last}")(out))  # no ReLU: it comes after the addition
+        return self._se(getattr(self, f"bn{last}")(getattr(self, f"conv{last}")(out)))
 
 
-class ResidualBlock(_Branch):
+class ResidualBlock(_Block):
     """``relu(branch(x) + shortcut(x))`` (Sec. 3.2, Fig. 2/5): the second nonlinearity after the addition."""
-
-    def __init__(self, block: Block, device: torch.device | None = None) -> None:
-        super().__init__(block, device)
-        self.downsample = _shortcut(block, device)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.branch(x)  # (N, C_out, H/s, W/s)
@@ -93,11 +148,46 @@ class ResidualBlock(_Branch):
         return self.relu(out)
 
 
-class PlainBlock(_Branch):
+class PlainBlock(_Block):
     """The plain baseline (Sec. 4.1): the same convs with no shortcut and no addition."""
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.branch(x))
+
+
+class PreActBlock(_Block):
+    """He et al. 2016, Fig. 4(e): ``x + branch(relu(bn1(x)))``, each conv preceded by BN-ReLU, nothing after the sum.
+
+    A projection (or zero-pad) shortcut reads the pre-activated input, as timm's ``PreActBottleneck``; an identity
+    shortcut reads the block's input.  With no shortcut (a plain pre-activation net) the branch alone is returned.
+    """
+
+    bn1: nn.Module
+    conv1: nn.Module
+
+    def __init__(self, planned: PlannedBlock, device: torch.device | None = None) -> None:
+        super().__init__(planned, device)
+        self.residual = planned.spec.shortcut != "none"
+        self.project = planned.spec.shortcut not in ("identity", "none")
+
+    def branch(self, x: Tensor) -> Tensor:
+        out = self.conv1(x)  # x: the pre-activated input
+        for i in range(2, self.num_convs + 1):
+            out = getattr(self, f"conv{i}")(self.relu(getattr(self, f"bn{i}")(out)))
+        return self._se(out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pre = self.relu(self.bn1(x))  # (N, C_in, H, W)
+        out = self.branch(pre)  # (N, C_out, H/s, W/s)
+        if not self.residual:
+            return out
+        return out + self.downsample(pre if self.project else x)
+
+
+def _block(planned: PlannedBlock, device: torch.device | None) -> nn.Module:
+    if planned.spec.order == "pre":
+        return PreActBlock(planned, device)
+    return (PlainBlock if planned.spec.shortcut == "none" else ResidualBlock)(planned, device)
 
 
 class ResNet(nn.Module):
@@ -106,6 +196,12 @@ class ResNet(nn.Module):
     With ``num_classes=0`` the network is headless: ``fc`` is ``nn.Identity`` and ``forward`` returns the pooled
     features ``(N, C_last)``, as a backbone (timm's and torchvision's convention for "no classifier").
     """
+
+    # Made from the layout plan (names as the plan gives them): the stem's pool, the global pool, the classifier.
+    maxpool: nn.Module
+    avgpool: nn.Module
+    fc: nn.Module
+    relu: nn.Module
 
     def __init__(
         self,
@@ -118,30 +214,19 @@ class ResNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.min_input_size = spec.min_input_size()  # smaller inputs leave a row empty; checked in forward
-        self.in_channels = spec.in_channels if in_channels is None else in_channels
-        self.num_classes = spec.head.num_classes if num_classes is None else num_classes
-        stem = spec.stem.conv
-        self.conv1, self.bn1 = _conv_bn(
-            Conv(stem.kernel, self.in_channels, stem.out_channels, stem.stride, stem.padding), device
-        )
-        self.relu = nn.ReLU(inplace=True)
-        pool = spec.stem.pool
-        self.maxpool: nn.Module
-        if pool is None:
-            self.maxpool = nn.Identity()
-        elif pool.kind == "max":
-            self.maxpool = nn.MaxPool2d(pool.kernel, pool.stride, pool.padding)
-        else:
-            self.maxpool = nn.AvgPool2d(pool.kernel, pool.stride, pool.padding, count_include_pad=False)
-        block_type = ResidualBlock if spec.shortcut.residual else PlainBlock
-        self.stage_names: tuple[str, ...] = tuple(stage.name for stage in spec.stages)
-        self.layer_names: tuple[str, ...] = tuple(f"layer{i}" for i in range(1, len(spec.stages) + 1))
-        for layer_name, stage in zip(self.layer_names, spec.stages, strict=True):
-            self.add_module(layer_name, nn.Sequential(*(block_type(block, device) for block in stage.blocks)))
-        self.avgpool = nn.AdaptiveAvgPool2d(1) if spec.head.pool == "avg" else nn.AdaptiveMaxPool2d(1)
-        self.fc: nn.Module = (
-            nn.Linear(spec.out_channels, self.num_classes, device=device) if self.num_classes > 0 else nn.Identity()
-        )
+        plan = layout_plan(spec, self.min_input_size, num_classes=num_classes, in_channels=in_channels)
+        self.in_channels = plan.in_channels
+        self.num_classes = plan.num_classes
+        _fill(self, plan.stem, "", device)
+        # The stem's modules in order (a deep stem's conv1 is one nn.Sequential), and the head's before the pool.
+        self.stem_modules: tuple[str, ...] = _top_level(plan.stem)
+        self.stage_names: tuple[str, ...] = tuple(row for row, _ in plan.stage_modules)
+        self.layer_names: tuple[str, ...] = tuple(module for _, module in plan.stage_modules)
+        for _, module in plan.stage_modules:
+            blocks = [_block(b, device) for b in plan.blocks if b.module.split(".")[0] == module]
+            self.add_module(module, nn.Sequential(*blocks))
+        _fill(self, plan.head, "", device)
+        self.head_modules: tuple[str, ...] = _top_level(plan.head)[:-2]  # a pre-activation net's final BN-ReLU
         self.reset_parameters(zero_init_residual)
 
     def reset_parameters(self, zero_init_residual: bool = False) -> None:
@@ -155,19 +240,19 @@ class ResNet(nn.Module):
                 f"zero_init_residual=True needs shortcuts, but {self.spec.label} is a plain network: "
                 "every block's output would be zero"
             )
-        if self.conv1.weight.device.type == "meta":
+        if next(self.parameters()).device.type == "meta":
             return  # meta tensors hold no values; initialising them only costs time (seconds for ResNet-1202)
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and module.bias is None:
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
+            elif isinstance(module, nn.Linear | nn.Conv2d):
                 module.reset_parameters()
         if zero_init_residual:
             for module in self.modules():
-                if isinstance(module, ResidualBlock):
+                if isinstance(module, ResidualBlock | PreActBlock):
                     nn.init.zeros_(module.last_bn.weight)
 
     @property
@@ -188,6 +273,16 @@ class ResNet(nn.Module):
                 f"expected height and width of at least {self.min_input_size}"
             )
 
+    def _stem(self, x: Tensor) -> Tensor:
+        for name in self.stem_modules[:-1]:  # conv(s), BN, ReLU; the pool is the last stem module
+            x = getattr(self, name)(x)
+        return x  # (N, C1, H/2, W/2) on ImageNet
+
+    def _head(self, x: Tensor) -> Tensor:
+        for name in self.head_modules:
+            x = getattr(self, name)(x)  # a pre-activation net's final BN-ReLU
+        return self.fc(torch.flatten(self.avgpool(x), 1))  # (N, num_classes)
+
     def forward_rows(self, x: Tensor) -> dict[str, Tensor]:
         """Every row's output in one pass: ``{"conv1": ..., "conv2_x": ..., ..., "fc": logits}``.
 
@@ -196,22 +291,30 @@ class ResNet(nn.Module):
         """
         self._check_input(x)
         rows: dict[str, Tensor] = {}
-        x = self.relu(self.bn1(self.conv1(x)))  # (N, 64, H/2, W/2) on ImageNet
+        x = self._stem(x)
         rows["conv1"] = x
-        x = self.maxpool(x)  # (N, 64, H/4, W/4) on ImageNet; identity on CIFAR
+        x = self.maxpool(x)  # (N, C1, H/4, W/4) on ImageNet; identity on CIFAR
         for stage_name, layer_name in zip(self.stage_names, self.layer_names, strict=True):
             x = getattr(self, layer_name)(x)  # (N, C_stage, H/s, W/s)
             rows[stage_name] = x
-        rows["fc"] = self.fc(torch.flatten(self.avgpool(x), 1))  # (N, num_classes)
+        rows["fc"] = self._head(x)
         return rows
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # stem: (N, C1, H/4, W/4) on ImageNet
+        x = self.maxpool(self._stem(x))  # stem: (N, C1, H/4, W/4) on ImageNet
         for layer_name in self.layer_names:
             x = getattr(self, layer_name)(x)  # (N, C_stage, H_stage, W_stage)
-        x = torch.flatten(self.avgpool(x), 1)  # (N, C_last)
-        return self.fc(x)  # (N, num_classes)
+        return self._head(x)  # (N, num_classes)
+
+
+def _top_level(layers: tuple[Layer, ...]) -> tuple[str, ...]:
+    names: list[str] = []
+    for layer in layers:
+        top = layer.name.split(".")[0]
+        if layer.module and (not names or names[-1] != top):
+            names.append(top)
+    return tuple(names)
 
 
 def build(
