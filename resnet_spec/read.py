@@ -11,7 +11,7 @@ conv1, conv2_x, conv3_x, ..., fc; blocks conv2_1, conv2_2, ...
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .trace import Op, Trace
 
@@ -53,6 +53,7 @@ class FoundShortcut:
     kind: str  # identity, projection, zero_pad, other
     conv: ConvUnit | None  # the projection's conv
     ops: tuple[str, ...]  # the operator kinds on the shortcut path (for messages)
+    pool: FoundPool | None = None  # a pool before the projection's conv (ResNet-D's average pool)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,11 @@ class FoundBlock:
     output_size: tuple[int, int]
     out_channels: int
     params: frozenset[str]
+    # Pre-activation (He et al. 2016): the BN/ReLU kinds between the block's input and its first conv that belong
+    # to no earlier unit, e.g. ("bn", "relu"); and whether the shortcut reads their output instead of the input.
+    preactivation: tuple[str, ...] = ()
+    shortcut_reads_preactivation: bool = False
+    se: tuple[ConvUnit, ...] = ()  # squeeze-and-excitation's convs on the branch (Hu et al. 2018), in order
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,7 @@ class FoundHead:
     pool: str | None  # "avg", "max" (global), or None
     fc: tuple[int, ...]  # out_features of each linear layer after the last block
     in_features: int | None
+    norm: tuple[str, ...] = ()  # BN/ReLU kinds between the last block and the global pool (pre-activation nets)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ class FoundNetwork:
     """The Table 1 view of a traced model."""
 
     input_shape: tuple[int, ...]
-    stem: ConvUnit | None
+    stem: ConvUnit | None  # the first conv of the stem
     stem_pool: FoundPool | None
     blocks: tuple[FoundBlock, ...]  # empty when the network has no additions (read `chain` instead)
     chain: tuple[ConvUnit, ...]  # main-path convs after the stem, in order (branch convs, no shortcut convs)
@@ -100,6 +107,7 @@ class FoundNetwork:
     stray_convs: tuple[ConvUnit, ...]  # convs that are neither stem, branch, shortcut nor head
     other_ops: tuple[str, ...]  # ATen operators the reader does not know, on any path
     fc_params: tuple[str, ...]  # parameters read by the head's linear layers
+    stem_convs: tuple[ConvUnit, ...] = ()  # every conv before the first block and the stem pool (a deep stem's 3)
 
 
 def read_trace(trace: Trace) -> FoundNetwork:
@@ -109,47 +117,41 @@ def read_trace(trace: Trace) -> FoundNetwork:
     units = {op.index: _unit(trace, op) for op in convs}
     adds = [op for op in ops if op.kind == "add"]
 
-    blocks: list[FoundBlock] = []
+    reads: list[_BlockRead] = []
     in_blocks: set[int] = set()
     branch_convs: set[int] = set()
     for add in adds:
         found = _read_block(trace, add, units)
         if found is not None:
-            block, members, branch = found
-            blocks.append(block)
-            in_blocks |= members
-            branch_convs |= branch
+            reads.append(found)
+            in_blocks |= found.members
+            branch_convs |= found.branch_convs
 
     stem = units[convs[0].index] if convs else None
-    last_block_end = max(in_blocks) if in_blocks else (convs[-1].index if convs else -1)
+    last_block_end = max(in_blocks) if in_blocks else _unit_end_index(trace, units, convs)
+    first_body = min(in_blocks) if in_blocks else (convs[1].index if len(convs) > 1 else len(ops))
+    stem_pool, pool_index = _stem_pool(ops, convs[0].index if convs else len(ops), first_body)
+    stem_convs = tuple(units[op.index] for op in convs if op.index < min(first_body, pool_index))
+    stem_indices = {op.index for op in convs if op.index < min(first_body, pool_index)}
     chain: list[ConvUnit] = []
     stray: list[ConvUnit] = []
-    for op in convs[1:]:
-        if not blocks or op.index in branch_convs:
+    for op in convs:
+        if op.index in stem_indices:
+            continue
+        if not reads or op.index in branch_convs:
             chain.append(units[op.index])
         elif op.index not in in_blocks:
             stray.append(units[op.index])
-
-    first_body = min(in_blocks) if in_blocks else (convs[1].index if len(convs) > 1 else len(ops))
-    stem_pool = None
-    if convs:
-        for op in ops[convs[0].index : first_body]:
-            if op.kind in ("maxpool", "avgpool"):
-                stem_pool = FoundPool(
-                    "max" if op.kind == "maxpool" else "avg",
-                    op.attrs["kernel"],
-                    op.attrs["stride"],
-                    op.attrs["padding"],
-                    op.attrs["ceil_mode"],
-                )
-                break
+    blocks = _with_preactivation(trace, reads, stem_convs)
 
     head = _read_head(trace, last_block_end)
     known = {"conv", "bn", "relu", "activation", "add", "maxpool", "avgpool", "mean", "adaptive_avgpool",
              "adaptive_maxpool", "linear", "pad", "cat", "view"}  # fmt: skip
-    other = tuple(sorted({op.aten for op in ops if op.kind not in known and op.inputs}))
+    recognised = {i for read in reads for i in read.recognised}
+    other = tuple(sorted({op.aten for op in ops if op.kind not in known and op.inputs and op.index not in recognised}))
     macs = sum(int(op.attrs.get("macs", 0)) for op in ops if op.kind in ("conv", "linear"))
     return FoundNetwork(
+        stem_convs=stem_convs,
         input_shape=trace.input_shape,
         stem=stem,
         stem_pool=stem_pool,
@@ -163,6 +165,76 @@ def read_trace(trace: Trace) -> FoundNetwork:
         other_ops=other,
         fc_params=tuple(name for op in trace.ops[last_block_end + 1 :] if op.kind == "linear" for name in op.params),
     )
+
+
+def _unit_end_index(trace: Trace, units: dict[int, ConvUnit], convs: list[Op]) -> int:
+    """Where the last conv unit (conv, BN, activation) ends: the head comes after it."""
+    if not convs:
+        return -1
+    return trace.producers.get(units[convs[-1].index].end, convs[-1].index)
+
+
+def _stem_pool(ops: tuple[Op, ...], start: int, end: int) -> tuple[FoundPool | None, int]:
+    """The first pool between the stem's first conv and the body, and its index (``end`` when there is none)."""
+    for op in ops[start:end]:
+        if op.kind in ("maxpool", "avgpool"):
+            return _pool(op), op.index
+    return None, end
+
+
+def _pool(op: Op) -> FoundPool:
+    return FoundPool(
+        "max" if op.kind == "maxpool" else "avg",
+        op.attrs["kernel"],
+        op.attrs["stride"],
+        op.attrs["padding"],
+        op.attrs["ceil_mode"],
+    )
+
+
+@dataclass(frozen=True)
+class _BlockRead:
+    """What reading one addition gives, before the blocks are put in context."""
+
+    block: FoundBlock
+    members: set[int]  # indices of all its ops
+    branch_convs: set[int]  # indices of its branch convs
+    start: int  # the value both paths are computed from
+    first_input: int | None  # the value the first branch conv reads
+    output: int  # the block's output value (after the ReLU that follows the addition, if any)
+    recognised: set[int]  # ops of the block the reader interprets beyond the known kinds (SE's gate and product)
+
+
+_NORM_KINDS = ("bn", "relu", "activation")
+
+
+def _norm_before(trace: Trace, value: int, owned: set[int]) -> tuple[list[str], int]:
+    """BN/activation kinds computing ``value`` back to a value in ``owned`` or to any other op; and where it stops."""
+    kinds: list[str] = []
+    while value not in owned:
+        op = trace.producer(value)
+        if op is None or op.kind not in _NORM_KINDS or not op.inputs:
+            break
+        kinds.append(op.kind)
+        value = op.inputs[0]
+    return kinds[::-1], value
+
+
+def _with_preactivation(trace: Trace, reads: list[_BlockRead], stem_convs: tuple[ConvUnit, ...]) -> list[FoundBlock]:
+    """Each block with its pre-activation: the BN-ReLU before its first conv that the stem's unit or an earlier
+    block's output does not already own (He et al. 2016's BN-ReLU-conv units), and what its shortcut reads."""
+    owned = {read.output for read in reads} | ({stem_convs[-1].end} if stem_convs else set())
+    blocks = []
+    for read in reads:
+        kinds: list[str] = []
+        if read.first_input is not None:
+            kinds, _ = _norm_before(trace, read.first_input, owned)
+        shortcut = read.block.shortcut
+        reads_pre = (
+            bool(kinds) and shortcut is not None and shortcut.kind != "identity" and read.start == read.first_input
+        )
+        blocks.append(replace(read.block, preactivation=tuple(kinds), shortcut_reads_preactivation=reads_pre))
+    return blocks
 
 
 def _only_reader(trace: Trace, value: int) -> Op | None:
@@ -247,8 +319,8 @@ def _path_ops(trace: Trace, end: int, start: int) -> list[Op]:
     return [found[i] for i in sorted(found)]
 
 
-def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> tuple[FoundBlock, set[int], set[int]] | None:
-    """The block an addition closes: (block, indices of all its ops, indices of its branch convs)."""
+def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead | None:
+    """The block an addition closes, with the indices of all its ops and of its branch convs."""
     left, right = add.inputs
     start = _common_ancestor(trace, left, right)
     if start is None:
@@ -258,14 +330,17 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> tuple[Foun
     branch_side = 0 if conv_counts[0] >= conv_counts[1] else 1
     branch, shortcut_path = paths[branch_side], paths[1 - branch_side]
     branch_value = add.inputs[branch_side]
-    branch_convs = tuple(units[op.index] for op in branch if op.kind == "conv")
+    se_members, se_convs, scale = _squeeze_excitation(trace, branch)
+    branch_convs = tuple(units[op.index] for op in branch if op.kind == "conv" and op.index not in se_members)
 
     shortcut_convs = [op for op in shortcut_path if op.kind == "conv"]
     computing = tuple(op.kind for op in shortcut_path if op.kind != "view")
     start_op = trace.producer(start)
     start_shape = start_op.shape if start_op is not None else trace.input_shape
     if shortcut_convs:
-        shortcut = FoundShortcut("projection", units[shortcut_convs[0].index], computing)
+        pools = [op for op in shortcut_path if op.kind in ("avgpool", "maxpool") and op.index < shortcut_convs[0].index]
+        pool = _pool(pools[0]) if pools else None
+        shortcut = FoundShortcut("projection", units[shortcut_convs[0].index], computing, pool)
     elif not computing and add.shape == tuple(start_shape):
         shortcut = FoundShortcut("identity", None, ())
     elif not any(op.params for op in shortcut_path) and add.shape != tuple(start_shape):
@@ -281,26 +356,60 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> tuple[Foun
     output = after if relu_after and after is not None else add
     members = {op.index for op in (*branch, *shortcut_path, add)} | ({output.index} if relu_after else set())
     params = frozenset(name for i in members for name in trace.ops[i].params)
-    return (
-        FoundBlock(
-            convs=branch_convs,
-            shortcut=shortcut,
-            relu_after_add=relu_after,
-            branch_end=end_op.kind if end_op is not None else "input",
-            output_size=(add.shape[-2], add.shape[-1]),
-            out_channels=add.shape[1],
-            params=params,
-        ),
-        members,
-        {op.index for op in branch if op.kind == "conv"},
+    first = next((op for op in branch if op.kind == "conv"), None)
+    branch_end = end_op.kind if end_op is not None else "input"
+    block = FoundBlock(
+        convs=branch_convs,
+        shortcut=shortcut,
+        relu_after_add=relu_after,
+        branch_end="se" if scale is not None and end_op is not None and end_op.index == scale else branch_end,
+        output_size=(add.shape[-2], add.shape[-1]),
+        out_channels=add.shape[1],
+        params=params,
+        se=tuple(units[i] for i in se_convs),
     )
+    return _BlockRead(
+        block,
+        members,
+        {op.index for op in branch if op.kind == "conv" and op.index not in se_members},
+        start,
+        first.inputs[0] if first is not None and first.inputs else None,
+        output.output,
+        se_members,
+    )
+
+
+def _squeeze_excitation(trace: Trace, branch: list[Op]) -> tuple[set[int], list[int], int | None]:
+    """Squeeze-and-excitation on a branch (Hu et al. 2018): a global mean, convs (or fcs), a sigmoid gate and the
+    product with the branch.  Returns (indices of its ops, indices of its convs, index of the product)."""
+    on_branch = {op.index for op in branch}
+    for gate in branch:
+        if gate.kind != "activation" or "sigmoid" not in gate.aten or not gate.inputs:
+            continue
+        scale = next((r for r in trace.readers(gate.output) if r.index in on_branch and "mul" in r.aten), None)
+        if scale is None:
+            continue
+        path: list[Op] = []
+        value = gate.inputs[0]
+        while (producer := trace.producer(value)) is not None and producer.index in on_branch:
+            path.append(producer)
+            if producer.kind in ("mean", "adaptive_avgpool") or not producer.inputs:
+                break
+            value = producer.inputs[0]
+        if path and path[-1].kind in ("mean", "adaptive_avgpool"):
+            members = {op.index for op in path} | {gate.index, scale.index}
+            return members, [op.index for op in reversed(path) if op.kind == "conv"], scale.index
+    return set(), [], None
 
 
 def _read_head(trace: Trace, after_index: int) -> FoundHead:
     pool = None
     fc: list[int] = []
     in_features = None
+    norm: list[str] = []
     for op in trace.ops[after_index + 1 :]:
+        if pool is None and not fc and op.kind in _NORM_KINDS:
+            norm.append(op.kind)
         global_avg = op.kind == "adaptive_avgpool" and op.shape[-2:] == (1, 1)
         if global_avg or (op.kind == "mean" and op.attrs.get("dims") == (2, 3)):
             pool = pool or "avg"
@@ -312,4 +421,4 @@ def _read_head(trace: Trace, after_index: int) -> FoundHead:
             fc.append(int(op.attrs["out_features"]))
             if in_features is None:
                 in_features = int(op.attrs["in_features"])
-    return FoundHead(pool, tuple(fc), in_features)
+    return FoundHead(pool, tuple(fc), in_features, tuple(norm))
