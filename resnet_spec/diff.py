@@ -15,8 +15,8 @@ from torch import nn
 
 from .counting import count
 from .equivalence import Equivalence, check_equivalence
-from .read import ConvUnit, FoundBlock, FoundNetwork, FoundShortcut, read_trace
-from .spec import Block, Conv, ResNetSpec, list_specs, load_spec, shortcut_names, variant_names
+from .read import ConvUnit, FoundBlock, FoundNetwork, FoundPool, FoundShortcut, read_trace
+from .spec import Conv, Layer, PlannedBlock, ResNetSpec, knob_options, layout_plan, list_specs, load_spec
 from .trace import trace_model
 
 __all__ = ["Comparison", "Mismatch", "RowView", "best_matches", "compare_model", "diff"]
@@ -124,26 +124,40 @@ class _Collector:
 
 
 def _check_conv(
-    out: _Collector, row: str, block: str | None, prefix: str, expected: Conv, found: ConvUnit, stride: bool = True
+    out: _Collector,
+    row: str,
+    block: str | None,
+    prefix: str,
+    expected: Conv,
+    found: ConvUnit,
+    stride: bool = True,
+    bn_after: bool = True,
 ) -> None:
-    """Kernel, channels, stride, padding, dilation, groups, bias and the BN after a conv."""
+    """Kernel, channels, stride, padding, dilation, groups, bias and the BN after a conv (where the plan has one)."""
     out.check(row, block, f"{prefix}.kernel", _pair(expected.kernel), found.kernel)
     out.check(row, block, f"{prefix}.channels", expected.out_channels, found.out_channels)
     if stride:
         out.check(row, block, f"{prefix}.stride", _pair(expected.stride), found.stride)
     out.check(row, block, f"{prefix}.padding", _pair(expected.padding), found.padding)
     out.check(row, block, f"{prefix}.dilation", (1, 1), found.dilation)
-    out.check(row, block, f"{prefix}.groups", 1, found.groups)
+    out.check(row, block, f"{prefix}.groups", expected.groups, found.groups)
     out.check(
         row, block, f"{prefix}.bias", "no bias (BN follows)", "bias before BN" if found.bias else "no bias (BN follows)"
     )
-    out.check(
-        row,
-        block,
-        f"{prefix}.bn",
-        "BN right after the conv",
-        "BN right after the conv" if found.bn_after else "no BN after the conv",
-    )
+    out.check(row, block, f"{prefix}.bn", _bn_text(bn_after), _bn_text(found.bn_after))
+
+
+def _bn_text(bn_after: bool) -> str:
+    return "BN right after the conv" if bn_after else "no BN after the conv"
+
+
+def _planned_conv(layer: Layer) -> Conv:
+    """A planned conv layer as the Conv the checks compare."""
+    return Conv(layer.kernel, layer.in_shape[0], layer.out_shape[0], layer.stride, layer.padding, layer.groups)
+
+
+def _followed_by(layers: tuple[Layer, ...], index: int, kind: str) -> bool:
+    return index + 1 < len(layers) and layers[index + 1].kind == kind
 
 
 def _found_blocks(found: FoundNetwork, spec: ResNetSpec) -> list[FoundBlock]:
@@ -180,10 +194,12 @@ def _shortcut_kind(shortcut: FoundShortcut | None) -> str:
     return "none" if shortcut is None else shortcut.kind
 
 
-def _check_block(out: _Collector, row: str, expected: Block, found: FoundBlock, residual: bool) -> None:
+def _check_block(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock, residual: bool) -> None:
+    expected = planned.spec
     name = expected.name
     expected_cells = [_cell(c) for c in expected.convs]
     found_cells = [c.cell for c in found.convs]
+    pre = expected.order == "pre"
     if len(expected.convs) != len(found.convs):
         out.check(row, name, "convs", _bracket(expected_cells, 1), _bracket(found_cells, 1))
     else:
@@ -202,25 +218,119 @@ def _check_block(out: _Collector, row: str, expected: Block, found: FoundBlock, 
             )
         last = len(expected.convs) - 1
         for i, (e_conv, f_conv) in enumerate(zip(expected.convs, found.convs, strict=True)):
-            _check_conv(out, row, name, f"conv{i + 1}", e_conv, f_conv, stride=not placement_differs)
+            # post-activation: BN after every conv, ReLU after all but the last; pre-activation: the next conv's
+            # BN-ReLU after all but the last, nothing after the last (He et al. 2016)
+            bn_after = not pre or i < last
+            _check_conv(out, row, name, f"conv{i + 1}", e_conv, f_conv, stride=not placement_differs, bn_after=bn_after)
             if i < last or not residual:
                 out.check(row, name, f"conv{i + 1}.relu", "relu after BN", _activation(f_conv.activation_after))
-    e_kind, f_kind = expected.shortcut, _shortcut_kind(found.shortcut)
-    same_kind = out.check(row, name, "shortcut", e_kind, f_kind)
-    if same_kind and e_kind == "projection" and found.shortcut is not None and found.shortcut.conv is not None:
-        projection = Conv(1, expected.in_channels, expected.out_channels, expected.stride, 0)
-        _check_conv(out, row, name, "shortcut", projection, found.shortcut.conv)
-    if residual and f_kind != "none":
-        if found.branch_end == "relu":
-            out.check(row, name, "relu placement", "after the addition", "before the addition")
-        elif found.branch_end not in ("bn",):
-            out.check(row, name, "branch end", "BN feeds the addition", f"{found.branch_end} feeds the addition")
-        if found.branch_end != "relu" or found.relu_after_add:
-            out.check(row, name, "relu after addition", "relu", "relu" if found.relu_after_add else "missing")
+    _check_preactivation(out, row, planned, found)
+    _check_se(out, row, planned, found)
+    _check_shortcut(out, row, planned, found)
+    if residual and _shortcut_kind(found.shortcut) != "none":
+        _check_addition(out, row, name, found, pre, se=bool(planned.role("se")))
+
+
+def _check_preactivation(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
+    """A pre-activation block's own BN-ReLU before its first conv, and which value its shortcut reads."""
+    pre = planned.spec.order == "pre"
+    expected = "bn -> relu" if pre else "none"
+    out.check(row, planned.spec.name, "pre-activation", expected, " -> ".join(found.preactivation) or "none")
+    if pre and planned.spec.shortcut not in ("identity", "none") and found.preactivation:
+        reads = "the pre-activated input" if found.shortcut_reads_preactivation else "the block's input"
+        out.check(row, planned.spec.name, "shortcut input", "the pre-activated input", reads)
+
+
+def _check_se(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
+    """Squeeze-and-excitation's convs (Hu et al. 2018: C -> C/r -> C, with bias) as the plan has them."""
+    expected = [layer for layer in planned.role("se") if layer.kind == "conv"]
+    text = " -> ".join(f"{layer.in_shape[0]} -> {layer.out_shape[0]}" for layer in expected) or "none"
+    found_text = " -> ".join(f"{unit.in_channels} -> {unit.out_channels}" for unit in found.se) or "none"
+    out.check(row, planned.spec.name, "squeeze-excitation", text, found_text)
+    for i, (layer, unit) in enumerate(zip(expected, found.se, strict=False), 1):
+        out.check(row, planned.spec.name, f"se.fc{i}.kernel", _pair(layer.kernel), unit.kernel)
+        out.check(row, planned.spec.name, f"se.fc{i}.bias", layer.bias, unit.bias)
+
+
+def _check_shortcut(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
+    """The shortcut's kind, and a projection's pool, conv and BN as the plan has them."""
+    name = planned.spec.name
+    shortcut = planned.role("shortcut")
+    convs = [i for i, layer in enumerate(shortcut) if layer.kind == "conv"]
+    e_kind = "projection" if convs else planned.spec.shortcut
+    f_kind = _shortcut_kind(found.shortcut)
+    if not out.check(row, name, "shortcut", e_kind, f_kind) or not convs or found.shortcut is None:
+        return
+    pools = [layer for layer in shortcut if layer.kind == "pool"]
+    found_pool = found.shortcut.pool
+    out.check(row, name, "shortcut.pool", _pool_text(pools[0]) if pools else "none", _found_pool_text(found_pool))
+    if found.shortcut.conv is not None:
+        index = convs[0]
+        conv = _planned_conv(shortcut[index])
+        _check_conv(out, row, name, "shortcut", conv, found.shortcut.conv, bn_after=_followed_by(shortcut, index, "bn"))
+
+
+def _pool_text(layer: Layer) -> str:
+    rounding = ", ceil" if layer.ceil_mode else ""
+    return f"{layer.kernel}x{layer.kernel} {layer.detail} pool /{layer.stride} pad {layer.padding}{rounding}"
+
+
+def _found_pool_text(pool: FoundPool | None) -> str:
+    if pool is None:
+        return "none"
+    rounding = ", ceil" if pool.ceil_mode else ""
+    return f"{pool.kernel[0]}x{pool.kernel[1]} {pool.kind} pool /{pool.stride[0]} pad {pool.padding[0]}{rounding}"
+
+
+def _check_addition(out: _Collector, row: str, name: str, found: FoundBlock, pre: bool, se: bool = False) -> None:
+    """Post-activation: the branch's BN feeds the addition and a ReLU follows it; pre-activation: the branch's last
+    conv feeds it and nothing follows (He et al. 2016, Fig. 4(e)).  With SE, its channel-wise scale feeds it."""
+    end = "se" if se else "conv" if pre else "bn"
+    end_text = {"se": "SE scale", "conv": "conv", "bn": "BN"}
+    if pre:
+        out.check(
+            row, name, "branch end", f"{end_text[end]} feeds the addition", f"{found.branch_end} feeds the addition"
+        )
+        out.check(row, name, "relu after addition", "none", "relu" if found.relu_after_add else "none")
+        return
+    if found.branch_end == "relu":
+        out.check(row, name, "relu placement", "after the addition", "before the addition")
+    elif found.branch_end != end:
+        out.check(
+            row, name, "branch end", f"{end_text[end]} feeds the addition", f"{found.branch_end} feeds the addition"
+        )
+    if found.branch_end != "relu" or found.relu_after_add:
+        out.check(row, name, "relu after addition", "relu", "relu" if found.relu_after_add else "missing")
 
 
 def _activation(name: str | None) -> str:
     return "relu after BN" if name == "relu" else "missing" if name is None else name
+
+
+def _check_stem(
+    out: _Collector, planned: tuple[Layer, ...], found: FoundNetwork, expected_size: str, param_rows: dict[str, str]
+) -> RowView:
+    """Table 1's conv1 row: each stem conv as the plan has it (one, or a deep stem's several), its BN and ReLU."""
+    before = len(out.mismatches)
+    layers = tuple(layer for layer in planned if layer.row == "conv1")
+    convs = [i for i, layer in enumerate(layers) if layer.kind == "conv"]
+    expected_text = " -> ".join(_cell(_planned_conv(layers[i])) for i in convs)
+    found_convs = found.stem_convs or ((found.stem,) if found.stem is not None else ())
+    if len(found_convs) != len(convs):
+        out.check("conv1", None, "convs", expected_text, " -> ".join(c.cell for c in found_convs) or "none")
+    for n, (index, unit) in enumerate(zip(convs, found_convs, strict=False)):
+        prefix = "conv" if len(convs) == 1 else f"conv[{n}]"
+        bn_after = _followed_by(layers, index, "bn")
+        _check_conv(out, "conv1", None, prefix, _planned_conv(layers[index]), unit, bn_after=bn_after)
+        if bn_after:
+            out.check("conv1", None, f"{prefix}.relu", "relu after BN", _activation(unit.activation_after))
+        param_rows.update({name: "conv1" for name in unit.params})
+    last = found_convs[-1] if found_convs else None
+    if last is not None:
+        out.check("conv1", None, "output", expected_size, _size(last.output_size))
+    found_text = " -> ".join(c.cell for c in found_convs) or "none"
+    found_size = _size(last.output_size) if last is not None else "-"
+    return RowView("conv1", expected_size, found_size, expected_text, found_text, len(out.mismatches) == before)
 
 
 def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | None = None) -> Comparison:
@@ -231,28 +341,8 @@ def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | No
     rows: list[RowView] = []
     param_rows: dict[str, str] = {}
 
-    # conv1
-    stem = spec.stem.conv
-    before = len(out.mismatches)
-    if found.stem is None:
-        out.check("conv1", None, "conv", _cell(stem), "none")
-        found_stem = "none"
-    else:
-        _check_conv(out, "conv1", None, "conv", stem, found.stem)
-        out.check("conv1", None, "relu", "relu after BN", _activation(found.stem.activation_after))
-        out.check("conv1", None, "output", _size(expected_sizes["conv1"]), _size(found.stem.output_size))
-        found_stem = found.stem.cell
-        param_rows.update({name: "conv1" for name in found.stem.params})
-    rows.append(
-        RowView(
-            "conv1",
-            _size(expected_sizes["conv1"]),
-            _size(found.stem.output_size) if found.stem else "-",
-            _cell(stem),
-            found_stem,
-            len(out.mismatches) == before,
-        )
-    )
+    plan = layout_plan(spec, size)
+    rows.append(_check_stem(out, plan.stem, found, _size(expected_sizes["conv1"]), param_rows))
 
     # conv2_x .. : the pool, then the stages
     residual = spec.shortcut.residual
@@ -273,9 +363,10 @@ def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | No
             pool_text = _check_pool(out, stage.name, spec, found)
         group = found_stages[index] if index < len(found_stages) else []
         out.check(stage.name, None, "repeats", stage.repeats, len(group))
-        for expected_block, found_block in zip(stage.blocks, group, strict=False):
-            _check_block(out, stage.name, expected_block, found_block, residual)
-            param_rows.update({name: expected_block.name for name in found_block.params})
+        planned_blocks = [b for b in plan.blocks if b.row == stage.name]
+        for planned, found_block in zip(planned_blocks, group, strict=False):
+            _check_block(out, stage.name, planned, found_block, residual)
+            param_rows.update({name: planned.spec.name for name in found_block.params})
         found_output = _size(group[-1].output_size) if group else "-"
         if group:
             out.check(stage.name, None, "output", _size(expected_sizes[stage.name]), found_output)
@@ -307,6 +398,7 @@ def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | No
     out.check("fc", None, "fc", f"{head.num_classes}-d fc", " -> ".join(f"{n}-d fc" for n in found.head.fc) or "none")
     if found.head.in_features is not None:
         out.check("fc", None, "fc.in_features", spec.out_channels, found.head.in_features)
+    _check_head_norm(out, plan.head, found)
     param_rows.update({name: "fc" for name in found.fc_params})
     rows.append(
         RowView(
@@ -336,6 +428,13 @@ def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | No
     return Comparison(spec, size, found, tuple(out.mismatches), tuple(rows), counts.params, counts.total, tuple(notes))
 
 
+def _check_head_norm(out: _Collector, planned: tuple[Layer, ...], found: FoundNetwork) -> None:
+    """A pre-activation net's final BN-ReLU before the global pool (He et al. 2016); nothing there otherwise."""
+    expected = " -> ".join(layer.kind for layer in planned if layer.kind in ("bn", "relu")) or "none"
+    found_text = " -> ".join("relu" if k == "relu" else k for k in found.head.norm) or "none"
+    out.check("fc", None, "before the pool", expected, found_text)
+
+
 def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork) -> tuple[str, str]:
     """The stem pool, which Table 1 prints in the conv2_x row.  Returns its (expected, found) text."""
     pool, found_pool = spec.stem.pool, found.stem_pool
@@ -355,6 +454,7 @@ def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork
         out.check(row, None, "pool.kernel", _pair(pool.kernel), found_pool.kernel)
         out.check(row, None, "pool.stride", _pair(pool.stride), found_pool.stride)
         out.check(row, None, "pool.padding", _pair(pool.padding), found_pool.padding)
+        out.check(row, None, "pool.ceil_mode", pool.ceil_mode, found_pool.ceil_mode)
     if pool is None and found_pool is None:
         return ("", "")
     return (f"{expected}; ", f"{found_text}; ")
@@ -402,26 +502,28 @@ def compare_model(
 
 
 def best_matches(found: FoundNetwork, family: str, input_size: tuple[int, int]) -> list[ResNetSpec]:
-    """Every known table entry (any variant, any shortcut option) of ``family`` that ``found`` conforms to.
+    """Every known table entry of ``family``, under any option of every named deviation (``variants.toml``'s
+    knobs: stride variant, shortcut option, stem pool), that ``found`` conforms to.
 
     Entries as their table defines them come first, so a plain network is named ``plain34`` rather than
     ``resnet34`` with ``shortcut="none"``; each distinct network is listed once.
     """
     names = list_specs(family)
+    knobs = knob_options()
+    combinations: list[dict[str, str]] = [{}]
+    for knob, options in knobs.items():
+        combinations = [{**c, knob: option} for c in combinations for option in options]
     candidates = [load_spec(name) for name in names]
-    candidates += [
-        load_spec(name, variant=variant, shortcut=shortcut)
-        for name in names
-        for variant in variant_names()
-        for shortcut in shortcut_names()
-    ]
+    candidates += [load_spec(name, **combination) for name in names for combination in combinations]
     matches: list[ResNetSpec] = []
     seen: set[object] = set()
     for spec in candidates:
-        key = (spec.stem, spec.stages, spec.head)
+        key = (spec.stem, spec.stages, spec.head, spec.order)
         if key in seen:
             continue
         seen.add(key)
+        if found.blocks and len(found.blocks) != sum(stage.repeats for stage in spec.stages):
+            continue  # cannot conform: a different number of blocks
         if diff(found, spec, input_size).conformant:
             matches.append(spec)
     return matches

@@ -198,8 +198,7 @@ def _equivalence_lines(eq: Equivalence, markdown: bool) -> list[str]:
 
 
 def _describe(spec: ResNetSpec) -> str:
-    stride = {"first": "stride on the block's first conv", "first_spatial": "stride on the 3x3"}[spec.variant.stride_on]
-    return f"{spec.label} [{stride}]"
+    return f"{spec.label} [{spec.variant.description}]" if spec.variant.description else spec.label
 
 
 def dumps(data: dict[str, Any]) -> str:
