@@ -1,15 +1,18 @@
-"""Parametrization over the registry: every table entry under every variant and shortcut option.
+"""Parametrization over the registry: every table entry under every stride variant and shortcut option.
 
-Combinations that resolve to the same network (v1 and v1.5 of a basic-block net put the stride on the same
-3x3) are kept once, so deep tables are not checked twice for nothing.
+The variants and shortcut options come from the tables' ``variants.toml`` (through the registry), so a new entry or
+a new option is tested without a new test.  Combinations that resolve to the same network (v1 and v1.5 of a
+basic-block net put the stride on the same 3x3) are kept once, so deep tables are not checked twice for nothing.
+The stem-pool knob is exercised per entry in tests/test_plan.py.
 """
 
 from __future__ import annotations
 
-from resnet_spec import list_specs, load_spec
+from resnet_spec.spec import knob_options, list_specs, load_spec
 
-VARIANTS = ("v1", "v1.5")
-SHORTCUTS = ("A", "B", "C", "none")
+KNOBS = knob_options()
+VARIANTS = KNOBS["variant"]
+SHORTCUTS = KNOBS["shortcut"]
 
 
 def distinct_cases() -> list[tuple[str, str, str]]:
@@ -24,7 +27,7 @@ def distinct_cases() -> list[tuple[str, str, str]]:
     candidates += [(name, v, s) for name in list_specs() for v in VARIANTS for s in SHORTCUTS]
     for name, variant, shortcut in candidates:
         spec = load_spec(name, variant=variant, shortcut=shortcut)
-        key = (spec.stem, spec.stages, spec.head)
+        key = (spec.stem, spec.stages, spec.head, spec.order)
         if key not in seen:
             seen.add(key)
             cases.append((name, variant, shortcut))

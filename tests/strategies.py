@@ -22,7 +22,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from resnet_spec import ResNetSpec, load_spec, load_table
+from resnet_spec.spec import ResNetSpec, knob_options, load_spec, load_table, variants
 
 # ------------------------------------------------------------------------------------------------------------
 # Arithmetic of the tests (not resnet_spec's)
@@ -152,13 +152,15 @@ def input_dims(draw: st.DrawFn, max_size: int = 29, max_batch: int = 2) -> Input
 # Valid table documents
 
 
-SHORTCUTS = ("A", "B", "C", "none")
-VARIANTS = ("v1", "v1.5")
+# The options come from the tables' variants.toml, so a new one is drawn without a change here.
+SHORTCUTS = knob_options()["shortcut"]
+VARIANTS = knob_options()["variant"]
 
 
 def stride_index(kernels: list[int], variant: str) -> int:
-    """Which conv of a block carries its stride: v1 the first, v1.5 the first larger than 1x1 (variants.toml)."""
-    if variant == "v1":
+    """Which conv of a block carries its stride: variants.toml's rule for the variant, "first" (the first conv) or
+    "first_spatial" (the first larger than 1x1)."""
+    if variants().strides[variant].stride_on == "first":
         return 0
     return next(i for i, k in enumerate(kernels) if k > 1)
 
@@ -350,7 +352,7 @@ def _candidates(doc: dict[str, Any]) -> list[tuple[str, KeyPath, object]]:
     strings: list[KeyPath] = [("table", "family"), ("net", "source")]
     choices: dict[KeyPath, str] = {
         ("table", "variant"): "v2",
-        ("table", "shortcut"): "D",
+        ("table", "shortcut"): "E",
         (*head_at, "pool"): "sum",
         **({(*stem_at, "pool", "kind"): "median"} if "pool" in stem else {}),
         **({("net2", "shortcut"): "E"} if "net2" in doc else {}),

@@ -24,7 +24,7 @@ def test_row_shapes_equal_the_tables_output_column(name: str, variant: str, shor
     model = build(spec, device="meta").eval()
     with torch.no_grad():
         rows = model.forward_rows(torch.empty(2, 3, spec.input_size, spec.input_size, device="meta"))
-    expected = {"conv1": (2, spec.stem.conv.out_channels, spec.stem.output, spec.stem.output)}
+    expected = {"conv1": (2, spec.stem.out_channels, spec.stem.output, spec.stem.output)}
     for stage in spec.stages:
         expected[stage.name] = (2, stage.out_channels, stage.output, stage.output)
     expected["fc"] = (2, spec.head.num_classes)

@@ -77,14 +77,13 @@ def predicted_shapes(
     spec: ResNetSpec, batch: int, height: int, width: int, num_classes: int
 ) -> dict[str, tuple[int, ...]]:
     """Each row's output shape, from the spec's convs and pools and the formula above."""
-    conv1 = spec.stem.conv
-    h, w = (
-        _out(height, conv1.kernel, conv1.stride, conv1.padding),
-        _out(width, conv1.kernel, conv1.stride, conv1.padding),
-    )
-    shapes: dict[str, tuple[int, ...]] = {"conv1": (batch, conv1.out_channels, h, w)}
+    h, w = height, width
+    for conv in spec.stem.convs:  # one conv, or a deep stem's several
+        h, w = _out(h, conv.kernel, conv.stride, conv.padding), _out(w, conv.kernel, conv.stride, conv.padding)
+    shapes: dict[str, tuple[int, ...]] = {"conv1": (batch, spec.stem.out_channels, h, w)}
     pool = spec.stem.pool
     if pool is not None:
+        assert not pool.ceil_mode, "the formula above rounds down"
         h, w = _out(h, pool.kernel, pool.stride, pool.padding), _out(w, pool.kernel, pool.stride, pool.padding)
     for stage in spec.stages:
         for block in stage.blocks:
@@ -183,7 +182,7 @@ def _check_wrong_channels_refused(model: ResNet, name: str, in_channels: int, di
 @pytest.mark.parametrize(("name", "height", "width"), [("resnet50", 0, 7), ("resnet20", 5, 0)])
 def test_an_input_too_small_for_the_stem_raises_a_clear_error(name: str, height: int, width: int) -> None:
     spec = load_spec(name)
-    conv1 = spec.stem.conv
+    conv1 = spec.stem.convs[0]
     sizes = [_out(n, conv1.kernel, conv1.stride, conv1.padding) for n in (height, width)]
     assert min(sizes) < 1, f"{height}x{width} is not too small for {name}'s conv1: {sizes}"
     model = build(spec, device="meta").eval()

@@ -26,6 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from resnet_spec import PlainBlock, ResidualBlock, ResNet, ResNetSpec, ZeroPadShortcut, build, list_specs, load_spec
 from resnet_spec.measure import materialize
+from resnet_spec.spec import variants
 
 Case = tuple[str, str, str]
 aten = torch.ops.aten
@@ -149,17 +150,21 @@ def test_the_exact_cases_cover_every_kind_of_shortcut() -> None:
 def _expected_shortcuts(spec: ResNetSpec, option: str) -> list[tuple[Any, ...]]:
     """Each block's shortcut, derived from the table's stage rows (bracket, repeats, stride) and the option."""
     expected: list[tuple[Any, ...]] = []
-    channels = spec.stem.conv.out_channels  # the conv1 cell's channels
+    channels = spec.stem.out_channels  # the conv1 cell's channels
     for stage in spec.stages:
         out = stage.layers[-1][1]  # the last conv of the bracket
         for repeat in range(stage.repeats):
             c_in, stride = (channels, stage.stride) if repeat == 0 else (out, 1)
             changes = stride != 1 or c_in != out
-            if option == "none":
+            # what the option is (variants.toml), then what each kind of shortcut is (Sec. 3.3; ResNet-D)
+            kind = variants().shortcuts[option].on_change if changes else variants().shortcuts[option].otherwise
+            if kind == "none":
                 expected.append(("plain",))
-            elif option == "C" or (option == "B" and changes):
+            elif kind == "projection":
                 expected.append(("projection", c_in, out, 1, stride, 0))
-            elif option == "A" and changes:
+            elif kind == "avg_projection":  # 2x2 average pool with the stride (none at stride 1), stride-1 1x1 conv
+                expected.append(("avg_projection", 2 if stride > 1 else None, stride, c_in, out))
+            elif kind == "zero_pad":
                 expected.append(("zero_pad", stride, out - c_in))
             else:
                 expected.append(("identity",))
@@ -186,6 +191,14 @@ def _built_shortcuts(model: ResNet) -> list[tuple[Any, ...]]:
                 assert conv.kernel_size[0] == conv.kernel_size[1] and conv.stride[0] == conv.stride[1]
                 kernel, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
                 found.append(("projection", conv.in_channels, conv.out_channels, kernel, stride, padding))
+            elif isinstance(shortcut, nn.Sequential) and [type(m) for m in shortcut][1:] == [nn.Conv2d, nn.BatchNorm2d]:
+                pool, conv, _ = shortcut
+                assert conv.stride == (1, 1) and conv.kernel_size == (1, 1)
+                if isinstance(pool, nn.AvgPool2d):
+                    assert pool.ceil_mode and not pool.count_include_pad
+                    found.append(("avg_projection", pool.kernel_size, pool.stride, conv.in_channels, conv.out_channels))
+                else:
+                    found.append(("avg_projection", None, 1, conv.in_channels, conv.out_channels))
             else:
                 found.append(("unknown", repr(shortcut)))
     return found

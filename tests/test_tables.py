@@ -19,7 +19,7 @@ from facts import (
     TABLE1_REPEATS,
 )
 
-import resnet_spec.spec
+import resnet_spec.spec.registry
 from resnet_spec import SpecError, list_specs, load_spec, load_table, residual_depths
 
 IMAGENET_DEPTHS = sorted(TABLE1_REPEATS)
@@ -42,7 +42,8 @@ def test_table1_columns_match_the_paper(depth: int) -> None:
         for i in range(4)
     ]
     assert found == expected
-    assert (spec.stem.conv.kernel, spec.stem.conv.out_channels, spec.stem.conv.stride) == (7, 64, 2)
+    (conv1,) = spec.stem.convs
+    assert (conv1.kernel, conv1.out_channels, conv1.stride) == (7, 64, 2)
     assert spec.stem.output == TABLE1_OUTPUT["conv1"]
     pool = spec.stem.pool
     assert pool is not None and (pool.kind, pool.kernel, pool.stride) == ("max", 3, 2)
@@ -59,7 +60,8 @@ def test_cifar_columns_match_section_4_2(depth: int) -> None:
     assert [(s.layers, s.repeats, s.stride, s.output) for s in spec.stages] == [
         (((3, w), (3, w)), n, 1 if i == 0 else 2, CIFAR_OUTPUT[f"conv{i + 2}_x"]) for i, w in enumerate(CIFAR_WIDTHS)
     ]
-    assert (spec.stem.conv.kernel, spec.stem.conv.out_channels, spec.stem.pool) == (3, 16, None)
+    (conv1,) = spec.stem.convs
+    assert (conv1.kernel, conv1.out_channels, spec.stem.pool) == (3, 16, None)
     assert spec.head.num_classes == 10
     assert spec.depth == 6 * n + 2 == depth
     assert spec.shortcut.name == "A"
@@ -84,8 +86,8 @@ def test_residual_depths_name_each_family_by_depth_without_the_plain_nets() -> N
 
 def test_residual_depths_refuses_a_depth_two_entries_share(monkeypatch: pytest.MonkeyPatch) -> None:
     twin = load_spec("resnet18")
-    monkeypatch.setattr(resnet_spec.spec, "_registry", lambda: {"resnet18": twin, "my_resnet18": twin})
-    with pytest.raises(LookupError, match="entries 'resnet18' and 'my_resnet18' both have depth 18"):
+    monkeypatch.setattr(resnet_spec.spec.registry, "_registry", lambda: {"resnet18": twin, "my_resnet18": twin})
+    with pytest.raises(LookupError, match="canonical entries 'resnet18' and 'my_resnet18' both have depth 18"):
         residual_depths("imagenet")
 
 
@@ -113,8 +115,8 @@ def test_overrides_select_variants() -> None:
     ("override", "pattern"),
     [
         ({"variant": "v2"}, r"<override variant>: expected one of 'v1', 'v1.5'.*found 'v2'"),
-        ({"shortcut": "D"}, r"<override shortcut>: expected one of 'A', 'B', 'C', 'none'.*found 'D'"),
-        ({"stride": "v1"}, r"<override stride>: expected an override named 'variant' or 'shortcut'"),
+        ({"shortcut": "E"}, r"<override shortcut>: expected one of 'A', 'B', 'C', 'D', 'none'.*found 'E'"),
+        ({"stride": "v1"}, r"<override stride>: expected an override named 'variant' or 'shortcut' or 'stem_pool'"),
     ],
 )
 def test_unknown_overrides_raise(override: dict[str, str], pattern: str) -> None:
@@ -184,7 +186,7 @@ MALFORMED = [
     ("net.conv5_x", VALID["net"]["conv3_x"], "net.conv5_x", "conv4_x"),
     ("net.source", ..., "net.source", "a non-empty string"),
     ("net.variant", "v3", "net.variant", "one of 'v1', 'v1.5'"),
-    ("net.shortcut", "D", "net.shortcut", "one of 'A', 'B', 'C', 'none'"),
+    ("net.shortcut", "E", "net.shortcut", "one of 'A', 'B', 'C', 'D', 'none'"),
     ("net.base", "nothing", "net.base", "the name of another architecture"),
     ("net.paper", {"flops": [1]}, "net.paper.flops", "a number or a string"),
     ("table.input_size", 0, "table.input_size", "an integer >= 1"),
@@ -196,7 +198,7 @@ MALFORMED = [
     ("stem.conv1.padding", -1, "stem.conv1.padding", "an integer >= 0"),
     ("stem.conv1.stride", "2", "stem.conv1.stride", "an integer >= 1"),
     ("stem.conv1.output", 16, "stem.conv1.output", "32: the output of row conv1"),
-    ("stem.conv1", ..., "stem.conv1", "a table"),
+    ("stem.conv1", ..., "stem.conv1", "a table (one conv) or a list"),
     ("stem.pool", {"kind": "median", "kernel": 3, "stride": 2, "padding": 1}, "stem.pool.kind", "'max', 'avg'"),
     ("stem.pool", {"kind": "max", "kernel": 3, "stride": 2, "padding": 2}, "stem.pool.padding", "at most half"),
     ("stem", ..., "stem", "a table with conv1"),
@@ -204,6 +206,25 @@ MALFORMED = [
     ("head.pool", "sum", "head.pool", "one of 'max', 'avg'"),
     ("head.output", 7, "head.output", "1 (global pooling)"),
     ("input_size", 4, "input_size", "a table"),  # a stray top-level scalar is no architecture
+    # Sizes no real network has, refused before anything is allocated (bounds in docs/tables.md).
+    ("net.conv3_x.repeats", 100_000_000, "net.conv3_x.repeats", "at most 5,000 (repeats"),
+    ("net.conv3_x.block", ["1x1, 16", "3x3, 1000000000", "1x1, 32"], "net.conv3_x.block[1]", "at most 65,536"),
+    ("net.conv3_x.block", ["1x1, 16", "129x129, 16", "1x1, 32"], "net.conv3_x.block[1]", "at most 127 (kernel"),
+    ("net.conv3_x.block", ["1x1, 16", "3x3, 16, C=100000", "1x1, 32"], "net.conv3_x.block[1]", "(groups"),
+    ("net.conv3_x.block", ["1x1, 16", "3x3, 16, C=3", "1x1, 32"], "net.conv3_x.block[1]", "divisible by the groups"),
+    ("net.conv3_x.block", ["3x3, 16"] * 17, "net.conv3_x.block", "at most 16 conv cells"),
+    ("net.conv3_x.stride", 1000, "net.conv3_x.stride", "at most 64 (stride"),
+    ("table.input_size", 10**6, "table.input_size", "at most 16,384 (input_size"),
+    ("table.in_channels", 10**9, "table.in_channels", "at most 65,536 (channels"),
+    ("head.fc", 10**9, "head.fc", "at most 1,000,000 (classes"),
+    ("stem.conv1.padding", 10**6, "stem.conv1.padding", "at most 127 (padding"),
+    ("net.se_reduction", 10**6, "net.se_reduction", "at most 1,024"),
+    ("net.se_reduction", 3, "net.conv2_x.block[2]", "divisible by se_reduction 3"),
+    ("net.order", "sandwich", "net.order", "one of 'post', 'pre'"),
+    ("net.canonical", "yes", "net.canonical", "true or false"),
+    ("table.stem_pool", "round", "table.stem_pool", "one of 'padded', 'caffe'"),
+    ("stem.conv1", [], "stem.conv1", "a list of 1 to 16 tables"),
+    ("stem.conv1", [{"conv": "3x3, 8", "stride": 1, "padding": 1}, 3], "stem.conv1[1]", "a table"),
 ]
 
 
@@ -232,6 +253,34 @@ def test_v15_needs_a_spatial_conv_to_carry_the_stride() -> None:
     doc = _broken("net.conv3_x.block", ["1x1, 16", "1x1, 32"])
     with pytest.raises(SpecError, match=r"net.conv3_x.block: expected a conv larger than 1x1 .* variant v1.5"):
         load_table(doc, "toy.toml", variant="v1.5")
+
+
+def test_the_bounds_leave_ten_times_the_family(tmp_path: Path) -> None:
+    """ResNet-1202's 200 repeats (Sec. 4.2) and ResNet-1001's 111 (He et al. 2016) fit ten times over."""
+    from resnet_spec.spec import BOUNDS
+
+    assert BOUNDS["repeats"] >= 10 * 200 and BOUNDS["blocks"] >= 10 * 3 * 200
+    assert BOUNDS["channels"] >= 10 * 2048 and BOUNDS["input_size"] >= 10 * 224 and BOUNDS["kernel"] >= 10 * 7
+    assert BOUNDS["groups"] >= 10 * 64 and BOUNDS["classes"] >= 10 * 21_843  # ResNeXt 64x4d; ImageNet-22k
+
+
+def test_too_many_blocks_in_all_are_refused_before_any_is_made() -> None:
+    doc = copy.deepcopy(VALID)
+    for i in range(2, 9):
+        doc["net"][f"conv{i}_x"] = {"block": ["3x3, 8", "3x3, 8"], "repeats": 4_000, "stride": 1}
+    with pytest.raises(SpecError, match=r"net.<repeats summed over the stages>: expected at most 20,000"):
+        load_table(doc, "toy.toml")
+
+
+def test_a_non_utf8_file_and_a_directory_are_spec_errors(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b"[table]\nsource = 'caf\xe9'\n")
+    with pytest.raises(SpecError, match=r"latin.toml: <file>: expected a UTF-8 text file"):
+        load_spec(latin)
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    with pytest.raises(SpecError, match=r"folder.toml: <file>: expected a TOML file, not a directory"):
+        load_spec(folder)
 
 
 def test_file_errors_name_the_file(tmp_path: Path) -> None:
