@@ -138,6 +138,8 @@ def read_trace(trace: Trace) -> FoundNetwork:
     for op in convs:
         if op.index in stem_indices:
             continue
+        if op.index > last_block_end and _pointwise_fc(op):
+            continue  # the head's fc, written as a 1x1 conv (read by _read_head)
         if not reads or op.index in branch_convs:
             chain.append(units[op.index])
         elif op.index not in in_blocks:
@@ -163,7 +165,12 @@ def read_trace(trace: Trace) -> FoundNetwork:
         macs=macs,
         stray_convs=tuple(stray),
         other_ops=other,
-        fc_params=tuple(name for op in trace.ops[last_block_end + 1 :] if op.kind == "linear" for name in op.params),
+        fc_params=tuple(
+            name
+            for op in trace.ops[last_block_end + 1 :]
+            if op.kind == "linear" or _pointwise_fc(op)
+            for name in op.params
+        ),
     )
 
 
@@ -421,4 +428,14 @@ def _read_head(trace: Trace, after_index: int) -> FoundHead:
             fc.append(int(op.attrs["out_features"]))
             if in_features is None:
                 in_features = int(op.attrs["in_features"])
+        elif pool is not None and _pointwise_fc(op):
+            fc.append(int(op.attrs["out_channels"]))
+            if in_features is None:
+                in_features = int(op.attrs["in_channels"])
     return FoundHead(pool, tuple(fc), in_features, tuple(norm))
+
+
+def _pointwise_fc(op: Op) -> bool:
+    """A 1x1 conv on a 1x1 map after the global pool computes what a fully-connected layer does (timm's
+    ``ClassifierHead(use_conv=True)``, the head of its resnetv2)."""
+    return op.kind == "conv" and tuple(op.attrs["kernel"]) == (1, 1) and tuple(op.shape[-2:]) == (1, 1)
