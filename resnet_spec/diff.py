@@ -501,6 +501,23 @@ def compare_model(
     return replace(comparison, equivalence=check_equivalence(model, spec)) if functional else comparison
 
 
+def _may_conform(found: FoundNetwork, spec: ResNetSpec) -> bool:
+    """False where a fact no named deviation changes already differs (blocks and their convs, SE, block order,
+    stem convs): the entry cannot conform under any option, and diff would say so at greater cost."""
+    if found.stem_convs and len(found.stem_convs) != len(spec.stem.convs):
+        return False
+    if not found.blocks:
+        return True
+    expected = list(spec.blocks)
+    if [len(b.convs) for b in found.blocks] != [len(b.convs) for b in expected]:
+        return False
+    pre = spec.order == "pre"
+    return all(
+        bool(f.se) == (e.se_channels is not None) and bool(f.preactivation) == pre
+        for f, e in zip(found.blocks, expected, strict=True)
+    )
+
+
 def best_matches(found: FoundNetwork, family: str, input_size: tuple[int, int]) -> list[ResNetSpec]:
     """Every known table entry of ``family``, under any option of every named deviation (``variants.toml``'s
     knobs: stride variant, shortcut option, stem pool), that ``found`` conforms to.
@@ -508,7 +525,7 @@ def best_matches(found: FoundNetwork, family: str, input_size: tuple[int, int]) 
     Entries as their table defines them come first, so a plain network is named ``plain34`` rather than
     ``resnet34`` with ``shortcut="none"``; each distinct network is listed once.
     """
-    names = list_specs(family)
+    names = [name for name in list_specs(family) if _may_conform(found, load_spec(name))]
     knobs = knob_options()
     combinations: list[dict[str, str]] = [{}]
     for knob, options in knobs.items():
@@ -522,8 +539,6 @@ def best_matches(found: FoundNetwork, family: str, input_size: tuple[int, int]) 
         if key in seen:
             continue
         seen.add(key)
-        if found.blocks and len(found.blocks) != sum(stage.repeats for stage in spec.stages):
-            continue  # cannot conform: a different number of blocks
         if diff(found, spec, input_size).conformant:
             matches.append(spec)
     return matches
