@@ -69,7 +69,7 @@ class WeightFormat:
     """A naming of a ResNet's weights, and where its downsampling blocks carry their stride."""
 
     name: str
-    naming: Literal["ours", "mmpretrain", "caffe"]
+    naming: Literal["ours", "mmpretrain", "caffe", "timm-resnetv2"]
     stride_on: StrideOn | None  # as variants.toml's stride_on; None: not checked (our own checkpoints)
     source: str  # where the naming comes from
 
@@ -83,6 +83,13 @@ FORMATS: Mapping[str, WeightFormat] = {
         WeightFormat("mmpretrain", "mmpretrain", "first_spatial", "mmpretrain ResNet, style='pytorch'; LinearClsHead"),
         WeightFormat("mmpretrain-caffe", "mmpretrain", "first", "mmpretrain ResNet, style='caffe'; LinearClsHead"),
         WeightFormat("caffe", "caffe", "first", "KaimingHe/deep-residual-networks prototxts (stride on the 1x1)"),
+        WeightFormat(
+            "timm-resnetv2",
+            "timm-resnetv2",
+            "first_spatial",
+            "timm/models/resnetv2.py, preact=True: stem.conv, stages.S.blocks.B.normK/convK, downsample.conv, norm, "
+            "head.fc (a 1x1 conv); stride on the 3x3",
+        ),
     )
 }
 
@@ -290,23 +297,59 @@ def _prefixes(naming: str) -> tuple[str, str]:
     return ("backbone.", "head.") if naming == "mmpretrain" else ("", "")
 
 
+# timm's resnetv2 (preact=True) names, from ours: (pattern, replacement), tried in order.
+_RESNETV2_NAMES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"^conv1\.", "stem.conv."),
+        (r"^layer(\d+)\.(\d+)\.bn(\d+)\.", "stages.{s}.blocks.\\2.norm\\3."),
+        (r"^layer(\d+)\.(\d+)\.conv(\d+)\.", "stages.{s}.blocks.\\2.conv\\3."),
+        (r"^layer(\d+)\.(\d+)\.downsample\.0\.", "stages.{s}.blocks.\\2.downsample.conv."),
+        (r"^final_bn\.", "norm."),
+        (r"^fc\.", "head.fc."),
+    )
+)
+
+
+def _source_key(naming: str, key: str, layout: _Layout) -> str:
+    """Our state_dict key in another naming."""
+    if naming != "timm-resnetv2":
+        body, head = _prefixes(naming)
+        return (head if key.startswith("fc.") else body) + key
+    if len(layout.spec.stem.convs) != 1:
+        raise ConversionError(f"timm-resnetv2 weights do not fit {layout.spec.label}", ["a one-conv stem"])
+    for pattern, replacement in _RESNETV2_NAMES:
+        match = pattern.match(key)
+        if match is not None:
+            stage = str(int(match.group(1)) - 1) if match.groups() else ""
+            return pattern.sub(replacement.replace("{s}", stage), key, count=1)
+    return key
+
+
+def _source_shape(naming: str, key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape another naming stores a tensor in: timm's resnetv2 head is a 1x1 conv, (out, in, 1, 1)."""
+    return (*shape, 1, 1) if naming == "timm-resnetv2" and key == "fc.weight" else shape
+
+
 def _read_prefixed(ledger: _Ledger, layout: _Layout, naming: str) -> dict[str, Tensor]:
-    body, head = _prefixes(naming)
     ours: dict[str, Tensor] = {}
     for key, shape in _ours_layout(layout).items():
-        source_key = (head if key.startswith("fc.") else body) + key
+        source_key = _source_key(naming, key, layout)
         counter = key.endswith(".num_batches_tracked")
-        value = ledger.take(source_key, shape, optional=counter)
+        value = ledger.take(source_key, _source_shape(naming, key, shape), optional=counter)
         if value is None and counter and source_key not in ledger.source:
             value = torch.tensor(0, dtype=torch.long)
         if value is not None:
-            ours[key] = value
+            ours[key] = value if tuple(value.shape) == shape else value.reshape(shape)
     return ours
 
 
 def _write_prefixed(ours: Mapping[str, Tensor], layout: _Layout, naming: str) -> dict[str, Tensor]:
-    body, head = _prefixes(naming)
-    return {(head if key.startswith("fc.") else body) + key: ours[key] for key in _ours_layout(layout)}
+    out: dict[str, Tensor] = {}
+    for key, shape in _ours_layout(layout).items():
+        theirs = _source_shape(naming, key, shape)
+        out[_source_key(naming, key, layout)] = ours[key] if theirs == shape else ours[key].reshape(theirs)
+    return out
 
 
 def _caffe_pairs(layout: _Layout) -> tuple[_ConvBN, ...]:
