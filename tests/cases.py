@@ -1,7 +1,8 @@
-"""Parametrization over the registry: every table entry under every stride variant and shortcut option.
+"""Parametrization over the registry: every table entry at its table's options, and every canonical entry (the
+networks ``--depth N`` names) under every stride variant and shortcut option.
 
-The variants and shortcut options come from the tables' ``variants.toml`` (through the registry), so a new entry or
-a new option is tested without a new test.  Combinations that resolve to the same network (v1 and v1.5 of a
+The entries, variants and shortcut options come from the tables (through the registry), so a new entry or a new
+option is tested without a new test.  Combinations that resolve to the same network (v1 and v1.5 of a
 basic-block net put the stride on the same 3x3) are kept once, so deep tables are not checked twice for nothing.
 The stem-pool knob is exercised per entry in tests/test_plan.py.
 """
@@ -24,7 +25,8 @@ def distinct_cases() -> list[tuple[str, str, str]]:
     seen: set[object] = set()
     cases = []
     candidates = [(name, load_spec(name).variant.name, load_spec(name).shortcut.name) for name in list_specs()]
-    candidates += [(name, v, s) for name in list_specs() for v in VARIANTS for s in SHORTCUTS]
+    canonical = [name for name in list_specs() if load_spec(name).canonical]
+    candidates += [(name, v, s) for name in canonical for v in VARIANTS for s in SHORTCUTS]
     for name, variant, shortcut in candidates:
         spec = load_spec(name, variant=variant, shortcut=shortcut)
         key = (spec.stem, spec.stages, spec.head, spec.order)

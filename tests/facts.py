@@ -26,3 +26,26 @@ CIFAR_OUTPUT = {"conv1": 32, "conv2_x": 32, "conv3_x": 16, "conv4_x": 8}
 CIFAR_TABLE6_PARAMS = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6, 1202: 19.4e6}
 CIFAR_PARAMS_A = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
 CIFAR_MACS = {20: 40_551_040, 32: 68_862_592, 44: 97_174_144, 56: 125_485_696, 110: 252_887_680, 1202: 2_829_238_912}
+
+# "The ResNet family": exact counts of the peers (FACTS.md, measured on randomly initialised models of
+# torchvision 0.29.1 and timm 1.0.31: parameters = sum of numel; MACs = FlopCounterMode total / 2 at 1x3x224x224).
+# peer -> (library, constructor, parameters, MACs at 224).
+FAMILY_PEERS = {
+    "wide_resnet50_2": ("torchvision", "wide_resnet50_2", 68_883_240, 11_398_021_120),
+    "wide_resnet101_2": ("torchvision", "wide_resnet101_2", 126_886_696, 22_753_050_624),
+    "resnext50_32x4d": ("torchvision", "resnext50_32x4d", 25_028_904, 4_230_479_872),
+    "resnext101_32x8d": ("torchvision", "resnext101_32x8d", 88_791_336, 16_414_015_488),
+    "resnext101_64x4d": ("torchvision", "resnext101_64x4d", 83_455_272, 15_460_270_080),
+    "resnet18d": ("timm", "resnet18d", 11_708_744, 2_053_713_920),
+    "resnet34d": ("timm", "resnet34d", 21_816_904, 3_903_401_984),
+    "resnet50c": ("timm", "resnet50c", 25_576_264, 4_328_824_832),
+    "resnet50d": ("timm", "resnet50d", 25_576_264, 4_328_824_832),
+    "resnet101d": ("timm", "resnet101d", 44_568_392, 8_041_046_016),
+    "resnet152d": ("timm", "resnet152d", 60_212_040, 11_753_267_200),
+    "seresnet50": ("timm", "seresnet50", 28_088_024, 4_091_699_200),
+    "resnetv2_50": ("timm", "resnetv2_50", 25_549_352, 4_089_184_256),
+}
+# He et al. 2016 (Identity Mappings), CIFAR-10: ResNet-164 (bottleneck, n = 18) 1.7M, ResNet-1001 (n = 111)
+# 10.2M, pre-activation ResNet-110 (basic) 1.7M parameters, as printed.
+PREACT_CIFAR_PARAMS = {164: 1.7e6, 1001: 10.2e6, 110: 1.7e6}
+PREACT_CIFAR_N = {164: 18, 1001: 111, 110: 18}

@@ -191,6 +191,10 @@ def _built_shortcuts(model: ResNet) -> list[tuple[Any, ...]]:
                 assert conv.kernel_size[0] == conv.kernel_size[1] and conv.stride[0] == conv.stride[1]
                 kernel, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
                 found.append(("projection", conv.in_channels, conv.out_channels, kernel, stride, padding))
+            elif isinstance(shortcut, nn.Sequential) and [type(m) for m in shortcut] == [nn.Conv2d]:
+                (conv,) = shortcut  # a pre-activation projection: it reads the BN-ReLU'd input, no BN of its own
+                kernel, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+                found.append(("projection", conv.in_channels, conv.out_channels, kernel, stride, padding))
             elif isinstance(shortcut, nn.Sequential) and [type(m) for m in shortcut][1:] == [nn.Conv2d, nn.BatchNorm2d]:
                 pool, conv, _ = shortcut
                 assert conv.stride == (1, 1) and conv.kernel_size == (1, 1)
