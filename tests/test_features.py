@@ -44,7 +44,7 @@ def _depth(name: str) -> int:
 def _expected_rows(name: str) -> list[tuple[str, int, int]]:
     """(row, channels, reduction) per row, from the paper's figures; for the family's entries, from the table's own
     cells and output column (the last cell's channels, input size / declared output)."""
-    if re.fullmatch(r"(?:resnet|plain)(\d+)", name) is None or not load_spec(name).canonical and "plain" not in name:
+    if re.fullmatch(r"(?:resnet|plain)(\d+)", name) is None or (not load_spec(name).canonical and "plain" not in name):
         spec = load_spec(name)
         declared = [("conv1", spec.stem.out_channels, spec.stem.output)]
         declared += [(stage.name, stage.layers[-1][1], stage.output) for stage in spec.stages]
