@@ -417,9 +417,13 @@ def _print_list() -> int:
 
     for family in families():
         print(f"{family}:")
-        for name in list_specs(family):
-            spec = load_spec(name)
-            print(f"  {name:<12} depth {spec.depth:<5} {spec.label:<36} {spec.source}")
+        specs = [load_spec(name) for name in list_specs(family)]
+        papers = list(dict.fromkeys(spec.table_source for spec in specs))
+        papers.sort(key=lambda p: not any(s.canonical for s in specs if s.table_source == p))  # the paper's first
+        for paper in papers:  # grouped by paper (the table's source)
+            print(f"  {paper}:")
+            for spec in (s for s in specs if s.table_source == paper):
+                print(f"    {spec.name:<18} depth {spec.depth:<5} {spec.label:<38} {spec.source}")
     return 0
 
 
@@ -484,7 +488,9 @@ def _conventions_parser(prog: str) -> ArgumentParser:
 
 def _add_conventions_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int_in_range(1), nargs="+", help="some of 18 34 50 101 152 (default: all)")
-    p.add_argument("--variant", nargs="+", choices=("v1", "v1.5"), default=["v1", "v1.5"])
+    from .spec import variant_names  # torch-free: --help still answers at once
+
+    p.add_argument("--variant", nargs="+", choices=variant_names(), default=list(variant_names()))
     p.add_argument(
         "--input-size",
         type=int_in_range(1, MAX_MEASURED_INPUT),

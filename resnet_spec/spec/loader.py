@@ -378,6 +378,7 @@ def _resolve_arch(
         stem_pool=choices.stem_pool if stem.pool is not None else None,
         se_reduction=choices.se_reduction,
         canonical=canonical,
+        table_source=reader.str_(table, "source", "table"),
     )
     _check_output_sizes(reader, spec, stem_path)
     return spec

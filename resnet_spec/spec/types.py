@@ -233,6 +233,7 @@ class ResNetSpec:
     stem_pool: StemPool | None = None  # the stem pool's named padding/rounding, where the stem has a pool
     se_reduction: int | None = None  # squeeze-and-excitation's reduction ratio r; None: no SE
     canonical: bool = False  # the entry ``--depth N`` names in its family
+    table_source: str = ""  # the table's [table] source: the paper the file transcribes (``--list`` groups by it)
 
     @property
     def blocks(self) -> Iterator[Block]:
