@@ -23,6 +23,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from resnet_spec.spec import ResNetSpec, knob_options, load_spec, load_table, variants
+from resnet_spec.spec.types import BLOCK_ORDERS
 
 # ------------------------------------------------------------------------------------------------------------
 # Arithmetic of the tests (not resnet_spec's)
@@ -34,7 +35,7 @@ def out_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: i
     return span // stride + 1 if span >= 0 else 0
 
 
-_CELL = re.compile(r"^(\d+)x(\d+), (\d+)$")
+_CELL = re.compile(r"^(\d+)x(\d+), (\d+)(?:, C=(\d+))?$")
 
 
 def parse_cell(cell: str) -> tuple[int, int]:
@@ -45,9 +46,27 @@ def parse_cell(cell: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(3))
 
 
-def cell(kernel: int, channels: int) -> str:
-    """(3, 64) -> '3x3, 64', the paper's notation."""
-    return f"{kernel}x{kernel}, {channels}"
+def cell_groups(cell: str) -> int:
+    """'3x3, 128, C=32' -> 32 (ResNeXt's cardinality); 1 for a plain cell."""
+    match = _CELL.match(cell)
+    if match is None:
+        raise ValueError(f"not a cell written by tests/strategies.py: {cell!r}")
+    return int(match.group(4) or 1)
+
+
+def cell(kernel: int, channels: int, groups: int = 1) -> str:
+    """(3, 64) -> '3x3, 64', the paper's notation; with groups, '3x3, 128, C=32'."""
+    return f"{kernel}x{kernel}, {channels}" + (f", C={groups}" if groups > 1 else "")
+
+
+def stem_convs(stem: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stem's conv tables: ``conv1`` is one, or a deep stem's list."""
+    conv1 = stem["conv1"]
+    return list(conv1) if isinstance(conv1, list) else [conv1]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -166,20 +185,29 @@ def stride_index(kernels: list[int], variant: str) -> int:
 
 
 @st.composite
-def table_documents(draw: st.DrawFn, max_width: int = 32, max_input: int = 40) -> dict[str, Any]:
+def table_documents(
+    draw: st.DrawFn, max_width: int = 32, max_input: int = 40, vocabulary: bool = True
+) -> dict[str, Any]:
     """A valid table document: 1-4 stages, basic or bottleneck blocks, any stride placement and shortcut option.
 
-    Widths stay <= ``max_width`` (a bottleneck's outer width may round up past it for option A) and inputs small,
-    so a model of it builds and runs on the CPU in milliseconds.  Every ``output`` declared is computed here.
+    With ``vocabulary`` also the family's words: a deep stem (2-3 convs), pre-activation blocks, grouped 3x3s in
+    bottlenecks, squeeze-and-excitation (average-pool projections come with the shortcut options).  Widths stay
+    <= ``max_width`` (a bottleneck's outer width may round up past it for option A) and inputs small, so a model of
+    it builds and runs on the CPU in milliseconds.  Every ``output`` declared is computed here.
     """
     shortcut = draw(st.sampled_from(SHORTCUTS))
     variant = draw(st.sampled_from(VARIANTS))
     in_channels = draw(st.integers(1, 4))
+    order = draw(st.sampled_from(BLOCK_ORDERS)) if vocabulary else "post"
 
     stem_kernel = draw(st.sampled_from((3, 5, 7)))
     stem_stride = draw(st.sampled_from((1, 2)))
     stem_padding = draw(st.integers(0, stem_kernel // 2))
     stem_width = draw(st.integers(2, 16))
+    # A deep stem (ResNet-C): more "same" 3x3 convs after the first; the last sets the stem's width.
+    deep = []
+    if vocabulary and draw(st.booleans()):
+        deep = [draw(st.integers(2, 16)) for _ in range(draw(st.integers(1, 2)))]
     pool: dict[str, Any] | None = None
     if draw(st.booleans()):
         pool_kernel = draw(st.integers(1, 3))
@@ -191,7 +219,7 @@ def table_documents(draw: st.DrawFn, max_width: int = 32, max_input: int = 40) -
         }
 
     stages: list[dict[str, Any]] = []
-    channels = stem_width
+    channels = deep[-1] if deep else stem_width
     for _ in range(draw(st.integers(1, 4))):
         # Option A zero-pads the shortcut: a block can add channels but never drop them.
         least = channels if shortcut == "A" else 1
@@ -203,13 +231,14 @@ def table_documents(draw: st.DrawFn, max_width: int = 32, max_input: int = 40) -
             expansion = draw(st.integers(1, 4))
             lowest = max(1, math.ceil(least / expansion))
             width = draw(st.integers(lowest, max(lowest, max_width // expansion)))
-            block = [cell(1, width), cell(3, width), cell(1, width * expansion)]
+            groups = draw(st.sampled_from(_divisors(width))) if vocabulary else 1
+            block = [cell(1, width), cell(3, width, groups), cell(1, width * expansion)]
             channels = width * expansion
         stages.append({"block": block, "repeats": draw(st.integers(1, 3)), "stride": draw(st.sampled_from((1, 2)))})
 
     # The smallest input whose stem (conv, then pool) still has an output; every later conv is "same"-padded.
     def stem_out(n: int) -> int:
-        size = out_size(n, stem_kernel, stem_stride, stem_padding)
+        size = out_size(n, stem_kernel, stem_stride, stem_padding)  # the deep stem's 3x3s keep the size
         if pool is not None and size >= 1:
             size = out_size(size, pool["kernel"], pool["stride"], pool["padding"])
         return size
@@ -232,6 +261,12 @@ def table_documents(draw: st.DrawFn, max_width: int = 32, max_input: int = 40) -
             stage["output"] = size
 
     stem: dict[str, Any] = {"conv1": conv1}
+    if deep:
+        conv1.pop("output", None)
+        more = [{"conv": cell(3, width), "stride": 1, "padding": 1} for width in deep]
+        if draw(st.booleans()):
+            more[-1]["output"] = out_size(input_size, stem_kernel, stem_stride, stem_padding)
+        stem["conv1"] = [conv1, *more]
     if pool is not None:
         stem["pool"] = pool
     head: dict[str, Any] = {"pool": draw(st.sampled_from(("avg", "max"))), "fc": draw(st.integers(1, 10))}
@@ -239,6 +274,11 @@ def table_documents(draw: st.DrawFn, max_width: int = 32, max_input: int = 40) -
         head["output"] = 1
 
     net: dict[str, Any] = {"source": "generated by tests/strategies.py"}
+    if order != "post":
+        net["order"] = order
+    if vocabulary and draw(st.booleans()):  # SE's reduction must divide every block's output channels
+        outputs = math.gcd(*(parse_cell(stage["block"][-1])[1] for stage in stages))
+        net["se_reduction"] = draw(st.sampled_from(_divisors(outputs)))
     doc: dict[str, Any] = {
         "table": {
             "family": "generated",
@@ -285,7 +325,7 @@ def arch_rows(doc: dict[str, Any], arch: str = "net") -> tuple[dict[str, Any], d
 def channels_never_drop(doc: dict[str, Any], arch: str = "net") -> bool:
     """Whether every block's output has at least its input's channels (what option A needs)."""
     stem, _, stages = arch_rows(doc, arch)
-    channels = parse_cell(stem["conv1"]["conv"])[1]
+    channels = parse_cell(stem_convs(stem)[-1]["conv"])[1]
     for stage in stages:
         out = parse_cell(stage["block"][-1])[1]
         if out < channels:
@@ -429,7 +469,7 @@ def _shrinking_under_a(doc: dict[str, Any]) -> list[Mutation]:
 @st.composite
 def invalid_documents(draw: st.DrawFn) -> Mutation:
     """A valid generated document broken in exactly one place, with the key path the error must name."""
-    doc = draw(table_documents(max_width=16, max_input=24))
+    doc = draw(table_documents(max_width=16, max_input=24, vocabulary=False))
     candidates = _candidates(doc)
     shrinking = _shrinking_under_a(doc)
     # The kind of break first, then where: every kind is drawn as often, however many places it has.

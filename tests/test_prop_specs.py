@@ -35,7 +35,17 @@ from facts import (
 )
 from hypothesis import example, given
 from hypothesis import strategies as st
-from strategies import Mutation, arch_rows, invalid_documents, out_size, parse_cell, stride_index, table_documents
+from strategies import (
+    Mutation,
+    arch_rows,
+    cell_groups,
+    invalid_documents,
+    out_size,
+    parse_cell,
+    stem_convs,
+    stride_index,
+    table_documents,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from resnet_spec import SpecError, build, load_table
@@ -111,6 +121,15 @@ class Prediction:
     row_macs: dict[str, int]
 
 
+def _key(doc: dict[str, Any], arch: str, key: str) -> Any:
+    """An architecture's key, else its base's, else the table's (as the loader resolves it)."""
+    section = doc[arch]
+    for where in (section, doc[section["base"]] if "base" in section else {}, doc["table"]):
+        if key in where:
+            return where[key]
+    return None
+
+
 def predict(doc: dict[str, Any], arch: str) -> Prediction:
     """Shapes, parameters and multiply-adds of ``arch``, from the document's numbers and the paper's options."""
     table, section = doc["table"], doc[arch]
@@ -119,46 +138,58 @@ def predict(doc: dict[str, Any], arch: str) -> Prediction:
     variant = variant or table["variant"]
     shortcut = section.get("shortcut", doc[section["base"]].get("shortcut") if "base" in section else None)
     shortcut = shortcut or table["shortcut"]
+    order = _key(doc, arch, "order") or "post"  # He et al. 2016: "pre", BN-ReLU before each conv
+    se = _key(doc, arch, "se_reduction")  # Hu et al. 2018: fc C -> C/r -> C (1x1 convs with bias) per block
+    pre = order == "pre"
     n, channels = table["input_size"], table["in_channels"]
 
-    kernel, width = parse_cell(stem["conv1"]["conv"])
-    n = out_size(n, kernel, stem["conv1"]["stride"], stem["conv1"]["padding"])
-    shapes: dict[str, tuple[int, ...]] = {"conv1": (1, width, n, n)}
-    row_params = {"conv1": kernel * kernel * channels * width + 2 * width}  # conv without bias, BN weight and bias
-    row_macs = {"conv1": kernel * kernel * channels * width * n * n}
-    channels = width
+    row_params, row_macs = {"conv1": 0}, {"conv1": 0}
+    convs = stem_convs(stem)
+    for i, conv in enumerate(convs):  # one conv, or a deep stem's, each conv-BN-ReLU (pre: the last has no BN)
+        kernel, width = parse_cell(conv["conv"])
+        n = out_size(n, kernel, conv["stride"], conv["padding"])
+        row_params["conv1"] += kernel * kernel * channels * width + (0 if pre and i == len(convs) - 1 else 2 * width)
+        row_macs["conv1"] += kernel * kernel * channels * width * n * n
+        channels = width
+    shapes: dict[str, tuple[int, ...]] = {"conv1": (1, channels, n, n)}
     if "pool" in stem:
         pool = stem["pool"]
         n = out_size(n, pool["kernel"], pool["stride"], pool["padding"])
 
     for index, stage in enumerate(stages):
         row = f"conv{index + 2}_x"
-        cells = [parse_cell(c) for c in stage["block"]]
-        carrier = stride_index([k for k, _ in cells], variant)
+        cells = [(*parse_cell(c), cell_groups(c)) for c in stage["block"]]
+        carrier = stride_index([k for k, _, _ in cells], variant)
         params = macs = 0
         for repeat in range(stage["repeats"]):
             block_stride = stage["stride"] if repeat == 0 else 1
             block_in, n_in, c_in = channels, n, channels
-            for i, (kernel, width) in enumerate(cells):
+            for i, (kernel, width, groups) in enumerate(cells):
                 n = out_size(n, kernel, block_stride if i == carrier else 1, (kernel - 1) // 2)
-                params += kernel * kernel * c_in * width + 2 * width
-                macs += kernel * kernel * c_in * width * n * n
+                # a grouped conv's output sees c_in / groups inputs; BN after the conv, or (pre) before it
+                params += kernel * kernel * (c_in // groups) * width + 2 * (c_in if pre else width)
+                macs += kernel * kernel * (c_in // groups) * width * n * n
                 c_in = width
+            if se is not None:
+                reduced = c_in // se
+                params += 2 * c_in * reduced + reduced + c_in
+                macs += 2 * c_in * reduced  # the two 1x1 convs on the pooled 1x1 map
             changes = block_stride != 1 or c_in != block_in
             option = variants().shortcuts[shortcut]  # the option's kinds (variants.toml); their sizes here
             kind = option.on_change if changes else option.otherwise
-            # a 1x1 projection with the block's stride and BN; ResNet-D's average pool takes the stride instead
+            # a 1x1 projection with the block's stride and BN (none in a pre-activation net); ResNet-D's average
+            # pool takes the stride instead
             if kind in ("projection", "avg_projection"):
                 n_proj = out_size(n_in, 1, block_stride, 0)
                 assert n_proj == n, f"{row}: projection gives {n_proj}, branch {n}"
-                params += block_in * c_in + 2 * c_in
+                params += block_in * c_in + (0 if pre else 2 * c_in)
                 macs += block_in * c_in * n_proj * n_proj
             channels = c_in
         shapes[row] = (1, channels, n, n)
         row_params[row], row_macs[row] = params, macs
 
     shapes["fc"] = (1, head["fc"])
-    row_params["fc"] = channels * head["fc"] + head["fc"]
+    row_params["fc"] = channels * head["fc"] + head["fc"] + (2 * channels if pre else 0)  # pre: the final BN
     row_macs["fc"] = channels * head["fc"]
     return Prediction(shapes, sum(row_params.values()), sum(row_macs.values()), row_params, row_macs)
 
@@ -166,7 +197,8 @@ def predict(doc: dict[str, Any], arch: str) -> Prediction:
 def _declared(doc: dict[str, Any], arch: str) -> dict[str, int]:
     """The output column the document declares (rows without ``output`` left out)."""
     stem, _, stages = arch_rows(doc, arch)
-    declared = {"conv1": stem["conv1"]["output"]} if "output" in stem["conv1"] else {}
+    last = stem_convs(stem)[-1]
+    declared = {"conv1": last["output"]} if "output" in last else {}
     for index, stage in enumerate(stages):
         if "output" in stage:
             declared[f"conv{index + 2}_x"] = stage["output"]
@@ -259,14 +291,18 @@ def test_the_smallest_input_has_predicted_shapes_and_a_smaller_one_a_clear_error
 
 def _stem_output(doc: dict[str, Any], n: int) -> int:
     stem, _, _ = arch_rows(doc, "net")
-    kernel, _ = parse_cell(stem["conv1"]["conv"])
-    n = out_size(n, kernel, stem["conv1"]["stride"], stem["conv1"]["padding"])
+    for conv in stem_convs(stem):
+        kernel, _ = parse_cell(conv["conv"])
+        n = out_size(n, kernel, conv["stride"], conv["padding"]) if n >= 1 else 0
     if "pool" in stem and n >= 1:
         n = out_size(n, stem["pool"]["kernel"], stem["pool"]["stride"], stem["pool"]["padding"])
     return n
 
 
 def _drop_outputs(node: Any) -> None:
+    if isinstance(node, list):  # a deep stem's convs
+        for item in node:
+            _drop_outputs(item)
     if isinstance(node, dict):
         if "block" in node or "conv" in node:
             node.pop("output", None)
