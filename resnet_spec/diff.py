@@ -307,6 +307,22 @@ def _activation(name: str | None) -> str:
     return "relu after BN" if name == "relu" else "missing" if name is None else name
 
 
+def _first_preactivation(found: FoundNetwork, spec: ResNetSpec) -> FoundNetwork:
+    """In a pre-activation net without a stem pool, "stem conv, then the first block's BN-ReLU read by its conv and
+    its projection" computes what "stem conv-BN-ReLU, then a block whose projection reads the stem's output" does:
+    the reader sees the second.  Read against a pre-activation spec, the BN-ReLU is the first block's."""
+    if spec.order != "pre" or spec.stem.pool is not None or not found.blocks or not found.stem_convs:
+        return found
+    stem, first = found.stem_convs[-1], found.blocks[0]
+    kind = first.shortcut.kind if first.shortcut is not None else "none"
+    if not stem.bn_after or stem.activation_after != "relu" or first.preactivation or kind in ("identity", "none"):
+        return found
+    stem = replace(stem, bn_after=False, activation_after=None)
+    first = replace(first, preactivation=("bn", "relu"), shortcut_reads_preactivation=True)
+    stem_convs = (*found.stem_convs[:-1], stem)
+    return replace(found, stem=stem_convs[0], stem_convs=stem_convs, blocks=(first, *found.blocks[1:]))
+
+
 def _check_stem(
     out: _Collector, planned: tuple[Layer, ...], found: FoundNetwork, expected_size: str, param_rows: dict[str, str]
 ) -> RowView:
@@ -342,6 +358,7 @@ def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | No
     param_rows: dict[str, str] = {}
 
     plan = layout_plan(spec, size)
+    found = _first_preactivation(found, spec)
     rows.append(_check_stem(out, plan.stem, found, _size(expected_sizes["conv1"]), param_rows))
 
     # conv2_x .. : the pool, then the stages
