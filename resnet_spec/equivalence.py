@@ -94,7 +94,7 @@ class _Unmapped(Exception):
 
 def tolerance(spec: ResNetSpec) -> float:
     """The largest maximum relative difference per row that counts as equal (see the module docstring)."""
-    reductions = [spec.stem.conv.kernel**2 * spec.stem.conv.in_channels, spec.out_channels]
+    reductions = [conv.kernel**2 * conv.in_channels for conv in spec.stem.convs] + [spec.out_channels]
     reductions += [conv.kernel**2 * conv.in_channels for block in spec.blocks for conv in block.convs]
     return 16 * spec.depth * max(reductions) * _UNIT_ROUNDOFF
 

@@ -78,10 +78,11 @@ def test_the_peer_conforms_and_is_named_first_among_best_matches(entry: str, key
     """``compare.py --arch ENTRY --impl PEER`` conforms; ``--depth 50 --variant v1.5 --impl PEER`` does not, and
     its best matches name ENTRY first."""
     spec = load_spec(entry)
-    comparison = compare_model(_meta_peer(key), spec)
-    assert comparison.conformant, [(m.where, m.property, m.expected, m.found) for m in comparison.mismatches][:10]
+    # the structure; resnet_spec.equivalence's functional check maps one-conv post-activation stems only
+    comparison = compare_model(_meta_peer(key), spec, functional=False)
+    assert comparison.mismatches == (), [(m.where, m.property, m.expected, m.found) for m in comparison.mismatches]
     against_v15 = diff(comparison.found, load_spec("resnet50", variant="v1.5"))
-    assert not against_v15.conformant
+    assert against_v15.mismatches
     best = best_matches(against_v15.found, "imagenet", against_v15.input_size)
     assert best and best[0].name == entry, [s.label for s in best]
 
