@@ -256,8 +256,8 @@ def _with_in_channels(spec: Any, in_channels: int) -> Any:
     """``spec`` for an input of ``in_channels`` channels: conv1 reads them; the paper's figures no longer apply."""
     from .spec import FrozenMapping
 
-    conv = dataclasses.replace(spec.stem.conv, in_channels=in_channels)
-    stem = dataclasses.replace(spec.stem, conv=conv)
+    first = dataclasses.replace(spec.stem.convs[0], in_channels=in_channels)
+    stem = dataclasses.replace(spec.stem, convs=(first, *spec.stem.convs[1:]))
     return dataclasses.replace(spec, in_channels=in_channels, stem=stem, paper=FrozenMapping({}))
 
 
