@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     shortcut.add_argument("--plain", action="store_true", help="the plain network: no shortcuts")
     p.add_argument("--input-size", type=int, nargs="+", metavar=("H", "W"), help="input height [and width]")
     p.add_argument("--impl", metavar="TARGET", help="package.module:callable or path/to/file.py:callable")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="expect a backbone: the stem and the stages, no pool-and-fc head (a model returning feature maps)",
+    )
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--list", action="store_true", help="list the table entries and exit")
     return p
@@ -105,12 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             model = build(spec, device="meta")
             subject = f"resnet_spec {spec.name}"
-        comparison = compare_model(model, spec, size)
+        comparison = compare_model(model, spec, size, headless=args.headless)
     except (SubjectError, TraceError) as e:
         return _fail(str(e))
 
     structural = comparison.verdict == "not conformant" and comparison.mismatches
-    best = best_matches(comparison.found, spec.family, comparison.input_size) if structural else []
+    best = (
+        best_matches(comparison.found, spec.family, comparison.input_size, headless=args.headless) if structural else []
+    )
     if args.format == "json":
         data = to_json(comparison, subject, best)
         data["notes"] = notes + data["notes"]
