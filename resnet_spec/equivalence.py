@@ -135,6 +135,7 @@ class _Block:
 @dataclass
 class _Layout:
     stem: _Unit | None
+    stem_rest: list[_Unit]  # a deep stem's convs after the first (ResNet-C: three 3x3 convs), as the table has them
     blocks: list[_Block]
     head: list[Op]  # parameter-reading ops after the last block
     stray: list[Op]  # parameter-reading ops that belong to none of the above
@@ -178,6 +179,8 @@ def _layout(trace: Trace, spec: ResNetSpec) -> _Layout:
     if not convs:
         raise _Unmapped("conv1", None, "the model has no convolution")
     stem = _unit(trace, convs[0])
+    stem_count = len(spec.stem.convs)
+    stem_rest = [_unit(trace, op) for op in convs[1:stem_count]]
     blocks: list[_Block] = []
     for add in (op for op in ops if op.kind == "add" and len(op.inputs) == 2):
         start = _common_ancestor(trace, *add.inputs)
@@ -197,7 +200,7 @@ def _layout(trace: Trace, spec: ResNetSpec) -> _Layout:
             )
         )
     if not blocks:  # a plain network: its convs after the stem, cut into blocks of the table's sizes
-        blocks = _plain_blocks(trace, convs[1:], spec)
+        blocks = _plain_blocks(trace, convs[stem_count:], spec)
     last_end = blocks[-1].end if blocks else stem.op.index
     head_input = blocks[-1].output if blocks else None
     conv1_end = None
@@ -208,14 +211,14 @@ def _layout(trace: Trace, spec: ResNetSpec) -> _Layout:
             producer = trace.producer(producer.inputs[0])
         if producer is not None and producer.kind in ("maxpool", "avgpool") and producer.inputs:
             conv1_end = producer.inputs[0]
-    claimed = {stem.op.index, *(op.index for op in stem.norm)}
+    claimed = {op.index for unit in (stem, *stem_rest) for op in (unit.op, *unit.norm)}
     for block in blocks:
         for unit in (*block.branch, *block.shortcut):
             claimed |= {unit.op.index, *(op.index for op in unit.norm)}
     head = [op for op in ops[last_end + 1 :] if _reads_tensors(op) and op.index not in claimed]
     claimed |= {op.index for op in head}
     stray = [op for op in ops if _reads_tensors(op) and op.index not in claimed]
-    return _Layout(stem, blocks, head, stray, conv1_end, head_input)
+    return _Layout(stem, stem_rest, blocks, head, stray, conv1_end, head_input)
 
 
 def _plain_blocks(trace: Trace, convs: list[Op], spec: ResNetSpec) -> list[_Block]:
@@ -327,6 +330,8 @@ def _map(
     if subject.stem is None or reference.stem is None:
         raise _Unmapped("conv1", None, "the model has no stem convolution")
     _map_unit(subject.stem, reference.stem, shapes, out, "conv1", None, "the stem conv")
+    for n, (found_unit, our_unit) in enumerate(zip(subject.stem_rest, reference.stem_rest, strict=False), 2):
+        _map_unit(found_unit, our_unit, shapes, out, "conv1", None, f"stem conv {n}")
     if subject.stray:  # first: a conv outside every block shifts the blocks after it
         op = subject.stray[0]
         names = ", ".join((*op.params, *op.buffers))

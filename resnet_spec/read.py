@@ -11,18 +11,25 @@ conv1, conv2_x, conv3_x, ..., fc; blocks conv2_1, conv2_2, ...
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
+from .canonical import canonicalise
 from .trace import Op, Trace
 
-__all__ = ["ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundPool", "FoundShortcut", "read_trace"]
+__all__ = [
+    "ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundOp", "FoundPool", "FoundShortcut", "read_trace",
+]  # fmt: skip
 
 _PASS_THROUGH = frozenset({"view"})  # operators that neither compute nor end a unit
+_NORMS = frozenset({"bn", "norm"})
+_ACTIVATING = frozenset({"relu", "activation"})
 
 
 @dataclass(frozen=True)
 class ConvUnit:
-    """A convolution with what directly follows it: ``conv -> bn? -> activation?``."""
+    """A convolution with what directly follows it: ``conv -> norm? -> activation?``."""
 
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
@@ -38,6 +45,11 @@ class ConvUnit:
     module: str  # the module that ran it, for messages
     end: int  # the value the unit ends with (after the activation, else the BN, else the conv)
     params: tuple[str, ...]  # the conv's and its BN's parameters
+    norm_after: str | None = None  # "bn", "group_norm", "layer_norm" ...: the normalisation reading the conv
+    norm_affine: bool = True  # the normalisation has a learned scale and shift (BN(affine=False) has not)
+    index: int = -1  # the conv's position in the trace
+    members: tuple[int, ...] = ()  # positions of the unit's ops (conv, norm, activation)
+    norm_params: tuple[str, ...] = ()  # the normalisation's parameters (a subset of params)
 
     @property
     def cell(self) -> str:
@@ -47,13 +59,28 @@ class ConvUnit:
 
 
 @dataclass(frozen=True)
+class FoundPool:
+    kind: str  # "max" or "avg"
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    ceil_mode: bool
+
+    @property
+    def text(self) -> str:
+        """'3x3 max pool /2 pad 1', with ', ceil mode' when the output size rounds up."""
+        text = f"{self.kernel[0]}x{self.kernel[-1]} {self.kind} pool /{self.stride[0]} pad {self.padding[0]}"
+        return text + (", ceil mode" if self.ceil_mode else "")
+
+
+@dataclass(frozen=True)
 class FoundShortcut:
     """What the other input of a block's addition is."""
 
     kind: str  # identity, projection, zero_pad, other
     conv: ConvUnit | None  # the projection's conv
-    ops: tuple[str, ...]  # the operator kinds on the shortcut path (for messages)
-    pool: FoundPool | None = None  # a pool before the projection's conv (ResNet-D's average pool)
+    ops: tuple[str, ...]  # the operator kinds on the shortcut path, in order (for messages)
+    pool: FoundPool | None = None  # a pooling on the shortcut path (ResNet-D: 2x2 average pool before the 1x1)
 
 
 @dataclass(frozen=True)
@@ -67,6 +94,7 @@ class FoundBlock:
     output_size: tuple[int, int]
     out_channels: int
     params: frozenset[str]
+    span: tuple[int, int] = (-1, -1)  # positions of the block's first and last op in the trace
     # Pre-activation (He et al. 2016): the BN/ReLU kinds between the block's input and its first conv that belong
     # to no earlier unit, e.g. ("bn", "relu"); and whether the shortcut reads their output instead of the input.
     preactivation: tuple[str, ...] = ()
@@ -75,20 +103,22 @@ class FoundBlock:
 
 
 @dataclass(frozen=True)
-class FoundPool:
-    kind: str  # "max" or "avg"
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    ceil_mode: bool
-
-
-@dataclass(frozen=True)
 class FoundHead:
     pool: str | None  # "avg", "max" (global), or None
     fc: tuple[int, ...]  # out_features of each linear layer after the last block
     in_features: int | None
+    present: bool = True  # False: the model returns feature maps (a backbone), not logits
+    fc_bias: tuple[bool, ...] = ()  # whether each linear layer has a bias
     norm: tuple[str, ...] = ()  # BN/ReLU kinds between the last block and the global pool (pre-activation nets)
+
+
+@dataclass(frozen=True)
+class FoundOp:
+    """An operator the Table 1 view does not explain, and where it sits."""
+
+    index: int  # its position in the (canonical) trace
+    what: str  # e.g. "dropout", "relu", "aten.mul.Tensor"
+    place: str  # "input" (before conv1), "body" (between conv1 and the logits), "logits" (after the fc)
 
 
 @dataclass(frozen=True)
@@ -103,15 +133,29 @@ class FoundNetwork:
     head: FoundHead
     params: int  # all parameters the model owns
     unused_params: tuple[str, ...]
-    macs: int  # multiply-adds of conv and linear operators, at the traced input
+    macs: int  # multiply-adds of conv and linear operators, at the traced input, for one image
     stray_convs: tuple[ConvUnit, ...]  # convs that are neither stem, branch, shortcut nor head
     other_ops: tuple[str, ...]  # ATen operators the reader does not know, on any path
     fc_params: tuple[str, ...]  # parameters read by the head's linear layers
+    unexplained: tuple[FoundOp, ...] = ()  # operators outside the Table 1 view, with where they sit
+    param_sizes: Mapping[str, int] = field(default_factory=dict)  # parameter name -> numel
+    notes: tuple[str, ...] = ()  # how the model was traced (the CPU fallback), which output was read
     stem_convs: tuple[ConvUnit, ...] = ()  # every conv before the first block and the stem pool (a deep stem's 3)
 
 
 def read_trace(trace: Trace) -> FoundNetwork:
-    """Rebuild the Table 1 view (stem, blocks, head, totals) of a traced model."""
+    """Rebuild the Table 1 view (stem, blocks, head, totals) of a traced model.
+
+    The trace is canonicalised first (:func:`resnet_spec.canonical.canonicalise`).  When the forward returns
+    several tensors, the logits are the one a linear layer computes (through activations or a softmax after it);
+    when none does, the model is read as a headless backbone of all the feature maps it returns.
+    """
+    trace = canonicalise(trace)
+    logits = _logits(trace)
+    notes = list(trace.notes)
+    if logits is not None and len(trace.outputs) > 1:
+        trace = _keep_outputs(trace, (logits,))
+        notes.append("the forward returns several tensors: the logits read are the one the fc computes")
     ops = trace.ops
     convs = [op for op in ops if op.kind == "conv"]
     units = {op.index: _unit(trace, op) for op in convs}
@@ -120,40 +164,52 @@ def read_trace(trace: Trace) -> FoundNetwork:
     reads: list[_BlockRead] = []
     in_blocks: set[int] = set()
     branch_convs: set[int] = set()
+    explained: set[int] = set()
     for add in adds:
         found = _read_block(trace, add, units)
         if found is not None:
             reads.append(found)
             in_blocks |= found.members
             branch_convs |= found.branch_convs
+            explained |= found.explained
 
     stem = units[convs[0].index] if convs else None
     last_block_end = max(in_blocks) if in_blocks else _unit_end_index(trace, units, convs)
     first_body = min(in_blocks) if in_blocks else (convs[1].index if len(convs) > 1 else len(ops))
     stem_pool, pool_index = _stem_pool(ops, convs[0].index if convs else len(ops), first_body)
-    stem_convs = tuple(units[op.index] for op in convs if op.index < min(first_body, pool_index))
+    if stem_pool is not None:
+        explained.add(pool_index)
     stem_indices = {op.index for op in convs if op.index < min(first_body, pool_index)}
+    stem_convs = tuple(units[i] for i in sorted(stem_indices))
     chain: list[ConvUnit] = []
     stray: list[ConvUnit] = []
     for op in convs:
         if op.index in stem_indices:
             continue
-        if op.index > last_block_end and _pointwise_fc(op):
-            continue  # the head's fc, written as a 1x1 conv (read by _read_head)
         if not reads or op.index in branch_convs:
             chain.append(units[op.index])
         elif op.index not in in_blocks:
             stray.append(units[op.index])
-    blocks = _with_preactivation(trace, reads, stem_convs)
+    for unit in units.values():
+        explained.update(unit.members)
+    blocks, pre_ops = _with_preactivation(trace, reads, stem_convs)
+    explained |= pre_ops
 
-    head = _read_head(trace, last_block_end)
-    known = {"conv", "bn", "relu", "activation", "add", "maxpool", "avgpool", "mean", "adaptive_avgpool",
-             "adaptive_maxpool", "linear", "pad", "cat", "view"}  # fmt: skip
+    head, head_ops, logits_index = _read_head(trace, last_block_end, logits is not None)
+    explained |= head_ops
+    stem_index = convs[0].index if convs else len(ops)
+    unexplained = []
+    for op in ops:
+        if op.index in explained:
+            continue
+        place = "input" if op.index < stem_index else "logits" if op.index > logits_index else "body"
+        unexplained.append(FoundOp(op.index, _what(op), place))
+    known = {"conv", "bn", "norm", "relu", "activation", "add", "maxpool", "avgpool", "global_pool", "mean",
+             "adaptive_avgpool", "adaptive_maxpool", "linear", "pad", "cat", "view", "dropout", "softmax"}  # fmt: skip
     recognised = {i for read in reads for i in read.recognised}
     other = tuple(sorted({op.aten for op in ops if op.kind not in known and op.inputs and op.index not in recognised}))
     macs = sum(int(op.attrs.get("macs", 0)) for op in ops if op.kind in ("conv", "linear"))
     return FoundNetwork(
-        stem_convs=stem_convs,
         input_shape=trace.input_shape,
         stem=stem,
         stem_pool=stem_pool,
@@ -168,9 +224,13 @@ def read_trace(trace: Trace) -> FoundNetwork:
         fc_params=tuple(
             name
             for op in trace.ops[last_block_end + 1 :]
-            if op.kind == "linear" or _pointwise_fc(op)
+            if op.kind == "linear" or op.index in head_ops
             for name in op.params
         ),
+        unexplained=tuple(unexplained),
+        param_sizes=MappingProxyType(dict(trace.params)),
+        notes=tuple(notes),
+        stem_convs=stem_convs,
     )
 
 
@@ -184,14 +244,23 @@ def _unit_end_index(trace: Trace, units: dict[int, ConvUnit], convs: list[Op]) -
 def _stem_pool(ops: tuple[Op, ...], start: int, end: int) -> tuple[FoundPool | None, int]:
     """The first pool between the stem's first conv and the body, and its index (``end`` when there is none)."""
     for op in ops[start:end]:
-        if op.kind in ("maxpool", "avgpool"):
-            return _pool(op), op.index
+        if op.kind in ("maxpool", "avgpool") or (op.kind == "global_pool" and "kernel" in op.attrs):
+            return _pool(op), op.index  # a windowed pool, even where the map it pools is already 1x1
     return None, end
+
+
+def _what(op: Op) -> str:
+    """How a finding names an operator: its kind when the reader knows it, else its ATen overload."""
+    if op.kind == "activation":
+        return str(op.attrs.get("function", op.name))
+    if op.kind in ("other", "affine"):
+        return op.aten
+    return op.kind
 
 
 def _pool(op: Op) -> FoundPool:
     return FoundPool(
-        "max" if op.kind == "maxpool" else "avg",
+        "max" if op.kind == "maxpool" or op.attrs.get("function") == "max" else "avg",
         op.attrs["kernel"],
         op.attrs["stride"],
         op.attrs["padding"],
@@ -199,49 +268,29 @@ def _pool(op: Op) -> FoundPool:
     )
 
 
-@dataclass(frozen=True)
-class _BlockRead:
-    """What reading one addition gives, before the blocks are put in context."""
-
-    block: FoundBlock
-    members: set[int]  # indices of all its ops
-    branch_convs: set[int]  # indices of its branch convs
-    start: int  # the value both paths are computed from
-    first_input: int | None  # the value the first branch conv reads
-    output: int  # the block's output value (after the ReLU that follows the addition, if any)
-    recognised: set[int]  # ops of the block the reader interprets beyond the known kinds (SE's gate and product)
-
-
-_NORM_KINDS = ("bn", "relu", "activation")
-
-
-def _norm_before(trace: Trace, value: int, owned: set[int]) -> tuple[list[str], int]:
-    """BN/activation kinds computing ``value`` back to a value in ``owned`` or to any other op; and where it stops."""
-    kinds: list[str] = []
-    while value not in owned:
+def _logits(trace: Trace) -> int | None:
+    """The output a linear layer computes (looking back through single-input ops after it), or None."""
+    for value in trace.outputs:
         op = trace.producer(value)
-        if op is None or op.kind not in _NORM_KINDS or not op.inputs:
-            break
-        kinds.append(op.kind)
-        value = op.inputs[0]
-    return kinds[::-1], value
+        for _ in range(8):
+            if op is None or op.kind in ("conv", "add", "global_pool"):
+                break
+            if op.kind == "linear":
+                return value
+            op = trace.producer(op.inputs[0]) if len(op.inputs) == 1 else None
+    return None
 
 
-def _with_preactivation(trace: Trace, reads: list[_BlockRead], stem_convs: tuple[ConvUnit, ...]) -> list[FoundBlock]:
-    """Each block with its pre-activation: the BN-ReLU before its first conv that the stem's unit or an earlier
-    block's output does not already own (He et al. 2016's BN-ReLU-conv units), and what its shortcut reads."""
-    owned = {read.output for read in reads} | ({stem_convs[-1].end} if stem_convs else set())
-    blocks = []
-    for read in reads:
-        kinds: list[str] = []
-        if read.first_input is not None:
-            kinds, _ = _norm_before(trace, read.first_input, owned)
-        shortcut = read.block.shortcut
-        reads_pre = (
-            bool(kinds) and shortcut is not None and shortcut.kind != "identity" and read.start == read.first_input
-        )
-        blocks.append(replace(read.block, preactivation=tuple(kinds), shortcut_reads_preactivation=reads_pre))
-    return blocks
+def _keep_outputs(trace: Trace, outputs: tuple[int, ...]) -> Trace:
+    """Only what ``outputs`` are computed from."""
+    needed = set(outputs)
+    keep: list[Op] = []
+    for op in reversed(trace.ops):
+        if op.output in needed:
+            keep.append(op)
+            needed.update(op.inputs)
+    keep.reverse()
+    return trace.replace_ops(keep, outputs)
 
 
 def _only_reader(trace: Trace, value: int) -> Op | None:
@@ -257,19 +306,26 @@ def _only_reader(trace: Trace, value: int) -> Op | None:
 
 
 def _unit(trace: Trace, conv: Op) -> ConvUnit:
-    bn_after = False
+    norm = None
+    affine = True
+    norm_params: tuple[str, ...] = ()
     activation = None
     end = conv.output
     params = list(conv.params)
+    members = [conv.index]
     after = _only_reader(trace, conv.output)
-    if after is not None and after.kind == "bn":
-        bn_after = True
+    if after is not None and after.kind in _NORMS:
+        norm = "bn" if after.kind == "bn" else str(after.attrs.get("function", after.name))
+        affine = bool(after.params)
+        norm_params = after.params
         end = after.output
         params.extend(after.params)
+        members.append(after.index)
         after = _only_reader(trace, after.output)
-    if after is not None and after.kind in ("relu", "activation"):
+    if after is not None and after.kind in _ACTIVATING:
         activation = "relu" if after.kind == "relu" else str(after.attrs.get("function", after.aten))
         end = after.output
+        members.append(after.index)
     a = conv.attrs
     return ConvUnit(
         kernel=a["kernel"],
@@ -281,11 +337,16 @@ def _unit(trace: Trace, conv: Op) -> ConvUnit:
         out_channels=a["out_channels"],
         bias=a["bias"],
         output_size=(conv.shape[-2], conv.shape[-1]),
-        bn_after=bn_after,
+        bn_after=norm == "bn",
         activation_after=activation,
         module=conv.module,
         end=end,
         params=tuple(params),
+        norm_after=norm,
+        norm_affine=affine,
+        index=conv.index,
+        members=tuple(members),
+        norm_params=tuple(norm_params),
     )
 
 
@@ -326,8 +387,69 @@ def _path_ops(trace: Trace, end: int, start: int) -> list[Op]:
     return [found[i] for i in sorted(found)]
 
 
+@dataclass(frozen=True)
+class _BlockRead:
+    """What reading one addition gives, before the blocks are put in context."""
+
+    block: FoundBlock
+    members: set[int]  # indices of all its ops
+    branch_convs: set[int]  # indices of its branch convs
+    explained: set[int]  # indices of the ops the block view explains (addition, ReLU after it, shortcut, SE)
+    start: int  # the value both paths are computed from
+    first_input: int | None  # the value the first branch conv reads
+    output: int  # the block's output value (after the ReLU that follows the addition, if any)
+    recognised: set[int]  # ops of the block the reader interprets beyond the known kinds (SE's gate and product)
+
+
+_NORM_KINDS = ("bn", "relu", "activation")
+
+
+def _norm_before(trace: Trace, value: int, owned: set[int]) -> tuple[list[str], set[int]]:
+    """BN/activation kinds computing ``value`` back to a value in ``owned`` or to any other op, and their indices."""
+    kinds: list[str] = []
+    indices: set[int] = set()
+    while value not in owned:
+        op = trace.producer(value)
+        if op is None or op.kind not in _NORM_KINDS or not op.inputs:
+            break
+        kinds.append(op.kind)
+        indices.add(op.index)
+        value = op.inputs[0]
+    return kinds[::-1], indices
+
+
+def _with_preactivation(
+    trace: Trace, reads: list[_BlockRead], stem_convs: tuple[ConvUnit, ...]
+) -> tuple[list[FoundBlock], set[int]]:
+    """Each block with its pre-activation: the BN-ReLU before its first conv that the stem's unit or an earlier
+    block's output does not already own (He et al. 2016's BN-ReLU-conv units), and what its shortcut reads.
+    Returns the blocks and the indices of the pre-activation ops."""
+    owned = {read.output for read in reads} | ({stem_convs[-1].end} if stem_convs else set())
+    blocks = []
+    indices: set[int] = set()
+    for read in reads:
+        kinds: list[str] = []
+        found: set[int] = set()
+        if read.first_input is not None:
+            kinds, found = _norm_before(trace, read.first_input, owned)
+            indices |= found
+        shortcut = read.block.shortcut
+        reads_pre = (
+            bool(kinds) and shortcut is not None and shortcut.kind != "identity" and read.start == read.first_input
+        )
+        params = (
+            read.block.params | {name for i in found for name in trace.ops[i].params} if kinds else read.block.params
+        )
+        blocks.append(
+            replace(
+                read.block, preactivation=tuple(kinds), shortcut_reads_preactivation=reads_pre, params=frozenset(params)
+            )
+        )
+    return blocks, indices
+
+
 def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead | None:
-    """The block an addition closes, with the indices of all its ops and of its branch convs."""
+    """The block an addition closes, with the indices of its ops, of its branch convs and of what it explains."""
     left, right = add.inputs
     start = _common_ancestor(trace, left, right)
     if start is None:
@@ -344,16 +466,18 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     computing = tuple(op.kind for op in shortcut_path if op.kind != "view")
     start_op = trace.producer(start)
     start_shape = start_op.shape if start_op is not None else trace.input_shape
+    pools = [op for op in shortcut_path if op.kind in ("avgpool", "maxpool")]
+    pool = _pool(pools[0]) if pools else None
     if shortcut_convs:
-        pools = [op for op in shortcut_path if op.kind in ("avgpool", "maxpool") and op.index < shortcut_convs[0].index]
-        pool = _pool(pools[0]) if pools else None
         shortcut = FoundShortcut("projection", units[shortcut_convs[0].index], computing, pool)
     elif not computing and add.shape == tuple(start_shape):
         shortcut = FoundShortcut("identity", None, ())
-    elif not any(op.params for op in shortcut_path) and add.shape != tuple(start_shape):
-        shortcut = FoundShortcut("zero_pad" if {"pad", "cat"} & set(computing) else "other", None, computing)
+    elif not any(op.params for op in shortcut_path) and (
+        add.shape != tuple(start_shape) or set(computing) <= {"pad", "cat"}  # option A on a 1x1 map: a no-op pad
+    ):
+        shortcut = FoundShortcut("zero_pad" if {"pad", "cat"} & set(computing) else "other", None, computing, pool)
     else:
-        shortcut = FoundShortcut("other", None, computing)
+        shortcut = FoundShortcut("other", None, computing, pool)
 
     end_op = trace.producer(branch_value)
     while end_op is not None and end_op.kind == "view":
@@ -363,7 +487,8 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     output = after if relu_after and after is not None else add
     members = {op.index for op in (*branch, *shortcut_path, add)} | ({output.index} if relu_after else set())
     params = frozenset(name for i in members for name in trace.ops[i].params)
-    first = next((op for op in branch if op.kind == "conv"), None)
+    explained = {add.index, output.index} | {op.index for op in shortcut_path} | se_members
+    first = next((op for op in branch if op.kind == "conv" and op.index not in se_members), None)
     branch_end = end_op.kind if end_op is not None else "input"
     block = FoundBlock(
         convs=branch_convs,
@@ -373,17 +498,22 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
         output_size=(add.shape[-2], add.shape[-1]),
         out_channels=add.shape[1],
         params=params,
+        span=(min(members), max(members)),
         se=tuple(units[i] for i in se_convs),
     )
     return _BlockRead(
         block,
         members,
         {op.index for op in branch if op.kind == "conv" and op.index not in se_members},
+        explained,
         start,
         first.inputs[0] if first is not None and first.inputs else None,
         output.output,
         se_members,
     )
+
+
+_SQUEEZES = ("global_pool", "mean", "adaptive_avgpool")
 
 
 def _squeeze_excitation(trace: Trace, branch: list[Op]) -> tuple[set[int], list[int], int | None]:
@@ -400,42 +530,38 @@ def _squeeze_excitation(trace: Trace, branch: list[Op]) -> tuple[set[int], list[
         value = gate.inputs[0]
         while (producer := trace.producer(value)) is not None and producer.index in on_branch:
             path.append(producer)
-            if producer.kind in ("mean", "adaptive_avgpool") or not producer.inputs:
+            if producer.kind in _SQUEEZES or not producer.inputs:
                 break
             value = producer.inputs[0]
-        if path and path[-1].kind in ("mean", "adaptive_avgpool"):
+        if path and path[-1].kind in _SQUEEZES:
             members = {op.index for op in path} | {gate.index, scale.index}
             return members, [op.index for op in reversed(path) if op.kind == "conv"], scale.index
     return set(), [], None
 
 
-def _read_head(trace: Trace, after_index: int) -> FoundHead:
+def _read_head(trace: Trace, after_index: int, has_logits: bool) -> tuple[FoundHead, set[int], int]:
+    """The head after the last block: (the head, the ops it explains, the position of the logits' fc)."""
     pool = None
     fc: list[int] = []
+    bias: list[bool] = []
     in_features = None
+    explained: set[int] = set()
+    last_fc = len(trace.ops)
     norm: list[str] = []
     for op in trace.ops[after_index + 1 :]:
         if pool is None and not fc and op.kind in _NORM_KINDS:
-            norm.append(op.kind)
-        global_avg = op.kind == "adaptive_avgpool" and op.shape[-2:] == (1, 1)
-        if global_avg or (op.kind == "mean" and op.attrs.get("dims") == (2, 3)):
-            pool = pool or "avg"
-        elif op.kind == "adaptive_maxpool" and op.shape[-2:] == (1, 1):
-            pool = pool or "max"
-        elif op.kind in ("avgpool", "maxpool") and len(op.shape) == 4 and op.shape[-2:] == (1, 1):
-            pool = pool or ("avg" if op.kind == "avgpool" else "max")
+            norm.append(op.kind)  # a pre-activation network's final BN-ReLU
+            explained.add(op.index)
+        elif op.kind == "global_pool" and pool is None and not fc:
+            pool = str(op.attrs.get("function", "avg"))
+            explained.add(op.index)
         elif op.kind == "linear":
             fc.append(int(op.attrs["out_features"]))
+            bias.append(bool(op.attrs.get("bias")))
+            explained.add(op.index)
+            last_fc = op.index
             if in_features is None:
                 in_features = int(op.attrs["in_features"])
-        elif pool is not None and _pointwise_fc(op):
-            fc.append(int(op.attrs["out_channels"]))
-            if in_features is None:
-                in_features = int(op.attrs["in_channels"])
-    return FoundHead(pool, tuple(fc), in_features, tuple(norm))
-
-
-def _pointwise_fc(op: Op) -> bool:
-    """A 1x1 conv on a 1x1 map after the global pool computes what a fully-connected layer does (timm's
-    ``ClassifierHead(use_conv=True)``, the head of its resnetv2)."""
-    return op.kind == "conv" and tuple(op.attrs["kernel"]) == (1, 1) and tuple(op.shape[-2:]) == (1, 1)
+    if not has_logits:
+        last_fc = len(trace.ops)
+    return FoundHead(pool, tuple(fc), in_features, has_logits, tuple(bias), tuple(norm)), explained, last_fc
