@@ -16,10 +16,14 @@ from torch import nn
 from .counting import count
 from .equivalence import Equivalence, check_equivalence
 from .read import ConvUnit, FoundBlock, FoundNetwork, FoundShortcut, read_trace
-from .spec import Block, Conv, ResNetSpec, list_specs, load_spec, shortcut_names, variant_names
-from .trace import trace_model
+from .spec import Block, Conv, ResNetSpec, families, list_specs, load_spec, shortcut_names, variant_names
+from .trace import TraceError, trace_model
 
-__all__ = ["Comparison", "Mismatch", "RowView", "best_matches", "compare_model", "diff"]
+__all__ = ["Comparison", "Mismatch", "RowView", "Value", "align_blocks", "best_matches", "compare_model", "diff"]
+
+
+# A value in a mismatch: a number, a text, a flag, or a tuple of them (a kernel (3, 3)); JSON gets lists.
+Value = str | int | float | bool | None | tuple["Value", ...]
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,9 @@ class Mismatch:
     row: str  # the table row: conv1, conv2_x, ..., fc, or "model" for totals
     block: str | None  # the block, e.g. "conv3_1", where the difference is inside one
     property: str  # what differs, e.g. "stride placement", "conv2.kernel", "shortcut", "repeats"
-    expected: str
-    found: str
+    expected: Value
+    found: Value
+    blocks: tuple[str, ...] = ()  # where one cause recurs in a row (every block's conv has a bias): each place
 
     @builtins.property
     def where(self) -> str:
@@ -61,8 +66,9 @@ class Comparison:
     rows: tuple[RowView, ...]
     expected_params: int
     expected_macs: int
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # what the structure cannot decide (an operator not interpreted)
     equivalence: Equivalence | None = None  # the numerical check; None when only the structure was compared
+    info: tuple[str, ...] = field(default=())  # how the model was read (the CPU fallback, which output)
 
     @property
     def verdict(self) -> str:
@@ -116,9 +122,9 @@ def _stride_index(strides: Sequence[int]) -> int | None:
 class _Collector:
     mismatches: list[Mismatch] = field(default_factory=list)
 
-    def check(self, row: str, block: str | None, prop: str, expected: object, found: object) -> bool:
+    def check(self, row: str, block: str | None, prop: str, expected: Value, found: Value) -> bool:
         if expected != found:
-            self.mismatches.append(Mismatch(row, block, prop, str(expected), str(found)))
+            self.mismatches.append(Mismatch(row, block, prop, expected, found))
             return False
         return True
 
@@ -137,13 +143,20 @@ def _check_conv(
     out.check(
         row, block, f"{prefix}.bias", "no bias (BN follows)", "bias before BN" if found.bias else "no bias (BN follows)"
     )
-    out.check(
-        row,
-        block,
-        f"{prefix}.bn",
-        "BN right after the conv",
-        "BN right after the conv" if found.bn_after else "no BN after the conv",
-    )
+    norm = found.norm_after or ("bn" if found.bn_after else None)
+    out.check(row, block, f"{prefix}.bn", "BN right after the conv", _norm_text(norm))
+    if norm == "bn":
+        out.check(row, block, f"{prefix}.bn.affine", "learned scale and shift", _affine_text(found.norm_affine))
+
+
+def _norm_text(norm: str | None) -> str:
+    if norm == "bn":
+        return "BN right after the conv"
+    return "no BN after the conv" if norm is None else f"{norm} instead of BN"
+
+
+def _affine_text(affine: bool) -> str:
+    return "learned scale and shift" if affine else "no scale and shift (affine=False)"
 
 
 def _found_blocks(found: FoundNetwork, spec: ResNetSpec) -> list[FoundBlock]:
@@ -158,26 +171,53 @@ def _found_blocks(found: FoundNetwork, spec: ResNetSpec) -> list[FoundBlock]:
         convs, chain = tuple(chain[:size]), chain[size:]
         params = frozenset(name for conv in convs for name in conv.params)
         last = convs[-1]
-        blocks.append(FoundBlock(convs, None, False, "plain", last.output_size, last.out_channels, params))
+        span = (convs[0].index, max(max(c.members, default=c.index) for c in convs))
+        blocks.append(FoundBlock(convs, None, False, "plain", last.output_size, last.out_channels, params, span))
     return blocks
 
 
-def _group_stages(blocks: list[FoundBlock]) -> list[list[FoundBlock]]:
-    """Consecutive blocks with the same output channels and map size form one row."""
-    stages: list[list[FoundBlock]] = []
-    for block in blocks:
-        if stages and (stages[-1][-1].out_channels, stages[-1][-1].output_size) == (
-            block.out_channels,
-            block.output_size,
-        ):
-            stages[-1].append(block)
+def align_blocks(expected: Sequence[object], found: Sequence[object]) -> list[tuple[int | None, int | None]]:
+    """Align two sequences of block keys by the fewest edits: (expected index, found index) pairs, in order.
+
+    A pair with a None is a block missing from ``found`` (or one ``found`` has in addition).  Equal keys match at
+    no cost, a changed block (another width) costs 1, a missing or extra block costs 1.  Where several alignments
+    cost the same, the missing or extra blocks are the last ones of their run (a stage of 23 found with 22 lacks
+    its 23rd).  Stages of equal width and map size stay distinct, because the table's sequence is the reference.
+    """
+    n, m = len(expected), len(found)
+    if n == m and all(e == f for e, f in zip(expected, found, strict=True)):
+        return [(i, i) for i in range(n)]
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        cost[i][0] = i
+    for j in range(m + 1):
+        cost[0][j] = j
+    for i in range(1, n + 1):
+        row, above, key = cost[i], cost[i - 1], expected[i - 1]
+        for j in range(1, m + 1):
+            row[j] = min(above[j - 1] + (key != found[j - 1]), above[j] + 1, row[j - 1] + 1)
+    pairs: list[tuple[int | None, int | None]] = []
+    i, j = n, m
+    while i > 0 or j > 0:
+        if i > 0 and cost[i][j] == cost[i - 1][j] + 1:
+            pairs.append((i - 1, None))
+            i -= 1
+        elif j > 0 and cost[i][j] == cost[i][j - 1] + 1:
+            pairs.append((None, j - 1))
+            j -= 1
         else:
-            stages.append([block])
-    return stages
+            pairs.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+    pairs.reverse()
+    return pairs
 
 
 def _shortcut_kind(shortcut: FoundShortcut | None) -> str:
     return "none" if shortcut is None else shortcut.kind
+
+
+# The operators each shortcut option's path computes (Sec. 3.3); anything else on it is a finding.
+_SHORTCUT_OPS = {"identity": (), "projection": ("conv", "bn")}
 
 
 def _check_block(out: _Collector, row: str, expected: Block, found: FoundBlock, residual: bool) -> None:
@@ -207,29 +247,56 @@ def _check_block(out: _Collector, row: str, expected: Block, found: FoundBlock, 
                 out.check(row, name, f"conv{i + 1}.relu", "relu after BN", _activation(f_conv.activation_after))
     e_kind, f_kind = expected.shortcut, _shortcut_kind(found.shortcut)
     same_kind = out.check(row, name, "shortcut", e_kind, f_kind)
-    if same_kind and e_kind == "projection" and found.shortcut is not None and found.shortcut.conv is not None:
+    shortcut = found.shortcut
+    if shortcut is not None and shortcut.pool is not None:
+        out.check(row, name, "shortcut.pool", "none", shortcut.pool.text)
+    if same_kind and e_kind == "projection" and shortcut is not None and shortcut.conv is not None:
         projection = Conv(1, expected.in_channels, expected.out_channels, expected.stride, 0)
-        _check_conv(out, row, name, "shortcut", projection, found.shortcut.conv)
+        _check_conv(out, row, name, "shortcut", projection, shortcut.conv, stride=shortcut.pool is None)
+    if same_kind and shortcut is not None and e_kind in _SHORTCUT_OPS:
+        ops = tuple(k for k in shortcut.ops if k not in ("avgpool", "maxpool"))
+        expected_ops = _SHORTCUT_OPS[e_kind]
+        conv_ok = e_kind != "projection" or (shortcut.conv is not None and shortcut.conv.bn_after)
+        if ops != expected_ops and conv_ok:
+            out.check(row, name, "shortcut path", _ops_text(expected_ops), _ops_text(ops))
     if residual and f_kind != "none":
         if found.branch_end == "relu":
             out.check(row, name, "relu placement", "after the addition", "before the addition")
-        elif found.branch_end not in ("bn",):
+        elif found.branch_end not in ("bn", "norm"):
             out.check(row, name, "branch end", "BN feeds the addition", f"{found.branch_end} feeds the addition")
         if found.branch_end != "relu" or found.relu_after_add:
             out.check(row, name, "relu after addition", "relu", "relu" if found.relu_after_add else "missing")
+
+
+def _ops_text(ops: Sequence[str]) -> str:
+    return " -> ".join(ops) if ops else "nothing (identity)"
 
 
 def _activation(name: str | None) -> str:
     return "relu after BN" if name == "relu" else "missing" if name is None else name
 
 
-def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | None = None) -> Comparison:
-    """Compare a read network with a spec at ``input_size`` (the table's when None); every mismatch is returned."""
+def diff(
+    found: FoundNetwork,
+    spec: ResNetSpec,
+    input_size: tuple[int, int] | None = None,
+    *,
+    headless: bool = False,
+    in_channels: int | None = None,
+) -> Comparison:
+    """Compare a read network with a spec at ``input_size`` (the table's when None); every mismatch is returned.
+
+    ``headless=True`` expects a backbone: the stem and the stages of the table, no pool-and-fc head (a model that
+    returns feature maps).  ``in_channels`` replaces the table's input channels (a model for 1-channel images).
+    Blocks are aligned to the table's block sequence (:func:`align_blocks`), so each finding names the table's
+    row and block; one cause that recurs through a row is one finding, with every place it occurs in ``blocks``.
+    """
     size = input_size or _pair(spec.input_size)
     out = _Collector()
     expected_sizes = spec.row_output_sizes(*size)
     rows: list[RowView] = []
     param_rows: dict[str, str] = {}
+    row_mismatches: dict[str, int] = {}
 
     # conv1
     stem = spec.stem.conv
@@ -254,34 +321,42 @@ def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | No
         )
     )
 
-    # conv2_x .. : the pool, then the stages
+    # conv2_x .. : the pool, then the stages, aligned to the table's block sequence
     residual = spec.shortcut.residual
     blocks = _found_blocks(found, spec)
-    found_stages = _group_stages(blocks)
-    if len(found_stages) != len(spec.stages):
-        out.check(
-            "model",
-            None,
-            "rows",
-            f"{len(spec.stages)} rows ({', '.join(s.name for s in spec.stages)})",
-            f"{len(found_stages)} rows of blocks (grouped by output channels and map size)",
-        )
+    expected_blocks = [(stage, block) for stage in spec.stages for block in stage.blocks]
+    keys = [(stage.out_channels, expected_sizes[stage.name]) for stage, _ in expected_blocks]
+    pairs = align_blocks(keys, [(b.out_channels, b.output_size) for b in blocks])
+    assigned: dict[str, list[tuple[Block | None, FoundBlock]]] = {stage.name: [] for stage in spec.stages}
+    block_names: dict[int, tuple[str, str | None]] = {}  # found block index -> (row, block name)
+    current = spec.stages[0].name
+    for e_index, f_index in pairs:
+        if e_index is not None:
+            current = expected_blocks[e_index][0].name
+        if f_index is None:
+            continue
+        expected_block = expected_blocks[e_index][1] if e_index is not None else None
+        assigned[current].append((expected_block, blocks[f_index]))
+        block_names[f_index] = (current, expected_block.name if expected_block is not None else None)
     for index, stage in enumerate(spec.stages):
         before = len(out.mismatches)
         pool_text = ("", "")
         if index == 0:
             pool_text = _check_pool(out, stage.name, spec, found)
-        group = found_stages[index] if index < len(found_stages) else []
+        group = assigned[stage.name]
         out.check(stage.name, None, "repeats", stage.repeats, len(group))
-        for expected_block, found_block in zip(stage.blocks, group, strict=False):
-            _check_block(out, stage.name, expected_block, found_block, residual)
-            param_rows.update({name: expected_block.name for name in found_block.params})
-        found_output = _size(group[-1].output_size) if group else "-"
-        if group:
+        for expected_block, found_block in group:
+            if expected_block is not None:
+                _check_block(out, stage.name, expected_block, found_block, residual)
+            param_rows.update({name: expected_block.name if expected_block else stage.name
+                               for name in found_block.params})  # fmt: skip
+        last = group[-1][1] if group else None
+        found_output = _size(last.output_size) if last else "-"
+        if last is not None:
             out.check(stage.name, None, "output", _size(expected_sizes[stage.name]), found_output)
-            out.check(stage.name, None, "channels", stage.out_channels, group[-1].out_channels)
+            out.check(stage.name, None, "channels", stage.out_channels, last.out_channels)
         expected_text = _bracket([_cell(c) for c in stage.blocks[0].convs], stage.repeats)
-        found_text = _bracket([c.cell for c in group[0].convs], len(group)) if group else "-"
+        found_text = _bracket([c.cell for c in group[0][1].convs], len(group)) if group else "-"
         rows.append(
             RowView(
                 stage.name,
@@ -292,29 +367,59 @@ def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | No
                 len(out.mismatches) == before,
             )
         )
-    for extra in found_stages[len(spec.stages) :]:
-        for block in extra:
-            param_rows.update({name: "model" for name in block.params})
+        row_mismatches[stage.name] = len(out.mismatches) - before
     for conv in found.stray_convs:
         out.check("model", None, "extra conv", "none", f"{conv.cell} in {conv.module or 'the model'}")
 
     # fc
     before = len(out.mismatches)
     head = spec.head
-    out.check(
-        "fc", None, "pool", f"global {head.pool} pool", f"global {found.head.pool} pool" if found.head.pool else "none"
+    expected_head = "absent (a backbone)" if headless else f"{head.pool} pool, {head.num_classes}-d fc"
+    found_head = (
+        f"{found.head.pool or 'no'} pool, " + (", ".join(f"{n}-d fc" for n in found.head.fc) or "no fc")
+        if found.head.present
+        else "absent (the model returns feature maps)"
     )
-    out.check("fc", None, "fc", f"{head.num_classes}-d fc", " -> ".join(f"{n}-d fc" for n in found.head.fc) or "none")
-    if found.head.in_features is not None:
-        out.check("fc", None, "fc.in_features", spec.out_channels, found.head.in_features)
+    if headless:
+        out.check("fc", None, "head", "absent (a backbone)", "fc layers" if found.head.present else expected_head)
+    elif not found.head.present:
+        out.check("fc", None, "head", expected_head, found_head)
+    else:
+        out.check("fc", None, "pool", f"global {head.pool} pool",
+                  f"global {found.head.pool} pool" if found.head.pool else "none")  # fmt: skip
+        out.check(
+            "fc", None, "fc", f"{head.num_classes}-d fc", " -> ".join(f"{n}-d fc" for n in found.head.fc) or "none"
+        )
+        if found.head.in_features is not None:
+            out.check("fc", None, "fc.in_features", spec.out_channels, found.head.in_features)
+        if found.head.fc_bias:
+            out.check("fc", None, "fc.bias", "bias", "bias" if found.head.fc_bias[-1] else "no bias")
     param_rows.update({name: "fc" for name in found.fc_params})
+
+    # operators outside the Table 1 view: findings between conv1 and the logits, notes outside
+    notes: list[str] = []
+    outside: dict[str, list[str]] = {}
+    for op in found.unexplained:
+        if op.place == "body":
+            row, block = _locate(op.index, blocks, block_names, spec)
+            out.check(row, block, "extra operator", "none", op.what)
+        elif op.place == "logits" and op.what not in ("softmax", "view", "other") and not op.what.startswith("aten."):
+            out.check("fc", None, "after the fc", "logits (a softmax at most)", op.what)
+        else:
+            outside.setdefault(op.place, []).append(op.what)
+    if "input" in outside:
+        notes.append("operators on the input before conv1 (input normalisation?), not part of Table 1: "
+                     + ", ".join(dict.fromkeys(outside["input"])))  # fmt: skip
+    if "logits" in outside:
+        notes.append("operators after the fc, on the logits (Table 1 ends in softmax): "
+                     + ", ".join(dict.fromkeys(outside["logits"])))  # fmt: skip
     rows.append(
         RowView(
             "fc",
-            "1x1",
+            "-" if headless else "1x1",
             "1x1" if found.head.pool else "-",
-            f"{head.pool} pool, {head.num_classes}-d fc",
-            f"{found.head.pool or 'no'} pool, " + (", ".join(f"{n}-d fc" for n in found.head.fc) or "no fc"),
+            expected_head,
+            found_head,
             len(out.mismatches) == before,
         )
     )
@@ -326,14 +431,65 @@ def diff(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | No
         stage_row = _stage_of(block_name, spec) if block_name else row
         out.check(stage_row, block_name, "unused parameter", "every parameter used in forward", name)
 
-    # totals
-    counts = count(spec, size)
-    out.check("model", None, "params", f"{counts.params:,}", f"{found.params:,}")
-    out.check("model", None, "MACs (conv+fc)", f"{counts.total:,}", f"{found.macs:,}")
-    notes = []
+    # parameters per row, where nothing else in the row explains a difference; then the totals
+    counts = count(spec, size, num_classes=0 if headless else None, in_channels=in_channels)
+    found_rows: dict[str, int] = dict.fromkeys(spec.rows, 0)
+    for name, where in param_rows.items():
+        stage_row = where if where in found_rows else _stage_of(where, spec)
+        if stage_row in found_rows:
+            found_rows[stage_row] += found.param_sizes.get(name, 0)
+    explained_rows = {m.row for m in out.mismatches}
+    if found.param_sizes:
+        for row, row_count in counts.rows.items():
+            if row not in explained_rows and row_count.params != found_rows[row]:
+                out.check(row, None, "params", row_count.params, found_rows[row])
+    out.check("model", None, "params", counts.params, found.params)
+    out.check("model", None, "MACs (conv+fc)", counts.total, found.macs)
     if found.other_ops:
         notes.append("operators the reader does not interpret: " + ", ".join(found.other_ops))
-    return Comparison(spec, size, found, tuple(out.mismatches), tuple(rows), counts.params, counts.total, tuple(notes))
+    mismatches = _one_per_cause(out.mismatches)
+    return Comparison(spec, size, found, tuple(mismatches), tuple(rows), counts.params, counts.total, tuple(notes),
+                      info=found.notes)  # fmt: skip
+
+
+def _locate(
+    index: int, blocks: Sequence[FoundBlock], names: dict[int, tuple[str, str | None]], spec: ResNetSpec
+) -> tuple[str, str | None]:
+    """The row and block an operator at ``index`` of the trace sits in (or just before)."""
+    for position, block in enumerate(blocks):
+        if index <= block.span[1]:
+            row, name = names.get(position, (spec.stages[-1].name, None))
+            if index < block.span[0] and position == 0:
+                return (row, None)
+            return (row, name)
+    return ("fc", None)
+
+
+def _generic(prop: str) -> str:
+    """A property without the conv it is about: conv2.bn -> bn, shortcut.bias -> bias."""
+    head, _, rest = prop.partition(".")
+    return rest if rest and (head.startswith("conv") or head == "shortcut") else prop
+
+
+def _one_per_cause(mismatches: Sequence[Mismatch]) -> list[Mismatch]:
+    """Mismatches of one row that say the same thing about several blocks or convs become one, listing them."""
+    groups: dict[tuple[str, str, str, str], list[Mismatch]] = {}
+    for m in mismatches:
+        groups.setdefault((m.row, _generic(m.property), repr(m.expected), repr(m.found)), []).append(m)
+    merged: list[Mismatch] = []
+    seen: set[tuple[str, str, str, str]] = set()
+    for m in mismatches:
+        key = (m.row, _generic(m.property), repr(m.expected), repr(m.found))
+        group = groups[key]
+        if len(group) == 1:
+            merged.append(m)
+        elif key not in seen:
+            seen.add(key)
+            places = tuple(dict.fromkeys(
+                f"{g.block}.{g.property.partition('.')[0]}" if g.block and g.property != key[1] else g.where
+                for g in group))  # fmt: skip
+            merged.append(Mismatch(m.row, None, key[1], m.expected, m.found, places))
+    return merged
 
 
 def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork) -> tuple[str, str]:
@@ -342,12 +498,7 @@ def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork
     expected = (
         "none" if pool is None else f"{pool.kernel}x{pool.kernel} {pool.kind} pool /{pool.stride} pad {pool.padding}"
     )
-    found_text = (
-        "none"
-        if found_pool is None
-        else f"{found_pool.kernel[0]}x{found_pool.kernel[1]} {found_pool.kind} pool /{found_pool.stride[0]} "
-        f"pad {found_pool.padding[0]}"
-    )
+    found_text = "none" if found_pool is None else found_pool.text
     if pool is None or found_pool is None:
         out.check(row, None, "pool", expected, found_text)
     else:
@@ -387,21 +538,77 @@ def compare_model(
     model: nn.Module,
     spec: ResNetSpec,
     input_size: tuple[int, int] | None = None,
-    batch: int = 1,
+    batch: int = 2,
     functional: bool = True,
+    *,
+    headless: bool = False,
+    in_channels: int | None = None,
 ) -> Comparison:
-    """Trace ``model`` on the meta device at ``input_size`` (the table's when None) and diff it against ``spec``.
+    """Trace ``model`` at ``input_size`` (the table's when None) and diff it against ``spec``.
+
+    The model is traced on the meta device (no memory, no time).  One that cannot run there (a data-dependent
+    check, a scripted or lazy module) is run on the CPU instead, at the smallest input every row of the table
+    still has an output for (then at the table's own), and the comparison's notes say so.  The forward pass
+    runs in training mode, on a batch of ``batch`` (two: a batch norm in training mode needs more than one value
+    per channel).  ``headless`` and ``in_channels``: as :func:`diff`.
 
     ``functional`` adds the numerical check (:func:`~resnet_spec.equivalence.check_equivalence`): the model's
-    weights in the reference network, every row's output compared in eval and train mode.
+    weights in the reference network, every row's output compared in eval and train mode (not for a headless
+    backbone or other input channels, which the reference network does not have).
+
+    Raises :class:`~resnet_spec.trace.TraceError` with one line saying what the model expects when it cannot be
+    traced (its rank, its input channels, an input size it takes).
     """
     size = input_size or _pair(spec.input_size)
-    found = read_trace(trace_model(model, (batch, spec.in_channels, *size)))
-    comparison = diff(found, spec, size)
-    return replace(comparison, equivalence=check_equivalence(model, spec)) if functional else comparison
+    channels = spec.in_channels if in_channels is None else in_channels
+    if not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"compare_model: batch must be a positive integer, got {batch!r}")
+    try:
+        trace = trace_model(model, (batch, channels, *size), cpu_sizes=_cpu_sizes(spec, size))
+    except TraceError as e:
+        raise TraceError(_input_hint(model, spec, size, channels, batch) or str(e)) from e
+    traced = (trace.input_shape[2], trace.input_shape[3])
+    comparison = diff(read_trace(trace), spec, traced, headless=headless, in_channels=in_channels)
+    if not functional or headless or channels != spec.in_channels:
+        return comparison
+    return replace(comparison, equivalence=check_equivalence(model, spec))
 
 
-def best_matches(found: FoundNetwork, family: str, input_size: tuple[int, int]) -> list[ResNetSpec]:
+def _cpu_sizes(spec: ResNetSpec, size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Input sizes for a CPU trace: the table's total downsampling (its last row then has a 1x1 map), then ``size``.
+
+    Smaller inputs would shrink rows to 1x1 early, where a stem pool reads like a global one.
+    """
+    last = spec.row_output_sizes(*size)[spec.stages[-1].name]
+    factor = (size[0] // last[0], size[1] // last[1]) if min(last) >= 1 else size
+    small = (max(1, factor[0]), max(1, factor[1]))
+    return [small, size] if small != size and small < size else [size]
+
+
+def _input_hint(model: nn.Module, spec: ResNetSpec, size: tuple[int, int], channels: int, batch: int) -> str | None:
+    """When the model fails at ``size`` but runs at the input size of another table family, one line saying so."""
+    others: dict[int, str] = {}
+    for family in families():
+        names = list_specs(family)
+        if names:
+            other = load_spec(names[0]).input_size
+            if (other, other) != size:
+                others.setdefault(other, family)
+    for other, family in sorted(others.items()):
+        try:
+            trace_model(model, (batch, channels, other, other))
+        except (TraceError, ValueError):
+            continue
+        return (
+            f"the model cannot take the table's {size[0]}x{size[1]} input, but runs on {other}x{other}: compare it "
+            f"at that size (--input-size {other}) or against a table of that input size (--family {family})"
+        )
+    return None
+
+
+def best_matches(
+    found: FoundNetwork, family: str, input_size: tuple[int, int], *, headless: bool = False
+) -> list[ResNetSpec]:
     """Every known table entry (any variant, any shortcut option) of ``family`` that ``found`` conforms to.
 
     Entries as their table defines them come first, so a plain network is named ``plain34`` rather than
@@ -422,6 +629,6 @@ def best_matches(found: FoundNetwork, family: str, input_size: tuple[int, int]) 
         if key in seen:
             continue
         seen.add(key)
-        if diff(found, spec, input_size).conformant:
+        if diff(found, spec, input_size, headless=headless).conformant:
             matches.append(spec)
     return matches

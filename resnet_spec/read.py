@@ -11,18 +11,25 @@ conv1, conv2_x, conv3_x, ..., fc; blocks conv2_1, conv2_2, ...
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
+from .canonical import canonicalise
 from .trace import Op, Trace
 
-__all__ = ["ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundPool", "FoundShortcut", "read_trace"]
+__all__ = [
+    "ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundOp", "FoundPool", "FoundShortcut", "read_trace",
+]  # fmt: skip
 
 _PASS_THROUGH = frozenset({"view"})  # operators that neither compute nor end a unit
+_NORMS = frozenset({"bn", "norm"})
+_ACTIVATING = frozenset({"relu", "activation"})
 
 
 @dataclass(frozen=True)
 class ConvUnit:
-    """A convolution with what directly follows it: ``conv -> bn? -> activation?``."""
+    """A convolution with what directly follows it: ``conv -> norm? -> activation?``."""
 
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
@@ -38,6 +45,10 @@ class ConvUnit:
     module: str  # the module that ran it, for messages
     end: int  # the value the unit ends with (after the activation, else the BN, else the conv)
     params: tuple[str, ...]  # the conv's and its BN's parameters
+    norm_after: str | None = None  # "bn", "group_norm", "layer_norm" ...: the normalisation reading the conv
+    norm_affine: bool = True  # the normalisation has a learned scale and shift (BN(affine=False) has not)
+    index: int = -1  # the conv's position in the trace
+    members: tuple[int, ...] = ()  # positions of the unit's ops (conv, norm, activation)
 
     @property
     def cell(self) -> str:
@@ -47,12 +58,28 @@ class ConvUnit:
 
 
 @dataclass(frozen=True)
+class FoundPool:
+    kind: str  # "max" or "avg"
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    ceil_mode: bool
+
+    @property
+    def text(self) -> str:
+        """'3x3 max pool /2 pad 1', with ', ceil mode' when the output size rounds up."""
+        text = f"{self.kernel[0]}x{self.kernel[-1]} {self.kind} pool /{self.stride[0]} pad {self.padding[0]}"
+        return text + (", ceil mode" if self.ceil_mode else "")
+
+
+@dataclass(frozen=True)
 class FoundShortcut:
     """What the other input of a block's addition is."""
 
     kind: str  # identity, projection, zero_pad, other
     conv: ConvUnit | None  # the projection's conv
-    ops: tuple[str, ...]  # the operator kinds on the shortcut path (for messages)
+    ops: tuple[str, ...]  # the operator kinds on the shortcut path, in order (for messages)
+    pool: FoundPool | None = None  # a pooling on the shortcut path (ResNet-D: 2x2 average pool before the 1x1)
 
 
 @dataclass(frozen=True)
@@ -66,15 +93,7 @@ class FoundBlock:
     output_size: tuple[int, int]
     out_channels: int
     params: frozenset[str]
-
-
-@dataclass(frozen=True)
-class FoundPool:
-    kind: str  # "max" or "avg"
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    ceil_mode: bool
+    span: tuple[int, int] = (-1, -1)  # positions of the block's first and last op in the trace
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,17 @@ class FoundHead:
     pool: str | None  # "avg", "max" (global), or None
     fc: tuple[int, ...]  # out_features of each linear layer after the last block
     in_features: int | None
+    present: bool = True  # False: the model returns feature maps (a backbone), not logits
+    fc_bias: tuple[bool, ...] = ()  # whether each linear layer has a bias
+
+
+@dataclass(frozen=True)
+class FoundOp:
+    """An operator the Table 1 view does not explain, and where it sits."""
+
+    index: int  # its position in the (canonical) trace
+    what: str  # e.g. "dropout", "relu", "aten.mul.Tensor"
+    place: str  # "input" (before conv1), "body" (between conv1 and the logits), "logits" (after the fc)
 
 
 @dataclass(frozen=True)
@@ -96,14 +126,28 @@ class FoundNetwork:
     head: FoundHead
     params: int  # all parameters the model owns
     unused_params: tuple[str, ...]
-    macs: int  # multiply-adds of conv and linear operators, at the traced input
+    macs: int  # multiply-adds of conv and linear operators, at the traced input, for one image
     stray_convs: tuple[ConvUnit, ...]  # convs that are neither stem, branch, shortcut nor head
     other_ops: tuple[str, ...]  # ATen operators the reader does not know, on any path
     fc_params: tuple[str, ...]  # parameters read by the head's linear layers
+    unexplained: tuple[FoundOp, ...] = ()  # operators outside the Table 1 view, with where they sit
+    param_sizes: Mapping[str, int] = field(default_factory=dict)  # parameter name -> numel
+    notes: tuple[str, ...] = ()  # how the model was traced (the CPU fallback), which output was read
 
 
 def read_trace(trace: Trace) -> FoundNetwork:
-    """Rebuild the Table 1 view (stem, blocks, head, totals) of a traced model."""
+    """Rebuild the Table 1 view (stem, blocks, head, totals) of a traced model.
+
+    The trace is canonicalised first (:func:`resnet_spec.canonical.canonicalise`).  When the forward returns
+    several tensors, the logits are the one a linear layer computes (through activations or a softmax after it);
+    when none does, the model is read as a headless backbone of all the feature maps it returns.
+    """
+    trace = canonicalise(trace)
+    logits = _logits(trace)
+    notes = list(trace.notes)
+    if logits is not None and len(trace.outputs) > 1:
+        trace = _keep_outputs(trace, (logits,))
+        notes.append("the forward returns several tensors: the logits read are the one the fc computes")
     ops = trace.ops
     convs = [op for op in ops if op.kind == "conv"]
     units = {op.index: _unit(trace, op) for op in convs}
@@ -112,13 +156,15 @@ def read_trace(trace: Trace) -> FoundNetwork:
     blocks: list[FoundBlock] = []
     in_blocks: set[int] = set()
     branch_convs: set[int] = set()
+    explained: set[int] = set()
     for add in adds:
         found = _read_block(trace, add, units)
         if found is not None:
-            block, members, branch = found
+            block, members, branch, block_ops = found
             blocks.append(block)
             in_blocks |= members
             branch_convs |= branch
+            explained |= block_ops
 
     stem = units[convs[0].index] if convs else None
     last_block_end = max(in_blocks) if in_blocks else (convs[-1].index if convs else -1)
@@ -129,24 +175,29 @@ def read_trace(trace: Trace) -> FoundNetwork:
             chain.append(units[op.index])
         elif op.index not in in_blocks:
             stray.append(units[op.index])
+    for unit in units.values():
+        explained.update(unit.members)
 
     first_body = min(in_blocks) if in_blocks else (convs[1].index if len(convs) > 1 else len(ops))
     stem_pool = None
     if convs:
         for op in ops[convs[0].index : first_body]:
             if op.kind in ("maxpool", "avgpool"):
-                stem_pool = FoundPool(
-                    "max" if op.kind == "maxpool" else "avg",
-                    op.attrs["kernel"],
-                    op.attrs["stride"],
-                    op.attrs["padding"],
-                    op.attrs["ceil_mode"],
-                )
+                stem_pool = _pool(op)
+                explained.add(op.index)
                 break
 
-    head = _read_head(trace, last_block_end)
-    known = {"conv", "bn", "relu", "activation", "add", "maxpool", "avgpool", "mean", "adaptive_avgpool",
-             "adaptive_maxpool", "linear", "pad", "cat", "view"}  # fmt: skip
+    head, head_ops, logits_index = _read_head(trace, last_block_end, logits is not None)
+    explained |= head_ops
+    stem_index = convs[0].index if convs else len(ops)
+    unexplained = []
+    for op in ops:
+        if op.index in explained:
+            continue
+        place = "input" if op.index < stem_index else "logits" if op.index > logits_index else "body"
+        unexplained.append(FoundOp(op.index, _what(op), place))
+    known = {"conv", "bn", "norm", "relu", "activation", "add", "maxpool", "avgpool", "global_pool", "mean",
+             "adaptive_avgpool", "adaptive_maxpool", "linear", "pad", "cat", "view", "dropout", "softmax"}  # fmt: skip
     other = tuple(sorted({op.aten for op in ops if op.kind not in known and op.inputs}))
     macs = sum(int(op.attrs.get("macs", 0)) for op in ops if op.kind in ("conv", "linear"))
     return FoundNetwork(
@@ -162,7 +213,54 @@ def read_trace(trace: Trace) -> FoundNetwork:
         stray_convs=tuple(stray),
         other_ops=other,
         fc_params=tuple(name for op in trace.ops[last_block_end + 1 :] if op.kind == "linear" for name in op.params),
+        unexplained=tuple(unexplained),
+        param_sizes=MappingProxyType(dict(trace.params)),
+        notes=tuple(notes),
     )
+
+
+def _what(op: Op) -> str:
+    """How a finding names an operator: its kind when the reader knows it, else its ATen overload."""
+    if op.kind == "activation":
+        return str(op.attrs.get("function", op.name))
+    if op.kind in ("other", "affine"):
+        return op.aten
+    return op.kind
+
+
+def _pool(op: Op) -> FoundPool:
+    return FoundPool(
+        "max" if op.kind == "maxpool" else "avg",
+        op.attrs["kernel"],
+        op.attrs["stride"],
+        op.attrs["padding"],
+        op.attrs["ceil_mode"],
+    )
+
+
+def _logits(trace: Trace) -> int | None:
+    """The output a linear layer computes (looking back through single-input ops after it), or None."""
+    for value in trace.outputs:
+        op = trace.producer(value)
+        for _ in range(8):
+            if op is None or op.kind in ("conv", "add", "global_pool"):
+                break
+            if op.kind == "linear":
+                return value
+            op = trace.producer(op.inputs[0]) if len(op.inputs) == 1 else None
+    return None
+
+
+def _keep_outputs(trace: Trace, outputs: tuple[int, ...]) -> Trace:
+    """Only what ``outputs`` are computed from."""
+    needed = set(outputs)
+    keep: list[Op] = []
+    for op in reversed(trace.ops):
+        if op.output in needed:
+            keep.append(op)
+            needed.update(op.inputs)
+    keep.reverse()
+    return trace.replace_ops(keep, outputs)
 
 
 def _only_reader(trace: Trace, value: int) -> Op | None:
@@ -178,19 +276,24 @@ def _only_reader(trace: Trace, value: int) -> Op | None:
 
 
 def _unit(trace: Trace, conv: Op) -> ConvUnit:
-    bn_after = False
+    norm = None
+    affine = True
     activation = None
     end = conv.output
     params = list(conv.params)
+    members = [conv.index]
     after = _only_reader(trace, conv.output)
-    if after is not None and after.kind == "bn":
-        bn_after = True
+    if after is not None and after.kind in _NORMS:
+        norm = "bn" if after.kind == "bn" else str(after.attrs.get("function", after.name))
+        affine = bool(after.params)
         end = after.output
         params.extend(after.params)
+        members.append(after.index)
         after = _only_reader(trace, after.output)
-    if after is not None and after.kind in ("relu", "activation"):
+    if after is not None and after.kind in _ACTIVATING:
         activation = "relu" if after.kind == "relu" else str(after.attrs.get("function", after.aten))
         end = after.output
+        members.append(after.index)
     a = conv.attrs
     return ConvUnit(
         kernel=a["kernel"],
@@ -202,11 +305,15 @@ def _unit(trace: Trace, conv: Op) -> ConvUnit:
         out_channels=a["out_channels"],
         bias=a["bias"],
         output_size=(conv.shape[-2], conv.shape[-1]),
-        bn_after=bn_after,
+        bn_after=norm == "bn",
         activation_after=activation,
         module=conv.module,
         end=end,
         params=tuple(params),
+        norm_after=norm,
+        norm_affine=affine,
+        index=conv.index,
+        members=tuple(members),
     )
 
 
@@ -247,8 +354,10 @@ def _path_ops(trace: Trace, end: int, start: int) -> list[Op]:
     return [found[i] for i in sorted(found)]
 
 
-def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> tuple[FoundBlock, set[int], set[int]] | None:
-    """The block an addition closes: (block, indices of all its ops, indices of its branch convs)."""
+def _read_block(
+    trace: Trace, add: Op, units: dict[int, ConvUnit]
+) -> tuple[FoundBlock, set[int], set[int], set[int]] | None:
+    """The block an addition closes: (block, its ops, its branch convs, the ops the block view explains)."""
     left, right = add.inputs
     start = _common_ancestor(trace, left, right)
     if start is None:
@@ -264,14 +373,16 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> tuple[Foun
     computing = tuple(op.kind for op in shortcut_path if op.kind != "view")
     start_op = trace.producer(start)
     start_shape = start_op.shape if start_op is not None else trace.input_shape
+    pools = [op for op in shortcut_path if op.kind in ("avgpool", "maxpool")]
+    pool = _pool(pools[0]) if pools else None
     if shortcut_convs:
-        shortcut = FoundShortcut("projection", units[shortcut_convs[0].index], computing)
+        shortcut = FoundShortcut("projection", units[shortcut_convs[0].index], computing, pool)
     elif not computing and add.shape == tuple(start_shape):
         shortcut = FoundShortcut("identity", None, ())
     elif not any(op.params for op in shortcut_path) and add.shape != tuple(start_shape):
-        shortcut = FoundShortcut("zero_pad" if {"pad", "cat"} & set(computing) else "other", None, computing)
+        shortcut = FoundShortcut("zero_pad" if {"pad", "cat"} & set(computing) else "other", None, computing, pool)
     else:
-        shortcut = FoundShortcut("other", None, computing)
+        shortcut = FoundShortcut("other", None, computing, pool)
 
     end_op = trace.producer(branch_value)
     while end_op is not None and end_op.kind == "view":
@@ -281,6 +392,7 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> tuple[Foun
     output = after if relu_after and after is not None else add
     members = {op.index for op in (*branch, *shortcut_path, add)} | ({output.index} if relu_after else set())
     params = frozenset(name for i in members for name in trace.ops[i].params)
+    explained = {add.index, output.index} | {op.index for op in shortcut_path}
     return (
         FoundBlock(
             convs=branch_convs,
@@ -290,26 +402,33 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> tuple[Foun
             output_size=(add.shape[-2], add.shape[-1]),
             out_channels=add.shape[1],
             params=params,
+            span=(min(members), max(members)),
         ),
         members,
         {op.index for op in branch if op.kind == "conv"},
+        explained,
     )
 
 
-def _read_head(trace: Trace, after_index: int) -> FoundHead:
+def _read_head(trace: Trace, after_index: int, has_logits: bool) -> tuple[FoundHead, set[int], int]:
+    """The head after the last block: (the head, the ops it explains, the position of the logits' fc)."""
     pool = None
     fc: list[int] = []
+    bias: list[bool] = []
     in_features = None
+    explained: set[int] = set()
+    last_fc = len(trace.ops)
     for op in trace.ops[after_index + 1 :]:
-        global_avg = op.kind == "adaptive_avgpool" and op.shape[-2:] == (1, 1)
-        if global_avg or (op.kind == "mean" and op.attrs.get("dims") == (2, 3)):
-            pool = pool or "avg"
-        elif op.kind == "adaptive_maxpool" and op.shape[-2:] == (1, 1):
-            pool = pool or "max"
-        elif op.kind in ("avgpool", "maxpool") and len(op.shape) == 4 and op.shape[-2:] == (1, 1):
-            pool = pool or ("avg" if op.kind == "avgpool" else "max")
+        if op.kind == "global_pool" and pool is None and not fc:
+            pool = str(op.attrs.get("function", "avg"))
+            explained.add(op.index)
         elif op.kind == "linear":
             fc.append(int(op.attrs["out_features"]))
+            bias.append(bool(op.attrs.get("bias")))
+            explained.add(op.index)
+            last_fc = op.index
             if in_features is None:
                 in_features = int(op.attrs["in_features"])
-    return FoundHead(pool, tuple(fc), in_features)
+    if not has_logits:
+        last_fc = len(trace.ops)
+    return FoundHead(pool, tuple(fc), in_features, has_logits, tuple(bias)), explained, last_fc

@@ -1,23 +1,12 @@
 """Rendering a :class:`~resnet_spec.diff.Comparison`: text or Markdown laid out like Table 1, or JSON.
 
-JSON shape (``to_json``)::
-
-    {"conformant": bool, "subject": str, "spec": {"name", "label", "family", "variant", "shortcut", "source"},
-     "input_size": [H, W],
-     "rows": [{"row", "expected_output", "found_output", "expected", "found", "ok"}],
-     "mismatches": [{"row", "block", "property", "expected", "found"}],
-     "totals": {"params": {"expected", "found"}, "macs": {"expected", "found"}, "paper_flops": float | null},
-     "best_matches": [label, ...], "notes": [str, ...],
-     "verdict": "conformant" | "equivalent" | "not conformant" | "undecided",
-     "equivalence": null | {"status": "equal" | "differs" | "unmapped" | "skipped", "reason", "row", "block",
-                            "input_shape": [N, C, H, W], "dtype": "float64", "tolerance": float,
-                            "rows": [{"row", "eval", "train", "expected_shape", "found_shape", "ok"}],
-                            "mapped": int, "notes": [str, ...]}}
-
-``eval`` and ``train`` are each row's maximum relative difference (null where the shapes differ).
-
-``row`` is conv1, conv2_x ... or fc (or "model" for totals); ``block`` names the block (conv3_1) where the
-difference is inside one, else null.
+JSON (``to_json``) is described by :data:`JSON_SCHEMA` (a JSON Schema, draft 2020-12): every value typed, numbers
+as numbers and kernels, strides and sizes as lists (``[3, 3]``), never their string forms.  ``row`` is conv1,
+conv2_x ... or fc (or "model" for totals); ``block`` names the block (conv3_1) where the difference is inside one,
+else null; ``blocks`` lists every place of a cause that recurs through a row (a bias on every conv of conv3_x is
+one mismatch).  ``verdict`` combines the mismatches with ``equivalence``, the numerical check (``eval`` and
+``train`` are each row's maximum relative difference, null where the shapes differ).  A run that gives no verdict
+prints ``{"error": ..., "phase": ...}`` instead (the second branch of the schema).
 """
 
 from __future__ import annotations
@@ -26,19 +15,150 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .diff import Comparison
+from .diff import Comparison, Value
 from .equivalence import Equivalence
 from .spec import ResNetSpec
 
-__all__ = ["JSON_KEYS", "render", "to_json"]
+__all__ = ["JSON_KEYS", "JSON_SCHEMA", "render", "to_json"]
 
 JSON_KEYS = ("conformant", "subject", "spec", "input_size", "rows", "mismatches", "totals", "best_matches", "notes",
              "verdict", "equivalence")  # fmt: skip
 
 
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_VALUE = {"$ref": "#/$defs/value"}
+_NULLABLE_STR = {"type": ["string", "null"]}
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": list(properties), "additionalProperties": False, "properties": properties}
+
+
+_REPORT = _object(
+    {
+        "conformant": {"type": "boolean"},
+        "subject": _STR,
+        "spec": _object({key: _STR for key in ("name", "label", "family", "variant", "shortcut", "source")}),
+        "input_size": {"type": "array", "items": _INT, "minItems": 2, "maxItems": 2},
+        "rows": {
+            "type": "array",
+            "items": _object(
+                {
+                    "row": _STR,
+                    "expected_output": _STR,
+                    "found_output": _STR,
+                    "expected": _STR,
+                    "found": _STR,
+                    "ok": {"type": "boolean"},
+                }
+            ),
+        },
+        "mismatches": {
+            "type": "array",
+            "items": _object(
+                {
+                    "row": _STR,
+                    "block": _NULLABLE_STR,
+                    "property": _STR,
+                    "expected": _VALUE,
+                    "found": _VALUE,
+                    "blocks": {"type": "array", "items": _STR},
+                }
+            ),
+        },
+        "totals": _object(
+            {
+                "params": _object({"expected": _INT, "found": _INT}),
+                "macs": _object({"expected": _INT, "found": _INT}),
+                "paper_flops": {"type": ["number", "null"]},
+            }
+        ),
+        "best_matches": {"type": "array", "items": _STR},
+        "notes": {"type": "array", "items": _STR},
+        "verdict": {"enum": ["conformant", "equivalent", "not conformant", "undecided"]},
+        "equivalence": {
+            "oneOf": [
+                {"type": "null"},
+                _object(
+                    {
+                        "status": {"enum": ["equal", "differs", "unmapped", "skipped"]},
+                        "reason": _STR,
+                        "row": _NULLABLE_STR,
+                        "block": _NULLABLE_STR,
+                        "input_shape": {"type": "array", "items": _INT, "minItems": 4, "maxItems": 4},
+                        "dtype": _STR,
+                        "tolerance": {"type": "number"},
+                        "rows": {
+                            "type": "array",
+                            "items": _object(
+                                {
+                                    "row": _STR,
+                                    "eval": {"type": ["number", "null"]},
+                                    "train": {"type": ["number", "null"]},
+                                    "expected_shape": {"type": "array", "items": _INT},
+                                    "found_shape": {"type": "array", "items": _INT},
+                                    "ok": {"type": "boolean"},
+                                }
+                            ),
+                        },
+                        "mapped": _INT,
+                        "notes": {"type": "array", "items": _STR},
+                    }
+                ),
+            ]
+        },
+    }
+)
+# The schema of every JSON document `compare --format json` prints: a report, or an error (no verdict, exit 2).
+JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "resnet-spec compare --format json",
+    "oneOf": [
+        _REPORT,
+        {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": _STR, "phase": _NULLABLE_STR},
+        },
+    ],
+    "$defs": {
+        "value": {
+            "oneOf": [
+                {"type": ["string", "number", "boolean", "null"]},
+                {"type": "array", "items": {"$ref": "#/$defs/value"}},
+            ]
+        }
+    },
+}
+
+
 def _paper_flops(spec: ResNetSpec) -> float | None:
     value = spec.paper.get("flops")
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _json_value(value: Value) -> Any:
+    """A mismatch value as JSON: tuples become lists, everything else is already a JSON type."""
+    return [_json_value(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _text(value: Value) -> str:
+    """A mismatch value as text: integers with thousands separators, tuples as '(3, 3)', None as 'none'."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_text(v) for v in value) + ")"
+    return str(value)
+
+
+def _places(places: Sequence[str]) -> str:
+    shown = ", ".join(places[:3])
+    return f" ({shown}{', ...' if len(places) > 3 else ''}: {len(places)} places)"
 
 
 def to_json(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()) -> dict[str, Any]:
@@ -68,7 +188,14 @@ def to_json(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = (
             for r in comparison.rows
         ],
         "mismatches": [
-            {"row": m.row, "block": m.block, "property": m.property, "expected": m.expected, "found": m.found}
+            {
+                "row": m.row,
+                "block": m.block,
+                "property": m.property,
+                "expected": _json_value(m.expected),
+                "found": _json_value(m.found),
+                "blocks": list(m.blocks),
+            }
             for m in comparison.mismatches
         ],
         "totals": {
@@ -77,7 +204,7 @@ def to_json(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = (
             "paper_flops": _paper_flops(spec) if comparison.input_size == (spec.input_size, spec.input_size) else None,
         },
         "best_matches": [s.label for s in best],
-        "notes": list(comparison.notes),
+        "notes": [*comparison.info, *comparison.notes],
         "verdict": comparison.verdict,
         "equivalence": _equivalence_json(comparison.equivalence),
     }
@@ -148,7 +275,10 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
     if comparison.mismatches:
         heading = "structural finding(s) that do not change the function" if kind == "equivalent" else "mismatch(es)"
         out.append(f"{len(comparison.mismatches)} {heading}:")
-        mismatch_lines = [[m.where, m.property, m.expected, m.found] for m in comparison.mismatches]
+        mismatch_lines = [
+            [m.where + (_places(m.blocks) if m.blocks else ""), m.property, _text(m.expected), _text(m.found)]
+            for m in comparison.mismatches
+        ]
         out += _table(["where", "property", "expected", "found"], mismatch_lines, markdown)
         out.append("")
     eq = comparison.equivalence
@@ -176,7 +306,7 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
         out += [f"note: {note}" for note in eq.notes]
         if eq.status == "skipped":
             out.append(f"note: functional check skipped: {eq.reason}")
-    out += [f"note: {note}" for note in comparison.notes]
+    out += [f"note: {note}" for note in (*comparison.info, *comparison.notes)]
     return "\n".join(out) + "\n"
 
 

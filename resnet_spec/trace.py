@@ -1,13 +1,24 @@
 """Tracer: run any ``nn.Module`` on a meta-device input and record its operator-level dataflow.
 
-Every ATen operator the forward pass dispatches is recorded as an :class:`Op` (kind, attributes, output shape,
-the activation values it reads and the one it writes, the parameters it uses, the module that ran it).  Values
-are numbered; an in-place operator (``x += y``, ``relu_``) reads its input value and writes a new one, so the
-dataflow stays a DAG.  Module-style and functional-style (``F.conv2d``, ``F.relu``) models trace alike, because
-recording happens below both, at the dispatcher.  No memory is allocated: every tensor lives on the meta device,
-and the output shapes of the operators a ResNet runs are computed here (``_META_SHAPES``) rather than by PyTorch's
-Python meta kernels, which would import ``torch._dynamo`` and sympy on first use: seconds of start-up for a trace
-that takes a fraction of one.
+Every ATen operator the forward pass dispatches on an activation is recorded as an :class:`Op` (kind, attributes,
+output shape, the activation values it reads and the one it writes, the parameters it uses, the module that ran
+it, and a description of every operand).  Values are numbered; an in-place operator (``x += y``, ``relu_``) reads
+its input value and writes a new one, so the dataflow stays a DAG.  Tensors that do not depend on the input
+(parameters, buffers, factory tensors such as ``torch.zeros(1)``, random masks, and anything computed from those
+alone) are *constants*: they are not recorded as operators, but an operator that reads one describes it
+(:class:`Const`: its shape, its value when every element is known to be equal, whether it is random, which
+parameters it comes from), so that :mod:`resnet_spec.canonical` can tell ``clamp(min=0)`` from ``clamp(min=1)``.
+
+Module-style and functional-style models trace alike, because recording happens below both, at the dispatcher.
+The forward pass runs in training mode (what training runs: dropout dispatches nothing in eval mode), under
+``torch.no_grad``.  No memory is allocated: every tensor lives on the meta device, and the output shapes of the
+operators a ResNet runs are computed here (``_META_SHAPES``) rather than by PyTorch's Python meta kernels, which
+would import ``torch._dynamo`` and sympy on first use: seconds of start-up for a trace that takes a fraction of one.
+A model that cannot run on the meta device (a data-dependent check, a scripted or lazy module) is traced on the CPU
+instead by :func:`trace_model` when given ``cpu_sizes`` (its buffers are restored afterwards).
+
+The forward's result may be a tensor, a mapping (``dict``, a Hugging Face ``ModelOutput``), a dataclass, or a
+tuple/list of those: every tensor in it computed from the input is an output (:attr:`Trace.outputs`).
 
 Limitation: an in-place operator applied to a *view* of an activation updates only the view's value, not its
 base's; ResNets do not do that.
@@ -16,7 +27,8 @@ base's; ResNets do not do that.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -30,14 +42,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .arithmetic import conv_output_size
 
-__all__ = ["Op", "Trace", "TraceError", "record_values", "trace_model"]
+__all__ = ["Const", "Op", "Trace", "TraceError", "record_values", "trace_model"]
 
 
 class TraceError(RuntimeError):
     """The model could not be traced: it cannot move to the meta device, or its forward pass failed."""
 
 
-# ATen operator (overload packet name) -> the kind the reader works with.
+# ATen operator (overload packet name) -> the kind the reader works with, before canonicalisation
+# (resnet_spec.canonical turns equivalent forms, such as clamp(min=0) or a hand-written batch norm, into these).
 _KINDS: Mapping[str, str] = MappingProxyType(
     {
         "convolution": "conv",
@@ -63,6 +76,15 @@ _KINDS: Mapping[str, str] = MappingProxyType(
         "linear": "linear",
         "constant_pad_nd": "pad",
         "cat": "cat",
+        "native_group_norm": "norm",
+        "native_layer_norm": "norm",
+        "native_dropout": "dropout",
+        "dropout": "dropout",
+        "feature_dropout": "dropout",
+        "_softmax": "softmax",
+        "_log_softmax": "softmax",
+        "softmax": "softmax",
+        "log_softmax": "softmax",
     }
 )
 # Operators that only reshape, alias or copy: their output is their input, for the reader.
@@ -70,15 +92,50 @@ _VIEWS = frozenset(
     {
         "view", "_unsafe_view", "reshape", "flatten", "t", "permute", "transpose", "expand", "slice", "select",
         "squeeze", "unsqueeze", "clone", "contiguous", "detach", "alias", "as_strided", "_to_copy", "lift_fresh",
+        "lift_fresh_copy", "copy", "view_as", "expand_as", "to", "_reshape_alias", "unflatten",
     }
 )  # fmt: skip
 _ACTIVATIONS = frozenset(
     {
         "gelu", "gelu_", "silu", "silu_", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "elu", "elu_",
         "sigmoid", "sigmoid_", "tanh", "tanh_", "threshold", "threshold_", "clamp_min", "clamp_min_", "prelu",
-        "_prelu_kernel", "hardswish", "hardswish_", "mish", "mish_", "softplus", "relu6",
+        "_prelu_kernel", "hardswish", "hardswish_", "mish", "mish_", "softplus", "relu6", "clamp", "clamp_",
+        "hardsigmoid", "hardsigmoid_", "selu", "selu_", "celu", "celu_", "rrelu_with_noise", "log_sigmoid_forward",
     }
 )  # fmt: skip
+# Operators whose output depends on their tensor arguments' shapes only (or on nothing): a constant.
+_FACTORIES = frozenset(
+    {
+        "empty_like", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "randint_like", "new_empty",
+        "new_zeros", "new_ones", "new_full", "empty", "zeros", "ones", "full", "scalar_tensor", "arange", "rand",
+        "randn", "randint", "empty_strided", "new_empty_strided", "eye", "linspace",
+    }
+)  # fmt: skip
+_RANDOM = frozenset(
+    {"bernoulli", "bernoulli_", "rand", "rand_like", "randn", "randn_like", "randint", "randint_like", "normal_",
+     "uniform_", "exponential_", "geometric_", "cauchy_", "log_normal_", "random_", "multinomial"}
+)  # fmt: skip
+_NUMBERS = frozenset({int, float, bool})
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+# Keyword arguments that say where or how a result is stored, not what is computed.
+_STORAGE_KWARGS = frozenset({"out", "dtype", "device", "layout", "memory_format", "pin_memory", "non_blocking"})
+
+
+@dataclass(frozen=True)
+class Const:
+    """An operand that does not depend on the input: a parameter, a buffer, a factory tensor, or derived from those."""
+
+    shape: tuple[int, ...]
+    value: float | None = None  # every element equals this, when that is known (torch.zeros(1), torch.tensor(0.))
+    random: bool = False  # drawn at random (a dropout mask)
+    params: tuple[str, ...] = ()  # the parameters it is, or is computed from
+    buffers: tuple[str, ...] = ()  # the buffers (running statistics) it is, or is computed from
+
+    @property
+    def name(self) -> str:
+        """The one parameter or buffer this is (or a view of); "" when it is none or several."""
+        names = (*self.params, *self.buffers)
+        return names[0] if len(names) == 1 else ""
 
 
 @dataclass(frozen=True)
@@ -86,18 +143,25 @@ class Op:
     """One recorded operator."""
 
     index: int
-    kind: str  # conv, bn, relu, activation, add, maxpool, avgpool, mean, adaptive_*, linear, pad, cat, view, other
+    kind: str  # conv, bn, norm, relu, activation, add, maxpool, avgpool, mean, linear, pad, dropout, view, other...
     aten: str  # the ATen overload, e.g. "aten.convolution.default"
     inputs: tuple[int, ...]  # activation values read, in argument order
-    output: int  # the value written (-1 when the output is a parameter view or a non-tensor)
+    output: int  # the value written
     shape: tuple[int, ...]  # output shape
     params: tuple[str, ...]  # names of the parameters used
     module: str  # the innermost module running when the op was dispatched ("" for the model itself)
     attrs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Every positional argument: ("value", v) an activation, ("const", Const), or ("scalar", a Python value).
+    operands: tuple[tuple[str, Any], ...] = ()
     buffers: tuple[str, ...] = ()  # names of the buffers used (running statistics), as `params` for parameters
     # Per positional argument: the parameter or buffer it is (or a view of), else "".  Says each tensor's role in
     # the operator (batch norm's weight, bias, running mean and variance), which weight transfer needs.
     arg_names: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The overload packet's name, e.g. ``"convolution"``, ``"add_"``."""
+        return self.aten.split(".")[1] if self.aten.startswith("aten.") else self.aten
 
 
 @dataclass(frozen=True)
@@ -106,12 +170,16 @@ class Trace:
 
     ops: tuple[Op, ...]
     input: int
-    output: int
+    output: int  # the first output (the only one for a model that returns a tensor)
     input_shape: tuple[int, ...]
     params: Mapping[str, int]  # every parameter name -> numel
     used_params: frozenset[str]
     producers: Mapping[int, int]  # value -> index of the op that wrote it
     consumers: Mapping[int, tuple[int, ...]]  # value -> indices of the ops that read it
+    outputs: tuple[int, ...] = ()  # every tensor the forward returned that was computed from the input, in order
+    device: str = "meta"  # where the forward ran: "meta", or "cpu" for a model that cannot run on meta
+    notes: tuple[str, ...] = ()  # how it was traced, when that is not the plain way
+    canonical: bool = False  # rewritten by resnet_spec.canonical (equivalent forms read as one)
 
     def producer(self, value: int) -> Op | None:
         index = self.producers.get(value)
@@ -125,6 +193,26 @@ class Trace:
     def unused_params(self) -> tuple[str, ...]:
         """Parameters the model owns that no operator of the forward pass read."""
         return tuple(name for name in self.params if name not in self.used_params)
+
+    def replace_ops(self, ops: Sequence[Op], outputs: Sequence[int] | None = None) -> Trace:
+        """This trace with ``ops`` (renumbered in order) and, when given, other outputs; the indexes rebuilt."""
+        renumbered = [op if op.index == i else dataclasses.replace(op, index=i) for i, op in enumerate(ops)]
+        producers: dict[int, int] = {}
+        consumers: dict[int, list[int]] = {}
+        for op in renumbered:
+            producers[op.output] = op.index
+            for value in op.inputs:
+                consumers.setdefault(value, []).append(op.index)
+        outs = tuple(self.outputs if outputs is None else outputs)
+        return dataclasses.replace(
+            self,
+            ops=tuple(renumbered),
+            output=outs[0] if outs else self.output,
+            outputs=outs,
+            used_params=frozenset(name for op in renumbered for name in op.params),
+            producers=MappingProxyType(producers),
+            consumers=MappingProxyType({k: tuple(v) for k, v in consumers.items()}),
+        )
 
 
 class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
@@ -140,14 +228,13 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._keep_values = keep_values  # keep each value as computed, though an in-place op later overwrites it
-        self._params = params
-        self._buffers = buffers
+        self.tensors: dict[int, torch.Tensor] = {}  # value -> tensor (what record_values returns)
         self._module_stack = module_stack
         self._values: dict[int, int] = {}  # id(tensor) -> current value
-        # id(tensor) -> (parameters, buffers) it is a view of (or computed from alone, e.g. running_var + eps)
-        self._param_views: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._consts: dict[int, Const] = {}  # id(tensor) -> what the constant is
+        self._param_ids = dict(params)
+        self._buffer_ids = buffers
         self._keep: list[torch.Tensor] = []  # keeps tensors alive so that their ids stay unique
-        self.tensors: dict[int, torch.Tensor] = {}  # value -> tensor (what record_values returns)
         self.ops: list[Op] = []
         self.next_value = 0
 
@@ -155,24 +242,40 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         value = self.next_value
         self.next_value += 1
         self._values[id(tensor)] = value
+        self._consts.pop(id(tensor), None)
         self._keep.append(tensor)
         self.tensors[value] = tensor
         return value
 
-    def _name(self, arg: Any) -> str:
-        """The parameter or buffer ``arg`` is, or a view of; "" for anything else."""
-        if not isinstance(arg, torch.Tensor):
-            return ""
-        key = id(arg)
-        if key in self._params:
-            return self._params[key]
-        if key in self._buffers:
-            return self._buffers[key]
-        names = sum(self._param_views.get(key, ((), ())), ())
-        return names[0] if len(names) == 1 else ""
-
     def value_of(self, tensor: torch.Tensor) -> int | None:
         return self._values.get(id(tensor))
+
+    def _const(self, tensor: torch.Tensor) -> Const:
+        """What a tensor that is not an activation is (parameters and buffers by identity; others by record)."""
+        known = self._consts.get(id(tensor))
+        if known is not None:
+            return known
+        # A lazy module's parameter has no shape until it is materialised (during the forward pass).
+        shape = () if is_lazy(tensor) else tuple(int(n) for n in tensor.shape)
+        if id(tensor) in self._param_ids:
+            return Const(shape, params=(self._param_ids[id(tensor)],))
+        if id(tensor) in self._buffer_ids:
+            return Const(shape, buffers=(self._buffer_ids[id(tensor)],))
+        return Const(shape, value=_uniform_value(tensor))
+
+    def _operand(self, arg: Any) -> tuple[str, Any]:
+        kind = type(arg)
+        if kind in _PLAIN:
+            return ("scalar", arg)
+        if isinstance(arg, torch.Tensor):
+            value = self._values.get(id(arg))
+            return ("value", value) if value is not None else ("const", self._const(arg))
+        if kind is list or kind is tuple:
+            if all(type(a) in _NUMBERS for a in arg):
+                return ("scalar", tuple(arg))
+            if any(isinstance(a, torch.Tensor) for a in arg):
+                return ("list", tuple(self._operand(a) for a in arg))
+        return ("scalar", None)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -184,42 +287,81 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
                 if value is not None:
                     self.tensors[value] = arg.clone()
         shaper = _META_SHAPES.get(func)
-        if shaper is not None and all(t.device.type == "meta" for t in _tensors(args, kwargs)):
+        if shaper is not None and all(t.is_meta for t in _tensors(args, kwargs)):
             out = shaper(*args, **kwargs)
         if out is None:
             out = func(*args, **kwargs)
-        inputs: list[int] = []
-        params: list[str] = []
-        buffers: list[str] = []
-        for arg in _tensors(args, kwargs):
-            if id(arg) in self._params:
-                params.append(self._params[id(arg)])
-            elif id(arg) in self._buffers:
-                buffers.append(self._buffers[id(arg)])
-            elif id(arg) in self._param_views:
-                params.extend(self._param_views[id(arg)][0])
-                buffers.extend(self._param_views[id(arg)][1])
-            else:
-                value = self.value_of(arg)
-                if value is not None:
-                    inputs.append(value)
         first = out[0] if isinstance(out, (tuple, list)) and out else out
         if not isinstance(first, torch.Tensor):
             return out
-        if not inputs and (params or buffers):  # e.g. fc.weight.t(): a view of a parameter, not an activation
-            if id(first) not in self._params and id(first) not in self._buffers:  # not an in-place update
-                self._param_views[id(first)] = (tuple(params), tuple(buffers))
-                self._keep.append(first)
+        operands = tuple(self._operand(a) for a in args)
+        kw_operands = {k: self._operand(v) for k, v in kwargs.items() if k not in _STORAGE_KWARGS}
+        inputs: list[int] = []
+        consts: list[Const] = []
+        for kind, v in _flat(operands, kw_operands):
+            if kind == "value":
+                inputs.append(v)
+            elif kind == "const":
+                consts.append(v)
+        if not inputs or name in _FACTORIES:
+            self._record_const(name, first, operands, consts)
             return out
-        kind = _kind(name, inputs)
+        params = tuple(p for c in consts for p in c.params)
+        buffers = tuple(b for c in consts for b in c.buffers)
+        arg_names = tuple(v.name if k == "const" else "" for k, v in operands) if params or buffers else ()
+        kind = _kind(name, len(inputs))
         attrs = _attrs(kind, name, args, first)
+        if kw_operands:
+            attrs = MappingProxyType({**attrs, "kwargs": MappingProxyType(kw_operands)})
         output = self.new_value(first)
         module = self._module_stack[-1] if self._module_stack else ""
-        arg_names = tuple(self._name(arg) for arg in args) if params or buffers else ()
-        op = Op(len(self.ops), kind, str(func), tuple(inputs), output, tuple(first.shape), tuple(params), module, attrs,
-                tuple(buffers), arg_names)  # fmt: skip
+        op = Op(len(self.ops), kind, str(func), tuple(inputs), output, tuple(first.shape), params, module, attrs,
+                operands, buffers, arg_names)  # fmt: skip
         self.ops.append(op)
         return out
+
+    def _record_const(
+        self, name: str, out: torch.Tensor, operands: tuple[tuple[str, Any], ...], consts: list[Const]
+    ) -> None:
+        """Remember what a tensor computed without any activation is."""
+        shape = tuple(int(n) for n in out.shape)
+        scalars = [v for kind, v in operands if kind == "scalar"]
+        value: float | None = None
+        if name in ("zeros", "zeros_like", "new_zeros", "zero_"):
+            value = 0.0
+        elif name in ("ones", "ones_like", "new_ones"):
+            value = 1.0
+        elif name in ("full", "full_like", "new_full", "fill_", "scalar_tensor"):
+            numbers = [v for v in scalars if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            value = float(numbers[-1]) if numbers else None
+        elif name in _VIEWS and len(consts) == 1:
+            value = consts[0].value
+        elif name not in _FACTORIES and not consts:
+            value = _uniform_value(out)
+        random = name in _RANDOM or any(c.random for c in consts)
+        params = tuple(dict.fromkeys(p for c in consts for p in c.params))
+        buffers = tuple(dict.fromkeys(b for c in consts for b in c.buffers))
+        self._consts[id(out)] = Const(shape, value, random, params, buffers)
+        self._values.pop(id(out), None)
+        self._keep.append(out)
+
+
+def _uniform_value(tensor: torch.Tensor) -> float | None:
+    """The value of every element of a small tensor that holds data and has one value throughout, else None."""
+    if tensor.device.type == "meta" or tensor.numel() == 0 or tensor.numel() > 64 or tensor.is_complex():
+        return None
+    flat = tensor.detach().reshape(-1)
+    first = float(flat[0])
+    return first if bool((flat == first).all()) else None
+
+
+def _flat(operands: tuple[tuple[str, Any], ...], kwargs: Mapping[str, tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """Every operand, one level into lists (``cat``'s inputs)."""
+    for kind, value in (*operands, *kwargs.values()):
+        if kind == "list":
+            yield from value
+        else:
+            yield kind, value
 
 
 # Output shapes of the operators a ResNet runs, on meta tensors.  PyTorch's own meta kernels for these are Python
@@ -344,15 +486,13 @@ def _tensors(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Iterator[torch
                     yield item
 
 
-def _kind(name: str, inputs: list[int]) -> str:
-    if name in _VIEWS:
+def _kind(name: str, inputs: int) -> str:
+    if name in _VIEWS or name == "copy_":
         return "view"
     if name in _ACTIVATIONS:
         return "activation"
     kind = _KINDS.get(name, "other")
-    if kind == "add" and len(inputs) != 2:
-        return "other"  # x + 1: not a merge of two paths
-    return kind
+    return "other" if kind == "add" and inputs != 2 else kind  # x + 1 is not a merge of two paths
 
 
 def _ints(value: Any) -> tuple[int, ...]:
@@ -365,13 +505,20 @@ def _pair(value: Any) -> tuple[int, int]:
     return (ints[0], ints[-1])
 
 
+def _per_image(out: torch.Tensor) -> int:
+    """Elements of one image's output (the first dimension is the batch)."""
+    return int(out.numel()) // max(1, int(out.shape[0])) if out.dim() > 0 else int(out.numel())
+
+
 def _attrs(kind: str, name: str, args: tuple[Any, ...], out: torch.Tensor) -> Mapping[str, Any]:
     """Operator attributes the reader compares against a spec; shapes come from the (meta) tensors."""
-    attrs: dict[str, Any] = {}
+    attrs: dict[str, Any] = (
+        {"in_shape": tuple(int(n) for n in args[0].shape)} if args and isinstance(args[0], torch.Tensor) else {}
+    )
     if kind == "conv":
         x, weight, bias = args[0], args[1], args[2]
         attrs.update(
-            kernel=tuple(weight.shape[2:]),
+            kernel=tuple(int(k) for k in weight.shape[2:]),
             stride=_ints(args[3]),
             padding=_ints(args[4]),
             dilation=_ints(args[5]),
@@ -379,33 +526,33 @@ def _attrs(kind: str, name: str, args: tuple[Any, ...], out: torch.Tensor) -> Ma
             in_channels=int(x.shape[1]),
             out_channels=int(weight.shape[0]),
             bias=bias is not None,
-            macs=int(out.numel()) * int(weight[0].numel()),
+            macs=_per_image(out) * int(weight[0].numel()),
+            input_size=tuple(int(n) for n in x.shape[2:]),
         )
     elif kind in ("maxpool", "avgpool"):
         kernel = _ints(args[1])
         stride = _ints(args[2]) if len(args) > 2 and args[2] else kernel
+        ceil_at = 5 if kind == "maxpool" else 4
         attrs.update(
             kernel=kernel * (2 // len(kernel)),
             stride=stride * (2 // len(stride)),
             padding=_ints(args[3]) * (2 // len(_ints(args[3]))) if len(args) > 3 else (0, 0),
-            ceil_mode=bool(args[5])
-            if kind == "maxpool" and len(args) > 5
-            else bool(args[4])
-            if len(args) > 4
-            else False,
+            ceil_mode=bool(args[ceil_at]) if len(args) > ceil_at else False,
         )
     elif kind == "mean":
-        dims = sorted(d % args[0].dim() for d in _ints(args[1])) if len(args) > 1 else []
-        attrs.update(dims=tuple(dims))
+        dims = sorted(d % args[0].dim() for d in _ints(args[1])) if len(args) > 1 and args[1] is not None else []
+        attrs.update(dims=tuple(dims), keepdim=bool(args[2]) if len(args) > 2 else False)
     elif kind == "linear":
         # addmm(bias, x, w.t()) or mm(x, w.t()): in/out features from the output and the activation
         x = args[1] if name == "addmm" else args[0]
         attrs.update(in_features=int(x.shape[-1]), out_features=int(out.shape[-1]), bias=name == "addmm",
-                     macs=int(out.numel()) * int(x.shape[-1]))  # fmt: skip
+                     macs=_per_image(out) * int(x.shape[-1]))  # fmt: skip
     elif kind == "pad":
-        attrs.update(pad=_ints(args[1]), value=float(args[2]) if len(args) > 2 else 0.0)
+        attrs.update(pad=_ints(args[1]), value=float(args[2]) if len(args) > 2 and args[2] is not None else 0.0)
     elif kind == "activation":
         attrs.update(function=name.rstrip("_"))
+    elif kind == "norm":
+        attrs.update(function=name.removeprefix("native_"), affine=len(args) > 2 and args[1] is not None)
     return MappingProxyType(attrs)
 
 
@@ -418,7 +565,8 @@ def _module_names(model: nn.Module, stack: list[str]) -> Iterator[None]:
         stack.append(names.get(id(module), "?"))
 
     def leave(module: nn.Module, args: Any, output: Any) -> None:
-        stack.pop()
+        if stack:
+            stack.pop()
 
     handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
     try:
@@ -452,17 +600,68 @@ def to_meta(model: nn.Module) -> nn.Module:
         raise TraceError(f"cannot move the model to the meta device: {type(e).__name__}: {e}") from e
 
 
-def trace_model(
-    model: nn.Module, input_shape: tuple[int, ...], forward: Callable[[nn.Module, torch.Tensor], Any] | None = None
-) -> Trace:
-    """Trace ``model`` (not modified: a meta copy is traced) on a meta input of ``input_shape``, in eval mode.
+def output_tensors(out: Any, depth: int = 0) -> list[torch.Tensor]:
+    """Every tensor in a forward's result, in order: a tensor, a mapping (``ModelOutput``), a dataclass, a sequence."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if depth > 4:
+        return []
+    if isinstance(out, Mapping):
+        items: Any = out.values()
+    elif dataclasses.is_dataclass(out) and not isinstance(out, type):
+        items = (getattr(out, f.name) for f in dataclasses.fields(out))
+    elif isinstance(out, (tuple, list)):
+        items = out
+    else:
+        return []
+    return [t for item in items for t in output_tensors(item, depth + 1)]
 
-    Raises :class:`TraceError` with the reason when the model cannot move to meta or its forward pass fails.
-    """
-    if len(input_shape) != 4 or any(not isinstance(n, int) or n < 1 for n in input_shape):
-        raise ValueError(f"trace_model: expected an input shape (N, C, H, W) of positive integers, got {input_shape}")
-    trace, _ = _record(to_meta(model), torch.empty(input_shape, device="meta"), forward, train=False)
-    return trace
+
+def _run(
+    model: nn.Module,
+    x: torch.Tensor,
+    forward: Callable[[nn.Module, torch.Tensor], Any] | None,
+    device: str,
+    train: bool = True,
+    keep_values: bool = False,
+) -> tuple[Trace, Mapping[int, torch.Tensor]]:
+    """One recorded forward pass of ``model`` (already on ``x``'s device): the trace and every value's tensor."""
+    params = {id(p): name for name, p in model.named_parameters(remove_duplicate=False)}
+    buffers = {id(b): name for name, b in model.named_buffers(remove_duplicate=False)}
+    stack: list[str] = []
+    recorder = _Recorder(params, buffers, stack, keep_values)
+    input_value = recorder.new_value(x)
+    was_training = model.training
+    model.train(train)
+    try:
+        with torch.no_grad(), _module_names(model, stack), recorder:
+            out = forward(model, x) if forward is not None else model(x)
+    finally:
+        model.train(was_training)
+    tensors = output_tensors(out)
+    if not tensors:
+        raise TraceError(
+            f"expected the forward pass to return a tensor (or a tuple, list, dict or dataclass of tensors), got "
+            f"{type(out).__name__}"
+        )
+    outputs = tuple(dict.fromkeys(v for v in (recorder.value_of(t) for t in tensors) if v is not None))
+    if not outputs:
+        raise TraceError("the forward pass returned no tensor computed from the input")
+    # Parameter sizes after the forward pass: a lazy module has them only once it has run.
+    numel = {name: p.numel() for name, p in model.named_parameters()}
+    trace = Trace(
+        ops=(),
+        input=input_value,
+        output=outputs[0],
+        input_shape=tuple(int(n) for n in x.shape),
+        params=MappingProxyType(numel),
+        used_params=frozenset(),
+        producers=MappingProxyType({}),
+        consumers=MappingProxyType({}),
+        outputs=outputs,
+        device=device,
+    )
+    return trace.replace_ops(recorder.ops), MappingProxyType(recorder.tensors)
 
 
 def record_values(model: nn.Module, x: torch.Tensor, train: bool = False) -> tuple[Trace, Mapping[int, torch.Tensor]]:
@@ -471,55 +670,120 @@ def record_values(model: nn.Module, x: torch.Tensor, train: bool = False) -> tup
     ``train`` runs it in train mode (batch norm on batch statistics, which updates the running statistics).  The
     model's mode is restored afterwards.  Raises :class:`TraceError` when the forward pass fails.
     """
-    return _record(model, x, None, train=train, keep_values=True)
-
-
-def _record(
-    model: nn.Module,
-    x: torch.Tensor,
-    forward: Callable[[nn.Module, torch.Tensor], Any] | None,
-    train: bool,
-    keep_values: bool = False,
-) -> tuple[Trace, Mapping[int, torch.Tensor]]:
-    was_training = model.training
-    model.train(train)
-    params = {id(p): name for name, p in model.named_parameters(remove_duplicate=False)}
-    numel = {name: p.numel() for name, p in model.named_parameters()}
-    buffers = {id(b): name for name, b in model.named_buffers(remove_duplicate=False)}
-    stack: list[str] = []
-    recorder = _Recorder(params, buffers, stack, keep_values)
-    input_value = recorder.new_value(x)
-    input_shape = tuple(x.shape)
     try:
-        with torch.no_grad(), _module_names(model, stack), recorder:
-            out = forward(model, x) if forward is not None else model(x)
+        return _run(model, x, None, x.device.type, train=train, keep_values=True)
+    except TraceError:
+        raise
     except Exception as e:  # report any forward failure the same way
         raise TraceError(
-            f"the model's forward pass failed on a {x.device.type} input of shape {input_shape}: "
+            f"the model's forward pass failed on a {x.device.type} input of shape {tuple(x.shape)}: "
             f"{type(e).__name__}: {e}"
         ) from e
+
+
+def _check_shape(input_shape: tuple[int, ...]) -> None:
+    if len(input_shape) != 4 or any(not isinstance(n, int) or n < 1 for n in input_shape):
+        raise ValueError(f"trace_model: expected an input shape (N, C, H, W) of positive integers, got {input_shape}")
+
+
+def trace_model(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    forward: Callable[[nn.Module, torch.Tensor], Any] | None = None,
+    *,
+    cpu_sizes: Sequence[tuple[int, int]] = (),
+) -> Trace:
+    """Trace ``model`` (not modified: a meta copy is traced) on a meta input of ``input_shape``, in training mode.
+
+    When the model cannot run on the meta device and ``cpu_sizes`` names input sizes (H, W), it is run on the CPU
+    at the first of them that works, as it is (its buffers restored afterwards), and the trace says so in its
+    notes; its ``input_shape`` is then the one that ran.  Raises :class:`TraceError` with the reason (what the
+    model expects, when that can be told: its rank, its input channels, an input size it takes) when it cannot be
+    traced.
+    """
+    _check_shape(input_shape)
+    for size in cpu_sizes:
+        _check_shape((1, 1, *size))
+    meta_error: Exception | None = None
+    try:
+        if cpu_sizes and any(is_lazy(p) for p in model.parameters()):
+            # A lazy module's parameters take their shapes from the first real forward pass.
+            raise TraceError("it has lazy modules, whose parameters are shaped by a first forward pass")
+        meta = to_meta(model)
+        return _run(meta, torch.empty(input_shape, device="meta"), forward, "meta")[0]
+    except TraceError as e:  # cannot move to meta (a scripted module), lazy modules, or no tensor returned
+        if not cpu_sizes or str(e).startswith("expected the forward pass") or "no tensor computed" in str(e):
+            raise
+        meta_error = e
+    except Exception as e:  # any failure of the user's forward on meta
+        meta_error = e
+        # Only a failure of the meta device itself (a value read, a kernel it lacks) is worth a CPU run; a shape
+        # error would fail on the CPU alike, or worse pass there at a smaller input than the one asked for.
+        if not cpu_sizes or not _meta_specific(e):
+            raise TraceError(_explain(model, input_shape, e, "meta")) from e
+    cpu_error: Exception = meta_error
+    for size in cpu_sizes:
+        shape = (input_shape[0], input_shape[1], *size)
+        try:
+            trace = _run_on_cpu(model, shape, forward)
+        except TraceError:
+            raise
+        except Exception as e:  # the forward may fail at this size; try the next
+            cpu_error = e
+            continue
+        reason = _one_line(meta_error)
+        note = f"traced on the CPU at {size[0]}x{size[1]}: the model cannot run on the meta device ({reason})"
+        return dataclasses.replace(trace, notes=(note,))
+    raise TraceError(_explain(model, input_shape, cpu_error, "cpu")) from cpu_error
+
+
+def _run_on_cpu(
+    model: nn.Module, shape: tuple[int, ...], forward: Callable[[nn.Module, torch.Tensor], Any] | None
+) -> Trace:
+    """``_run`` on the CPU, on the model itself; its buffers (running statistics) are put back afterwards."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.device.type == "meta" for t in tensors if not is_lazy(t)):
+        raise RuntimeError("the model's tensors are on the meta device, so it cannot run on the CPU")
+    if any(t.device.type not in ("cpu",) for t in tensors if not is_lazy(t)):
+        raise RuntimeError("the model's tensors are not on the CPU")
+    saved = {name: b.detach().clone() for name, b in model.named_buffers() if not is_lazy(b)}
+    try:
+        return _run(model, torch.zeros(shape), forward, "cpu")[0]
     finally:
-        model.train(was_training)
-    if not isinstance(out, torch.Tensor):
-        raise TraceError(f"expected the forward pass to return a tensor of logits, got {type(out).__name__}")
-    output_value = recorder.value_of(out)
-    if output_value is None:
-        raise TraceError("the forward pass returned a tensor that was not computed from the input")
-    producers: dict[int, int] = {}
-    consumers: dict[int, list[int]] = {}
-    for op in recorder.ops:
-        producers[op.output] = op.index
-        for value in op.inputs:
-            consumers.setdefault(value, []).append(op.index)
-    used = frozenset(name for op in recorder.ops for name in op.params)
-    trace = Trace(
-        ops=tuple(recorder.ops),
-        input=input_value,
-        output=output_value,
-        input_shape=input_shape,
-        params=MappingProxyType(numel),
-        used_params=used,
-        producers=MappingProxyType(producers),
-        consumers=MappingProxyType({k: tuple(v) for k, v in consumers.items()}),
-    )
-    return trace, MappingProxyType(recorder.tensors)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                if name in saved and b.shape == saved[name].shape:
+                    b.copy_(saved[name])
+
+
+def _meta_specific(error: BaseException) -> bool:
+    """The error comes from the meta device (no values, a missing kernel), not from the model's arithmetic."""
+    return isinstance(error, NotImplementedError) or "meta" in str(error).lower()
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(e).__name__}: {text}" if not isinstance(e, TraceError) else text
+
+
+def _explain(model: nn.Module, input_shape: tuple[int, ...], error: BaseException, device: str) -> str:
+    """One line: why the forward failed, and what the model expects when its first convolution tells."""
+    where = "a meta input" if device == "meta" else "a CPU input"
+    base = f"the model's forward pass failed on {where} of shape {tuple(input_shape)}: {_one_line(error)}"
+    first = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    if first is None:
+        return base
+    dims = len(first.kernel_size)
+    if dims != 2:
+        return (
+            f"the model is {dims}-D: its first convolution is {type(first).__name__}, which takes {dims + 2}-d "
+            f"input; the tables describe 2-D networks on (N, C, H, W) input, so no option compares it"
+        )
+    channels = first.in_channels if not isinstance(first, nn.modules.lazy.LazyModuleMixin) else 0
+    if channels and channels != input_shape[1]:
+        return (
+            f"the model's first convolution takes {channels} input channels, the table's input has "
+            f"{input_shape[1]}: pass --in-channels {channels} (in the library: in_channels={channels})"
+        )
+    return base

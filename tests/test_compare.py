@@ -14,6 +14,7 @@ import torch
 import torchvision
 from broken_resnets import Net
 from cases import CASE_IDS, CASES
+from json_schema import assert_valid
 from torch import nn
 
 from resnet_spec import build, load_spec
@@ -29,8 +30,14 @@ def _mismatches(model: nn.Module, name: str, **overrides: str) -> list[Mismatch]
     return list(compare_model(model, load_spec(name, **overrides), functional=False).mismatches)
 
 
+def _at(m: Mismatch, where: str) -> bool:
+    """The mismatch is at ``where``, itself or as one of the places of a cause that recurs through a row."""
+    return m.where == where or any(place == where or place.startswith(f"{where}.") for place in m.blocks)
+
+
 def _assert_caught(found: list[Mismatch], where: str, prop: str) -> None:
-    hits = [m for m in found if m.where == where and m.property.startswith(prop)]
+    generic = prop.partition(".")[2] if prop.startswith(("conv", "shortcut")) and "." in prop else prop
+    hits = [m for m in found if _at(m, where) and (m.property.startswith(prop) or m.property == generic)]
     assert hits, f"expected a mismatch at {where} on {prop!r}; got {[(m.where, m.property) for m in found]}"
 
 
@@ -191,14 +198,18 @@ def test_json_has_the_documented_shape() -> None:
         model = Net(depth=18, kernel={(0, 1, 1): 5})
     comparison = compare_model(model, load_spec("resnet18"))
     data = json.loads(json.dumps(to_json(comparison, "Net")))
+    assert_valid(data)
     assert tuple(data) == JSON_KEYS
     assert data["conformant"] is False
     assert isinstance(data["mismatches"], list) and data["mismatches"]
     for entry in data["mismatches"]:
-        assert set(entry) == {"row", "block", "property", "expected", "found"}
+        assert set(entry) == {"row", "block", "property", "expected", "found", "blocks"}
         assert entry["row"] in {"conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc", "model"}
-    assert {"row": "conv2_x", "block": "conv2_2", "property": "conv2.kernel", "expected": "(3, 3)",
-            "found": "(5, 5)"} in data["mismatches"]  # fmt: skip
+    # typed values: a kernel is a list of numbers, a total a number, never their string forms
+    assert {"row": "conv2_x", "block": "conv2_2", "property": "conv2.kernel", "expected": [3, 3],
+            "found": [5, 5], "blocks": []} in data["mismatches"]  # fmt: skip
+    macs = next(m for m in data["mismatches"] if m["property"] == "MACs (conv+fc)")
+    assert isinstance(macs["expected"], int) and isinstance(macs["found"], int) and macs["found"] > macs["expected"]
     assert [r["row"] for r in data["rows"]] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc"]
 
 
@@ -216,6 +227,8 @@ def _cli():  # type: ignore[no-untyped-def]
 def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = _cli().main(list(args))
     captured = capsys.readouterr()
+    if "json" in args and captured.out:
+        assert_valid(json.loads(captured.out))
     return code, captured.out, captured.err
 
 
@@ -299,3 +312,45 @@ def test_cli_markdown_and_cifar_depths(capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = _main(capsys, "--depth", "1202")
     assert code == 0
     assert "19,421,274" in out  # FACTS.md: ResNet-1202 parameters with option A
+
+
+def test_cli_headless_expects_a_backbone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    backbone = tmp_path / "backbone.py"
+    backbone.write_text(
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from broken_resnets import Net\n"
+        "def make():\n    return Net(depth=18, output='features')\n"
+    )
+    code, out, _ = _main(capsys, "--depth", "18", "--impl", f"{backbone}:make", "--format", "json")
+    assert code == 1
+    assert [m["property"] for m in json.loads(out)["mismatches"] if m["row"] == "fc"] == ["head"]
+    code, out, _ = _main(capsys, "--depth", "18", "--impl", f"{backbone}:make", "--headless", "--format", "json")
+    assert code == 0, out
+
+
+def test_the_json_schema_in_the_docs_is_the_one_checked() -> None:
+    """docs/compare.md shows the schema every JSON output of these tests is validated against (json_schema.py)."""
+    from resnet_spec.report import JSON_SCHEMA
+
+    page = (ROOT / "docs" / "compare.md").read_text()
+    block = page.split("### JSON schema", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
+    assert json.loads(block) == JSON_SCHEMA
+
+
+@pytest.mark.parametrize("stages", [2, 50], ids=["two equal stages", "50-stage stress table"])
+def test_cli_our_model_conforms_to_consecutive_stages_of_equal_width_and_size(
+    stages: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stages of one width and map size are told apart by the table's block sequence, not by the model's changes."""
+    rows = "\n".join(
+        f'conv{i + 2}_x = {{ block = ["3x3, 8", "3x3, 8"], repeats = {1 + i % 2}, stride = 1 }}' for i in range(stages)
+    )
+    table = tmp_path / "equal.toml"
+    table.write_text(
+        '[table]\nfamily = "equal"\nsource = "test"\ninput_size = 8\nin_channels = 3\nvariant = "v1"\n'
+        'shortcut = "B"\n\n[stem]\nconv1 = { conv = "3x3, 8", stride = 1, padding = 1 }\n\n'
+        f'[head]\npool = "avg"\nfc = 10\n\n[net]\nsource = "test"\n{rows}\n'
+    )
+    code, out, err = _main(capsys, "--arch", f"{table}:net", "--format", "json")
+    assert code == 0, (out, err)
+    assert len(json.loads(out)["rows"]) == stages + 2

@@ -1,0 +1,352 @@
+"""The reader judges what a model computes: correct code in other spellings conforms, hidden defects are found.
+
+The models are ``broken_resnets.Net`` (written independently of resnet_spec) with one knob turned.  A false alarm
+is a knob that spells the paper's computation another way: it must conform, and on real values it must compute
+exactly what the plain ``Net`` computes with the same weights (PyTorch's arithmetic is the oracle that it is the
+same network).  A missed defect is a knob that changes the computation: it must be flagged at its row or block.
+Then the outputs people's forwards return, the models that cannot run on the meta device, and the real
+implementations of other packages (torchvision with hooks, Hugging Face, MONAI, TorchScript).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from broken_resnets import Net
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import table_documents
+from torch import nn
+
+from resnet_spec import build, load_spec
+from resnet_spec.diff import Mismatch, align_blocks, compare_model
+from resnet_spec.spec import load_table
+from resnet_spec.trace import TraceError
+
+# ---- false alarms: the paper's network, spelled otherwise --------------------------------------------------
+
+SPELLINGS: list[tuple[str, dict[str, Any]]] = [
+    ("relu as clamp(min=0)", {"relu_form": "clamp"}),
+    ("relu as clamp_min", {"relu_form": "clamp_min"}),
+    ("relu as maximum(x, 0)", {"relu_form": "maximum"}),
+    ("relu as threshold", {"relu_form": "threshold"}),
+    ("relu as leaky_relu(0)", {"relu_form": "leaky0"}),
+    ("relu as hardtanh(0, inf)", {"relu_form": "hardtanh"}),
+    ("add as sum([out, identity])", {"add_form": "sum"}),
+    ("add as torch.add(out=)", {"add_form": "out"}),
+    ("add as stack().sum(0)", {"add_form": "stack"}),
+    ("add in place", {"add_form": "inplace"}),
+    ("bn by hand from its buffers", {"bn_form": "by_hand"}),
+    ("bn frozen (scale and shift)", {"bn_form": "frozen"}),
+    ("pool as mean(3).mean(2)", {"pool_form": "mean_mean"}),
+    ("pool as flatten(2).mean(-1)", {"pool_form": "flatten_mean"}),
+    ("fc as a 1x1 conv", {"fc_form": "conv1x1"}),
+    ("fc as x @ w.t() + b", {"fc_form": "matmul"}),
+    ("stem padded by F.pad", {"stem_pad_form": "zero_pad"}),
+    ("all at once", {"relu_form": "clamp", "add_form": "sum", "bn_form": "by_hand", "pool_form": "mean_mean",
+                     "fc_form": "conv1x1", "stem_pad_form": "zero_pad"}),
+    ("softmax on the logits", {"softmax": True}),
+    ("input normalisation", {"input_norm": True}),
+    ("returns (features, logits)", {"output": "tuple"}),
+    ("returns a dict", {"output": "dict"}),
+    ("returns a dataclass", {"output": "dataclass"}),
+]  # fmt: skip
+
+
+@functools.cache
+def _plain_output(depth: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = Net(depth=depth).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):  # non-trivial statistics, so a wrong BN formula shows
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return model.state_dict(), x, model(x)
+
+
+def _logits(out: object) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, tuple):
+        return out[-1]
+    if isinstance(out, dict):
+        return out["logits"]
+    return out.logits  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize(("label", "knobs"), SPELLINGS, ids=[s[0] for s in SPELLINGS])
+def test_a_spelling_of_the_paper_computes_it_and_conforms(label: str, knobs: dict[str, Any]) -> None:
+    state, x, expected = _plain_output(18)
+    model = Net(depth=18, **knobs).eval()
+    if knobs.get("fc_form") == "conv1x1":
+        state = {**state, "fc.weight": state["fc.weight"][:, :, None, None]}
+    model.load_state_dict(state)
+    with torch.no_grad():
+        found = _logits(model(x))
+    if knobs.get("softmax"):
+        expected = expected.softmax(-1)
+    if knobs.get("input_norm"):  # the same network on the normalised input
+        plain = Net(depth=18).eval()
+        plain.load_state_dict(state)
+        with torch.no_grad():
+            expected = plain((x - 0.45) / 0.225)
+    torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-5)
+    with torch.device("meta"):
+        meta = Net(depth=18, **knobs)
+    comparison = compare_model(meta, load_spec("resnet18"))
+    assert comparison.mismatches == (), [(m.where, m.property, m.expected, m.found) for m in comparison.mismatches]
+
+
+def test_reads_outside_the_network_are_notes() -> None:
+    with torch.device("meta"):
+        normalised = Net(depth=18, input_norm=True, softmax=True)
+    notes = compare_model(normalised, load_spec("resnet18")).notes
+    assert any("before conv1" in n for n in notes), notes
+    assert any("softmax" in n for n in notes), notes
+
+
+def test_torchvision_with_a_forward_hook_on_every_module_conforms() -> None:
+    """Hooks that copy every output (clone, detach) read activations but compute nothing the output uses."""
+    with torch.device("meta"):
+        model = torchvision.models.resnet50()
+    kept: list[object] = []
+    for module in model.modules():
+        module.register_forward_hook(lambda m, i, o: kept.append(o.detach().clone()))
+    assert compare_model(model, load_spec("resnet50", variant="v1.5")).mismatches == ()
+    assert kept, "the hooks ran"
+
+
+# ---- missed defects: each found at its row -----------------------------------------------------------------
+
+DEFECTS: list[tuple[str, dict[str, Any], str, str, str]] = [
+    # label, knobs, where, property, a word of the found value
+    ("dropout before the fc", {"dropout": 0.5}, "fc", "extra operator", "dropout"),
+    ("relu after the fc", {"fc_relu": True}, "fc", "after the fc", "relu"),
+    ("relu on the projection shortcut", {"shortcut_relu": True}, "conv3_1", "shortcut path", "relu"),
+    ("fc without bias", {"fc_bias": False}, "fc", "fc.bias", "no bias"),
+    ("bn without affine", {"bn_affine": False}, "conv1", "conv.bn.affine", "affine=False"),
+    ("bn without affine, in blocks", {"bn_affine": False}, "conv4_x", "bn.affine", "affine=False"),
+    ("a scale inside a block", {"scale": (1, 0)}, "conv3_1", "extra operator", "mul"),
+    ("a width change inside a stage", {"width": {(1, 1): 160}}, "conv3_2", "conv1.channels", "160"),
+    ("average pool on the shortcut", {"shortcut_pool": True}, "conv4_1", "shortcut.pool", "avg pool"),
+    ("group norm", {"norm": "group"}, "conv2_x", "bn", "group_norm"),
+]  # fmt: skip
+
+
+def _at(m: Mismatch, where: str) -> bool:
+    return m.where == where or any(p == where or p.startswith(f"{where}.") for p in m.blocks)
+
+
+@pytest.mark.parametrize(("label", "knobs", "where", "prop", "word"), DEFECTS, ids=[d[0] for d in DEFECTS])
+def test_a_hidden_defect_is_found_at_its_row(label: str, knobs: dict[str, Any], where: str, prop: str,
+                                             word: str) -> None:  # fmt: skip
+    with torch.device("meta"):
+        model = Net(depth=18, **knobs)
+    found = compare_model(model, load_spec("resnet18")).mismatches
+    generic = prop.partition(".")[2] if prop.startswith(("conv", "shortcut")) else prop
+    hits = [m for m in found if _at(m, where) and m.property in (prop, generic) and word in str(m.found)]
+    assert hits, f"expected {prop!r} at {where} naming {word!r}; got {[(m.where, m.property, m.found) for m in found]}"
+
+
+def test_one_finding_per_cause() -> None:
+    """GroupNorm everywhere: one normalisation finding per row, and no false 'relu missing'."""
+    with torch.device("meta"):
+        model = Net(depth=18, norm="group")
+    found = compare_model(model, load_spec("resnet18")).mismatches
+    norm = [m for m in found if m.property.endswith("bn")]
+    assert sorted(m.row for m in norm) == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x"], norm
+    assert not [m for m in found if "relu" in m.property], found
+    conv3 = next(m for m in norm if m.row == "conv3_x")
+    assert len(conv3.blocks) == 2 * 2 + 1  # two blocks of two convs, and the projection (Table 1: ResNet-18)
+
+
+def test_a_width_change_is_not_called_a_repeat_count() -> None:
+    with torch.device("meta"):
+        model = Net(depth=18, width={(1, 1): 160})
+    found = compare_model(model, load_spec("resnet18")).mismatches
+    assert not [m for m in found if m.property in ("repeats", "rows")], found
+
+
+def test_the_shortcut_pool_is_named_once_not_as_a_stride() -> None:
+    with torch.device("meta"):
+        model = Net(depth=50, shortcut_pool=True)
+    found = compare_model(model, load_spec("resnet50")).mismatches
+    pools = [m for m in found if m.property == "shortcut.pool"]
+    assert sorted(m.where for m in pools) == ["conv3_1", "conv4_1", "conv5_1"], found
+    assert pools[0].found == "2x2 avg pool /2 pad 0"
+    assert not [m for m in found if m.property == "shortcut.stride"], found
+
+
+def test_a_parameter_difference_is_located_at_its_row() -> None:
+    """A difference only the parameter counts show (a bias on the fc where the table says none is the reverse
+    case; here the head has 10 classes) is reported at the row, besides the model's total."""
+    with torch.device("meta"):
+        model = Net(depth=18, fc_bias=False)
+    found = compare_model(model, load_spec("resnet18")).mismatches
+    assert [m.row for m in found if m.property != "params"] == ["fc"], found
+    total = next(m for m in found if m.row == "model" and m.property == "params")
+    assert total.expected == total.found + 1000  # 1000 biases (Table 1: 1000-d fc)
+
+
+# ---- outputs: logits, or a headless backbone ---------------------------------------------------------------
+
+
+def test_a_backbone_returning_feature_maps_reads_as_headless() -> None:
+    with torch.device("meta"):
+        model = Net(depth=18, output="features")
+    spec = load_spec("resnet18")
+    found = compare_model(model, spec).mismatches
+    assert [(m.row, m.property) for m in found if m.row != "model"] == [("fc", "head")], found
+    assert "feature maps" in str(next(m.found for m in found if m.property == "head"))
+    assert compare_model(model, spec, headless=True).mismatches == ()
+    with torch.device("meta"):
+        classifier = Net(depth=18)
+    assert [m.property for m in compare_model(classifier, spec, headless=True).mismatches if m.row == "fc"] == ["head"]
+
+
+# ---- models that cannot run on the meta device ---------------------------------------------------------------
+
+
+class _Checked(nn.Module):
+    """A model whose forward checks its input's values (a data-dependent branch meta tensors cannot take)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torchvision.models.resnet18()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert torch.isfinite(x).all(), "non-finite input"
+        return self.net(x)
+
+
+def _lazy() -> nn.Module:
+    model = torchvision.models.resnet18()
+    model.conv1 = nn.LazyConv2d(64, 7, 2, 3, bias=False)
+    model.fc = nn.LazyLinear(1000)
+    return model
+
+
+def _scripted() -> nn.Module:
+    model = torchvision.models.resnet18().eval()
+    return torch.jit.trace(model, torch.zeros(1, 3, 32, 32))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("make", [_Checked, _lazy, _scripted], ids=["isfinite check", "lazy modules", "jit.trace"])
+def test_a_model_that_cannot_run_on_meta_is_traced_on_the_cpu(make: Any) -> None:
+    model = make()
+    before = {k: v.clone() for k, v in model.state_dict().items()} if make is _Checked else {}
+    comparison = compare_model(model, load_spec("resnet18"))
+    assert comparison.mismatches == (), comparison.mismatches
+    assert comparison.input_size == (32, 32)  # Table 1's total downsampling: conv5_x is 1x1
+    assert any("traced on the CPU at 32x32" in note for note in comparison.info), comparison.info
+    for name, value in before.items():  # the running statistics are put back
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_a_model_for_other_input_says_what_it_expects() -> None:
+    class Cifar(nn.Module):
+        """A CIFAR-only net: a fixed 8x8 average pool, so the fc takes 64 features only at 32x32."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 64, 3, 4, 1), nn.AvgPool2d(8))
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(self.body(x), 1))
+
+    with pytest.raises(TraceError, match=r"cannot take the table's 224x224 input, but runs on 32x32: .*"
+                                         r"--input-size 32.*--family cifar10"):  # fmt: skip
+        compare_model(Cifar(), load_spec("resnet18"))
+    with torch.device("meta"):
+        volumetric = torchvision.models.video.r3d_18()
+    with pytest.raises(TraceError, match=r"the model is 3-D: its first convolution is Conv3d, which takes 5-d"):
+        compare_model(volumetric, load_spec("resnet18"))
+    with torch.device("meta"):
+        grey = Net(depth=18)
+        grey.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    with pytest.raises(TraceError, match=r"first convolution takes 1 input channels.*--in-channels 1"):
+        compare_model(grey, load_spec("resnet18"))
+    assert compare_model(grey, load_spec("resnet18"), in_channels=1).mismatches == ()
+
+
+# ---- other packages' implementations -----------------------------------------------------------------------
+
+
+def test_hugging_face_resnet_gives_a_verdict() -> None:
+    transformers = pytest.importorskip("transformers")
+    with torch.device("meta"):
+        model = transformers.ResNetForImageClassification(transformers.ResNetConfig(num_labels=1000))
+    # Hugging Face strides the 3x3 of a bottleneck (v1.5), and returns an ImageClassifierOutput.
+    assert compare_model(model, load_spec("resnet50", variant="v1.5")).mismatches == ()
+    v1 = compare_model(model, load_spec("resnet50")).mismatches
+    assert {m.where for m in v1 if m.property == "stride placement"} == {"conv3_1", "conv4_1", "conv5_1"}
+
+
+def test_monai_resnet_with_one_input_channel_gives_a_verdict() -> None:
+    nets = pytest.importorskip("monai.networks.nets")
+    with torch.device("meta"):
+        model = nets.ResNet(block="basic", layers=[2, 2, 2, 2], block_inplanes=[64, 128, 256, 512], spatial_dims=2,
+                            n_input_channels=1, num_classes=1000)  # fmt: skip
+    found = compare_model(model, load_spec("resnet18"), in_channels=1).mismatches
+    # MONAI's default stem convolution has stride 1 (conv1_t_stride=1), Table 1's has 2.
+    assert ("conv1", "conv.stride", (2, 2), (1, 1)) in [(m.where, m.property, m.expected, m.found) for m in found]
+
+
+# ---- alignment by the table's block sequence -----------------------------------------------------------------
+
+
+def test_align_blocks_names_the_missing_and_extra_blocks() -> None:
+    assert align_blocks("aaabb", "aaabb") == [(i, i) for i in range(5)]
+    assert align_blocks("aaabb", "aabb") == [(0, 0), (1, 1), (2, None), (3, 2), (4, 3)]  # the run's last is missing
+    assert align_blocks("aab", "aaab") == [(0, 0), (1, 1), (None, 2), (2, 3)]
+    assert align_blocks("abc", "axc") == [(0, 0), (1, 1), (2, 2)]  # a changed block, not a missing and an extra
+
+
+@st.composite
+def _equal_neighbour_docs(draw: st.DrawFn) -> dict[str, Any]:
+    """A generated table with two consecutive stages of one width and map size: a stage repeated at stride 1."""
+    doc = draw(table_documents())
+    net = doc["net"]
+    keys = sorted((k for k in net if k.startswith("conv")), key=lambda k: int(k[4:].split("_")[0]))
+    stages = [net.pop(k) for k in keys]
+    at = draw(st.integers(0, len(stages) - 1))
+    stages.insert(at + 1, {**stages[at], "stride": 1, "repeats": draw(st.integers(1, 3))})
+    net.update({f"conv{i + 2}_x": stage for i, stage in enumerate(stages)})
+    return doc
+
+
+@settings(max_examples=8, deadline=None)
+@given(_equal_neighbour_docs())
+def test_our_model_conforms_to_tables_with_equal_consecutive_stages(doc: dict[str, Any]) -> None:
+    for spec in load_table(doc).values():
+        comparison = compare_model(build(spec, device="meta"), spec)
+        assert comparison.mismatches == (), comparison.mismatches
+
+
+def test_our_model_conforms_to_a_50_stage_table() -> None:
+    stages = {f"conv{i + 2}_x": {"block": ["3x3, 8", "3x3, 8"], "repeats": 1 + i % 2, "stride": 1} for i in range(50)}
+    doc = {
+        "table": {"family": "stress", "source": "50 stages of one width", "input_size": 8, "in_channels": 3,
+                  "variant": "v1", "shortcut": "B"},
+        "stem": {"conv1": {"conv": "3x3, 8", "stride": 1, "padding": 1}},
+        "head": {"pool": "avg", "fc": 10},
+        "net": {"source": "stress", **stages},
+    }  # fmt: skip
+    spec = load_table(doc)["net"]
+    assert len(spec.stages) == 50
+    assert compare_model(build(spec, device="meta"), spec).mismatches == ()
+    # and a width changed in stage 30 is named there (and where the next stage's shortcut must project back)
+    wider = dict(doc, net={**doc["net"], "conv31_x": {**stages["conv31_x"], "block": ["3x3, 16", "3x3, 16"]}})
+    found = compare_model(build(load_table(wider)["net"], device="meta"), spec).mismatches
+    assert {m.row for m in found if m.row != "model"} == {"conv31_x", "conv32_x"}, found
+    assert not [m for m in found if m.property == "repeats"], found
