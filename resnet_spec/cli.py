@@ -184,6 +184,11 @@ def _add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--in-channels", type=int_in_range(1, MAX_IN_CHANNELS), help="input channels (default: the table's, 3)"
     )
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="expect a backbone: the stem and the stages, no pool-and-fc head (a model returning feature maps)",
+    )
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument(
         "--timeout",
@@ -219,6 +224,7 @@ class CompareRequest:
     impl: str | None
     in_channels: int | None
     format: str
+    headless: bool = False  # expect a backbone (no pool-and-fc head)
 
 
 @dataclass(frozen=True)
@@ -297,10 +303,14 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
             model = build(spec, device="meta")
         subject = f"resnet_spec {spec.name}"
     with phase("trace"):  # the comparison marks its own later phases
-        comparison = compare_model(model, spec, request.input_size)
+        comparison = compare_model(model, spec, request.input_size, headless=request.headless)
     with phase("report"):
         structural = comparison.verdict == "not conformant" and comparison.mismatches
-        best = best_matches(comparison.found, spec.family, comparison.input_size) if structural else []
+        best = (
+            best_matches(comparison.found, spec.family, comparison.input_size, headless=request.headless)
+            if structural
+            else []
+        )
         undecided = ""
         if comparison.exit_status == 2:
             eq = comparison.equivalence
@@ -395,6 +405,7 @@ def _run_compare(args: argparse.Namespace, reporter: _Reporter) -> int:
         impl=impl,
         in_channels=args.in_channels,
         format=args.format,
+        headless=args.headless,
     )
     result = run_contained(compare_job, request, timeout=args.timeout, memory=args.memory)
     outcome = result.value
