@@ -16,7 +16,7 @@ from torch import nn
 from .counting import count
 from .equivalence import Equivalence, check_equivalence
 from .read import ConvUnit, FoundBlock, FoundNetwork, FoundPool, FoundShortcut, read_trace
-from .spec import Conv, Layer, PlannedBlock, ResNetSpec, knob_options, layout_plan, list_specs, load_spec
+from .spec import Conv, Layer, PlannedBlock, ResNetSpec, as_spec, knob_options, layout_plan, list_specs, load_spec
 from .trace import trace_model
 
 __all__ = ["Comparison", "Mismatch", "RowView", "best_matches", "compare_model", "diff"]
@@ -502,7 +502,7 @@ def _stage_of(block: str, spec: ResNetSpec) -> str:
 
 def compare_model(
     model: nn.Module,
-    spec: ResNetSpec,
+    spec: ResNetSpec | str,
     input_size: tuple[int, int] | None = None,
     batch: int = 1,
     functional: bool = True,
@@ -512,6 +512,7 @@ def compare_model(
     ``functional`` adds the numerical check (:func:`~resnet_spec.equivalence.check_equivalence`): the model's
     weights in the reference network, every row's output compared in eval and train mode.
     """
+    spec = as_spec(spec, "compare_model")
     size = input_size or _pair(spec.input_size)
     found = read_trace(trace_model(model, (batch, spec.in_channels, *size)))
     comparison = diff(found, spec, size)

@@ -14,7 +14,16 @@ import pytest
 import torch
 import torchvision
 
-from resnet_spec import FeatureExtractor, build, convert_state_dict, count, feature_info, load_checkpoint, load_spec
+from resnet_spec import (
+    FeatureExtractor,
+    build,
+    compare_model,
+    convert_state_dict,
+    count,
+    feature_info,
+    load_checkpoint,
+    load_spec,
+)
 from resnet_spec.convert import state_dict_layout
 
 NO_CUDA = not torch.cuda.is_available()
@@ -99,6 +108,7 @@ def test_a_model_cast_to_a_dtype_takes_inputs_of_that_dtype(dtype: torch.dtype) 
 
 
 def test_names_are_accepted_where_a_spec_is() -> None:
+    assert compare_model(build("resnet18", device="meta"), "resnet18", functional=False).conformant
     state = torchvision.models.resnet18().state_dict()
     converted = convert_state_dict(state, "resnet18", source="torchvision")
     assert converted.keys() == build("resnet18", device="meta").state_dict().keys()
