@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from .spec import Block, Plan, ResNetSpec, Stage, layout_plan, variants
+from .spec import Block, Plan, ResNetSpec, Stage, as_spec, layout_plan, variants
 
 if TYPE_CHECKING:
     from .model import ResNet
@@ -201,9 +201,10 @@ def _ours_layout(layout: _Layout) -> dict[str, tuple[int, ...]]:
 
 
 def state_dict_layout(
-    spec: ResNetSpec, num_classes: int | None = None, in_channels: int | None = None
+    spec: ResNetSpec | str, num_classes: int | None = None, in_channels: int | None = None
 ) -> dict[str, tuple[int, ...]]:
     """Every key of the state_dict the spec's model has (our names), with its shape, from the layout plan."""
+    spec = as_spec(spec, "state_dict_layout")
     return _ours_layout(_layout(spec, num_classes, in_channels))
 
 
@@ -418,7 +419,7 @@ def _write(ours: Mapping[str, Tensor], layout: _Layout, fmt: WeightFormat) -> di
 
 def convert_state_dict(
     state_dict: Mapping[str, Any],
-    spec: ResNetSpec,
+    spec: ResNetSpec | str,
     *,
     source: str = "ours",
     target: str = "ours",
@@ -434,6 +435,7 @@ def convert_state_dict(
     placement of either format that differs from the spec's.
     """
     source_format, target_format = _format(source), _format(target)
+    spec = as_spec(spec, "convert_state_dict")
     layout = _layout(spec, num_classes, in_channels)
     for fmt in (source_format, target_format):
         _check_stride_placement(spec, fmt)
@@ -489,12 +491,19 @@ def load_checkpoint(path: str | Path, model: ResNet, source: str = "ours") -> Re
     for weights that do not fit the model's spec.
     """
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"load_checkpoint: expected path a checkpoint file, got {str(path)!r} (no such file)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"{path}: torch.load(weights_only=True) refused it (it holds more than tensors and plain containers); "
             f"extract the state_dict where you trust the file. Detail: {e}"
+        ) from None
+    except (EOFError, IndexError, KeyError, RuntimeError, OSError) as e:  # empty, truncated, text, not a zip
+        raise ValueError(
+            f"{path}: expected a checkpoint written by torch.save, but torch.load cannot read it "
+            f"({'an empty file' if path.stat().st_size == 0 else f'{type(e).__name__}: {e}'})"
         ) from None
     converted = convert_state_dict(
         _unwrap(obj, path),

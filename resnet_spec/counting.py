@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from math import prod
 from types import MappingProxyType
 
-from .spec import Layer, ResNetSpec, layout_plan, load_spec
+from .spec import Layer, ResNetSpec, as_spec, layout_plan
 
 __all__ = [
     "CONVENTIONS",
@@ -291,21 +291,13 @@ def operators(
     Read from the layout plan (:func:`resnet_spec.spec.layout_plan`).  Raises ``ValueError`` naming the row (and
     layer) whose output would be smaller than 1x1.
     """
-    spec = _resolve_spec(spec)
+    spec = as_spec(spec, "operators")
     height, width = input_hw(input_size, spec.input_size, "operators")
     # num_classes=0: a headless backbone (fc is identity), as resnet_spec.build makes it
     classes = None if num_classes is None else _positive_int(num_classes, "num_classes", "count", 0)
     channels = None if in_channels is None else _positive_int(in_channels, "in_channels", "count")
     plan = layout_plan(spec, (height, width), num_classes=classes, in_channels=channels)
     return tuple(_operator(layer) for layer in plan.layers if layer.kind in _OPERATOR_CLASS)
-
-
-def _resolve_spec(spec: object) -> ResNetSpec:
-    if isinstance(spec, ResNetSpec):
-        return spec
-    if isinstance(spec, str):
-        return load_spec(spec)
-    raise TypeError(f"count: expected a ResNetSpec or a spec name, got {type(spec).__name__}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -335,7 +327,7 @@ def count(
     if unit not in UNITS:
         raise ValueError(f"count: unknown unit {unit!r}; expected one of {UNITS}")
     scale = 2 if unit == "flops" else 1
-    spec = _resolve_spec(spec)
+    spec = as_spec(spec, "count")
     height, width = input_hw(input_size, spec.input_size)
     rows = spec.rows
     params = dict.fromkeys(rows, 0)

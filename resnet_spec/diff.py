@@ -22,6 +22,7 @@ from .spec import (
     Layer,
     PlannedBlock,
     ResNetSpec,
+    as_spec,
     families,
     knob_options,
     layout_plan,
@@ -680,7 +681,7 @@ def _stage_of(block: str, spec: ResNetSpec) -> str:
 
 def compare_model(
     model: nn.Module,
-    spec: ResNetSpec,
+    spec: ResNetSpec | str,
     input_size: tuple[int, int] | None = None,
     batch: int = 2,
     functional: bool = True,
@@ -703,6 +704,7 @@ def compare_model(
     Raises :class:`~resnet_spec.trace.TraceError` with one line saying what the model expects when it cannot be
     traced (its rank, its input channels, an input size it takes).
     """
+    spec = as_spec(spec, "compare_model")
     size = input_size or _pair(spec.input_size)
     channels = spec.in_channels if in_channels is None else in_channels
     if not isinstance(batch, int) or batch < 1:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from .spec import ResNetSpec, layout_plan
+from .spec import ResNetSpec, as_spec, layout_plan
 
 if TYPE_CHECKING:
     from .model import ResNet
@@ -37,8 +37,9 @@ class FeatureInfo:
         return {"num_chs": self.channels, "reduction": self.reduction, "module": self.module}
 
 
-def feature_info(spec: ResNetSpec) -> tuple[FeatureInfo, ...]:
+def feature_info(spec: ResNetSpec | str) -> tuple[FeatureInfo, ...]:
     """Each row's module, channels and reduction, in network order (conv1, then every stage), from the layout plan."""
+    spec = as_spec(spec, "feature_info")
     plan = layout_plan(spec, spec.min_input_size())
     main_path = [layer for layer in plan.layers if layer.role in ("stem", "branch")]
     stem = [layer for layer in plan.stem if layer.module and layer.row == "conv1"]
@@ -65,6 +66,12 @@ class FeatureExtractor(nn.Module):
 
     def __init__(self, model: ResNet, rows: Sequence[str] | None = None) -> None:
         super().__init__()
+        if not isinstance(getattr(model, "spec", None), ResNetSpec) or not hasattr(model, "forward_rows"):
+            kind = f"{type(model).__module__}.{type(model).__qualname__}"
+            raise TypeError(
+                f"FeatureExtractor: expected a resnet_spec ResNet (from resnet_spec.build: it carries the .spec its "
+                f"rows come from), got a {kind}; build ours (and load the weights with resnet_spec.convert_state_dict)"
+            )
         available = feature_rows(model.spec)
         chosen = available if rows is None else tuple(rows)
         unknown = [row for row in chosen if row not in available]

@@ -261,9 +261,23 @@ class ResNet(nn.Module):
         return feature_info(self.spec)
 
     def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.spec.name}: expected input a torch.Tensor (N, C, H, W), got {type(x).__name__}")
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{self.spec.name}: expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        weight = next(self.parameters())
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{self.spec.name}: expected a floating-point input (the model's dtype, {weight.dtype}), got input "
+                f"dtype {x.dtype}; convert it, e.g. x.float() / 255"
+            )
+        autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+        if x.dtype != weight.dtype and not autocast:  # autocast casts inputs and weights itself
+            raise ValueError(
+                f"{self.spec.name}: input dtype {x.dtype} does not match the model's parameters ({weight.dtype}); "
+                f"cast one to the other: model.to({x.dtype}) or x.to({weight.dtype})"
             )
         if x.shape[2] < self.min_input_size or x.shape[3] < self.min_input_size:
             sizes = self.spec.row_output_sizes(int(x.shape[2]), int(x.shape[3]))
@@ -272,6 +286,16 @@ class ResNet(nn.Module):
                 f"{self.spec.name}: input {x.shape[2]}x{x.shape[3]} is too small: row {empty} would be empty; "
                 f"expected height and width of at least {self.min_input_size}"
             )
+        if self.training:
+            # Batch norm in training mode needs more than one value per channel; the last stage's maps are the
+            # smallest any of them sees.
+            h, w = self.spec.row_output_sizes(int(x.shape[2]), int(x.shape[3]))[self.stage_names[-1]]
+            if x.shape[0] * h * w < 2:
+                raise ValueError(
+                    f"{self.spec.name}: training mode needs more than one value per channel in every batch norm, "
+                    f"and a batch of {x.shape[0]} at {x.shape[2]}x{x.shape[3]} leaves {x.shape[0]}x{h}x{w} at "
+                    f"{self.stage_names[-1]}; use a batch of 2 or more, a larger input, or model.eval()"
+                )
 
     def _stem(self, x: Tensor) -> Tensor:
         for name in self.stem_modules[:-1]:  # conv(s), BN, ReLU; the pool is the last stem module
@@ -348,5 +372,22 @@ def build(
         num_classes=num_classes,
         in_channels=in_channels,
         zero_init_residual=zero_init_residual,
-        device=None if device is None else torch.device(device),
+        device=None if device is None else _device(device),
     )
+
+
+def _device(device: object) -> torch.device:
+    """``device`` as a torch.device that exists on this machine.  Raises ValueError naming it."""
+    expected = "build: expected device a torch.device or a name such as 'cpu', 'cuda', 'cuda:1', 'meta'"
+    if isinstance(device, bool) or not isinstance(device, (torch.device, str, int)):
+        raise ValueError(f"{expected}, got {device!r} ({type(device).__name__})")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{expected}, got {device!r}") from None
+    if resolved.type == "cuda":
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if available == 0 or (resolved.index or 0) >= available:
+            found = "no CUDA device" if available == 0 else f"{available} CUDA device(s)"
+            raise ValueError(f"build: expected device {device!r} ({resolved}) to exist; this machine has {found}")
+    return resolved

@@ -10,6 +10,7 @@ from .loader import BOUNDS, KNOBS
 from .plan import Layer, Plan, PlannedBlock, layout_plan
 from .registry import (
     TABLES_ENV,
+    as_spec,
     families,
     knob_options,
     list_specs,
@@ -59,6 +60,7 @@ __all__ = [
     "Stem",
     "StemPool",
     "StrideVariant",
+    "as_spec",
     "families",
     "knob_options",
     "layout_plan",

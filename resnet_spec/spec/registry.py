@@ -18,6 +18,7 @@ from .types import ResNetSpec, SpecError
 
 __all__ = [
     "TABLES_ENV",
+    "as_spec",
     "families",
     "knob_options",
     "list_specs",
@@ -143,6 +144,18 @@ def variant_names() -> tuple[str, ...]:
 def shortcut_names() -> tuple[str, ...]:
     """The shortcut options of variants.toml, e.g. ('A', 'B', 'C', 'D', 'none')."""
     return knob_options()["shortcut"]
+
+
+def as_spec(spec: object, where: str) -> ResNetSpec:
+    """``spec`` itself when it is a :class:`ResNetSpec`, else what :func:`load_spec` makes of a name or path.
+
+    ``where`` names the function for the message; raises TypeError for anything else, SpecError for an unknown name.
+    """
+    if isinstance(spec, ResNetSpec):
+        return spec
+    if isinstance(spec, (str, Path)):
+        return load_spec(spec)
+    raise TypeError(f"{where}: expected spec a ResNetSpec, a spec name or a TOML path, got {type(spec).__name__}")
 
 
 def load_spec(name_or_path: str | Path, **overrides: str) -> ResNetSpec:
