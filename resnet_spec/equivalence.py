@@ -27,6 +27,7 @@ height and width are not confused), batch 2 (batch statistics need more than one
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -207,8 +208,18 @@ def _layout(trace: Trace, spec: ResNetSpec) -> _Layout:
     if blocks:
         conv1_end = blocks[0].start
         producer = trace.producer(conv1_end)
-        while producer is not None and producer.kind == "view" and producer.inputs:
+        # a pre-activation block's own BN-ReLU (a BN no stem conv's unit has) is not the stem row's
+        back: list[Op] = []
+        while producer is not None and producer.kind in ("view", "bn", "relu", "activation") and producer.inputs:
+            back.append(producer)
             producer = trace.producer(producer.inputs[0])
+        stem_norms = {op.index for unit in (stem, *stem_rest) for op in unit.norm}
+        if not any(op.kind == "bn" and op.index not in stem_norms for op in back):
+            producer = trace.producer(conv1_end)
+            while producer is not None and producer.kind == "view" and producer.inputs:
+                producer = trace.producer(producer.inputs[0])
+        elif producer is not None:
+            conv1_end = producer.output
         if producer is not None and producer.kind in ("maxpool", "avgpool") and producer.inputs:
             conv1_end = producer.inputs[0]
     claimed = {op.index for unit in (stem, *stem_rest) for op in (unit.op, *unit.norm)}
@@ -332,6 +343,25 @@ def _map(
     _map_unit(subject.stem, reference.stem, shapes, out, "conv1", None, "the stem conv")
     for n, (found_unit, our_unit) in enumerate(zip(subject.stem_rest, reference.stem_rest, strict=False), 2):
         _map_unit(found_unit, our_unit, shapes, out, "conv1", None, f"stem conv {n}")
+    # Batch norms outside every conv's unit: a pre-activation block's first BN, the final BN before the pool (He et
+    # al. 2016).  They pair with the reference's in order when both have the same ones; anything else is refused.
+    subject_loose = [op for op in (*subject.stray, *subject.head) if op.kind == "bn"]
+    reference_loose = [op for op in (*reference.stray, *reference.head) if op.kind == "bn"]
+    if subject_loose and len(subject_loose) == len(reference_loose):
+        s_shapes, r_shapes = shapes
+        for s_bn, r_bn in zip(subject_loose, reference_loose, strict=True):
+            pairs = [(r, s) for r, s in zip(_bn_roles(r_bn), _bn_roles(s_bn), strict=True) if r]
+            if any(not s or s_shapes[s].numel() != r_shapes[r].numel() for r, s in pairs):
+                break
+            out.sources.update(dict(pairs))
+        else:
+            loose = {op.index for op in subject_loose}
+            subject = dataclasses.replace(
+                subject,
+                stray=[op for op in subject.stray if op.index not in loose],
+                head=[op for op in subject.head if op.index not in loose],
+            )
+            reference = dataclasses.replace(reference, head=[op for op in reference.head if op.kind != "bn"])
     if subject.stray:  # first: a conv outside every block shifts the blocks after it
         op = subject.stray[0]
         names = ", ".join((*op.params, *op.buffers))

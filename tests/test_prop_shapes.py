@@ -157,7 +157,8 @@ def test_in_channels_and_num_classes_at_any_input_size(name: str) -> None:
         x = torch.zeros(dims.batch, in_channels, dims.height, dims.width)
         expected = predicted_shapes(spec, dims.batch, dims.height, dims.width, num_classes)
         assert _rows(model, x) == expected
-        assert model.conv1.in_channels == in_channels and model.fc.out_features == num_classes
+        stem_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # a deep stem's first, too
+        assert stem_conv.in_channels == in_channels and model.fc.out_features == num_classes
         _check_wrong_channels_refused(model, name, in_channels, dims)
 
     check()
@@ -165,7 +166,7 @@ def test_in_channels_and_num_classes_at_any_input_size(name: str) -> None:
 
 def _check_wrong_channels_refused(model: ResNet, name: str, in_channels: int, dims: InputDims) -> None:
     """An input with another channel count, or without a batch dimension, raises ValueError saying what was expected."""
-    device = model.conv1.weight.device
+    device = next(model.parameters()).device
     for channels in {1, in_channels + 1, max(1, in_channels - 1), 2 * in_channels} - {in_channels}:
         shape = (dims.batch, channels, dims.height, dims.width)
         message = re.escape(f"{name}: expected input of shape (N, {in_channels}, H, W), got {shape}")
