@@ -208,20 +208,12 @@ def _layout(trace: Trace, spec: ResNetSpec) -> _Layout:
     if blocks:
         conv1_end = blocks[0].start
         producer = trace.producer(conv1_end)
-        # a pre-activation block's own BN-ReLU (a BN no stem conv's unit has) is not the stem row's
-        back: list[Op] = []
-        while producer is not None and producer.kind in ("view", "bn", "relu", "activation") and producer.inputs:
-            back.append(producer)
+        while producer is not None and producer.kind == "view" and producer.inputs:
             producer = trace.producer(producer.inputs[0])
-        stem_norms = {op.index for unit in (stem, *stem_rest) for op in unit.norm}
-        if not any(op.kind == "bn" and op.index not in stem_norms for op in back):
-            producer = trace.producer(conv1_end)
-            while producer is not None and producer.kind == "view" and producer.inputs:
-                producer = trace.producer(producer.inputs[0])
-        elif producer is not None:
-            conv1_end = producer.output
         if producer is not None and producer.kind in ("maxpool", "avgpool") and producer.inputs:
             conv1_end = producer.inputs[0]
+    if spec.order == "pre":  # the stem row is its last conv: the BN-ReLU after it is the first block's (He et al. 2016)
+        conv1_end = (stem_rest[-1] if stem_rest else stem).op.output
     claimed = {op.index for unit in (stem, *stem_rest) for op in (unit.op, *unit.norm)}
     for block in blocks:
         for unit in (*block.branch, *block.shortcut):

@@ -158,3 +158,13 @@ def test_too_large_is_skipped_with_a_note_never_silently() -> None:
     assert "note: functional check skipped: too large" in render(skipped, "ours")
     noted = type(comparison)(**{**skipped.__dict__, "notes": ("operators the reader does not interpret: aten.mul",)})
     assert noted.verdict == "undecided" and noted.exit_status == 2
+
+
+# One entry per way the vocabulary changes the stem row or the BNs outside conv units: a deep stem with the
+# average-pool projection, pre-activation with identity and with projection first blocks, with and without a stem pool.
+@pytest.mark.parametrize("name", ["resnet18d", "preact_resnet110", "preact_resnet164", "preact_resnet50"])
+def test_our_family_entries_are_functionally_their_own_tables(name: str) -> None:
+    spec = load_spec(name)
+    comparison = compare_model(build(spec, device="meta"), spec)
+    assert comparison.equivalence is not None and comparison.equivalence.equal, comparison.equivalence
+    assert (comparison.verdict, comparison.exit_status) == ("conformant", 0), comparison.mismatches
