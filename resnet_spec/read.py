@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from .canonical import canonicalise
+from .canonical import _live, canonicalise
 from .trace import Op, Trace
 
 __all__ = [
@@ -283,14 +283,7 @@ def _logits(trace: Trace) -> int | None:
 
 def _keep_outputs(trace: Trace, outputs: tuple[int, ...]) -> Trace:
     """Only what ``outputs`` are computed from."""
-    needed = set(outputs)
-    keep: list[Op] = []
-    for op in reversed(trace.ops):
-        if op.output in needed:
-            keep.append(op)
-            needed.update(op.inputs)
-    keep.reverse()
-    return trace.replace_ops(keep, outputs)
+    return _live(trace.replace_ops(list(trace.ops), outputs))
 
 
 def _only_reader(trace: Trace, value: int) -> Op | None:
