@@ -11,10 +11,11 @@ JSON shape (``to_json``)::
      "verdict": "conformant" | "equivalent" | "not conformant" | "undecided",
      "equivalence": null | {"status": "equal" | "differs" | "unmapped" | "skipped", "reason", "row", "block",
                             "input_shape": [N, C, H, W], "dtype": "float64", "tolerance": float,
-                            "rows": [{"row", "eval", "train", "expected_shape", "found_shape", "ok"}],
+                            "rows": [{"row", "eval", "train", "expected_shape", "found_shape", "ok", "local"}],
                             "mapped": int, "notes": [str, ...]}}
 
-``eval`` and ``train`` are each row's maximum relative difference (null where the shapes differ).
+``eval`` and ``train`` are each row's maximum relative difference (null where the shapes differ); ``local`` is the
+row alone: the reference's row run on the model's own input to the row (the larger of the two modes).
 
 ``row`` is conv1, conv2_x ... or fc (or "model" for totals); ``block`` names the block (conv3_1) where the
 difference is inside one, else null.
@@ -102,6 +103,7 @@ def _equivalence_json(eq: Equivalence | None) -> dict[str, Any] | None:
                 "expected_shape": list(r.expected_shape),
                 "found_shape": list(r.found_shape),
                 "ok": r.ok,
+                "local": r.local,
             }
             for r in eq.rows
         ],
@@ -185,14 +187,16 @@ def _equivalence_lines(eq: Equivalence, markdown: bool) -> list[str]:
     if eq.status == "skipped" or not eq.rows:
         return []
     n, c, h, w = eq.input_shape
-    out = [f"functional check (the model's weights in the reference, input {n}x{c}x{h}x{w}, float64): maximum relative "
-           f"difference per row, tolerance {eq.tolerance:.1e}"]  # fmt: skip
+    out = [
+        f"functional check (the model's weights in the reference, input {n}x{c}x{h}x{w}, float64): maximum relative "
+        f"difference per row, end to end and the row alone on the model's own input; tolerance {eq.tolerance:.1e}"
+    ]
 
     def figure(value: float | None) -> str:
         return "shape differs" if value is None else f"{value:.1e}"
 
-    lines = [[r.row, figure(r.eval), figure(r.train), "ok" if r.ok else "DIFF"] for r in eq.rows]
-    out += _table(["row", "eval", "train", ""], lines, markdown)
+    lines = [[r.row, figure(r.eval), figure(r.train), figure(r.local), "ok" if r.ok else "DIFF"] for r in eq.rows]
+    out += _table(["row", "eval", "train", "row alone", ""], lines, markdown)
     out.append("")
     return out
 
