@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,7 +158,9 @@ def test_macs(subject: _Subject, counter: str) -> None:
         model = materialize(subject.model).eval()
         analysis = FlopCountAnalysis(model, torch.zeros(x_shape))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        found = sum(v for op, v in analysis.by_operator().items() if op in FVCORE_CONV_LINEAR)
+        with warnings.catch_warnings():  # fvcore traces with torch.jit, which warns that it is deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            found = sum(v for op, v in analysis.by_operator().items() if op in FVCORE_CONV_LINEAR)
     if found != expected:
         _fail([f"model: multiply-adds at {size[0]}x{size[1]} by {counter}: expected {expected:,} (the table's), "
                f"found {found:,}"])  # fmt: skip
