@@ -151,15 +151,15 @@ def test_macs(subject: _Subject, counter: str) -> None:
             meta(torch.empty(x_shape, device="meta"))
         found = flops.get_total_flops() // 2  # two FLOPs per multiply-add
     else:
-        from fvcore.nn import FlopCountAnalysis
-
         from .measure import FVCORE_CONV_LINEAR, materialize
 
         model = materialize(subject.model).eval()
-        analysis = FlopCountAnalysis(model, torch.zeros(x_shape))
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         with warnings.catch_warnings():  # fvcore traces with torch.jit, which warns that it is deprecated
             warnings.simplefilter("ignore", FutureWarning)
+            from fvcore.nn import FlopCountAnalysis
+
+            analysis = FlopCountAnalysis(model, torch.zeros(x_shape))
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             found = sum(v for op, v in analysis.by_operator().items() if op in FVCORE_CONV_LINEAR)
     if found != expected:
         _fail([f"model: multiply-adds at {size[0]}x{size[1]} by {counter}: expected {expected:,} (the table's), "
