@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .diff import Comparison, compare_model
+from .diff import Comparison, best_matches, compare_model
 from .report import render
 from .spec import ResNetSpec, load_spec
 
@@ -36,7 +36,7 @@ def assert_conforms(
     spec = load_target_spec(arch, variant, shortcut)
     comparison = compare_model(model, spec, input_size)
     if not comparison.conformant:
-        raise AssertionError(
-            f"{type(model).__name__}: {comparison.verdict}\n" + render(comparison, type(model).__name__)
-        )
+        best = best_matches(comparison.found, spec.family, comparison.input_size) if comparison.mismatches else []
+        report = render(comparison, type(model).__name__, best)
+        raise AssertionError(f"{type(model).__name__}: {comparison.verdict}\n{report}")
     return comparison
