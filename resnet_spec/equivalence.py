@@ -266,6 +266,9 @@ class _Transfer:
     sources: dict[str, str] = field(default_factory=dict)  # reference name -> subject name
     constants: dict[str, float] = field(default_factory=dict)  # reference name -> a constant (identity BN)
     hand_norms: list[tuple[_Unit, _Unit, str, str | None]] = field(default_factory=list)  # (subject, ref, row, block)
+    # reference running mean -> the subject's conv bias it absorbs: BN(Wx + b) with mean m is BN(Wx) with mean m - b
+    # in eval mode, and batch statistics cancel b in train mode (the fold convert.py makes for Caffe's biases)
+    folded: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -297,7 +300,9 @@ def _map_unit(
         raise _Unmapped(row, block, f"{what}: weight {s_weight} has shape {s_shape}, the table's is {r_shape}")
     out.sources[r_weight] = s_weight
     if s_bias and not r_bias:
-        raise _Unmapped(row, block, f"{what}: bias {s_bias} has no place in the table (the table's has no bias)")
+        if not (reference.norm and subject.norm):
+            raise _Unmapped(row, block, f"{what}: bias {s_bias} has no place in the table (the table's has no bias)")
+        out.folded[_bn_roles(reference.norm[0])[2]] = s_bias
     if r_bias:
         if s_bias:
             out.sources[r_bias] = s_bias
@@ -382,6 +387,9 @@ def _map(
     (r_fc,) = reference.head
     s_fc = subject.head[0]
     _map_unit(_Unit(s_fc, []), _Unit(r_fc, []), shapes, out, "fc", None, "the classifier")
+    if out.folded:
+        out.notes.append(f"{len(out.folded)} conv biases before a batch norm, folded into its running mean (the batch "
+                         "norm cancels a bias: the same function, more parameters)")  # fmt: skip
     if s_fc.kind == "conv":
         out.notes.append("the classifier is a 1x1 convolution (equivalent to a linear layer on the pooled map)")
     return out
@@ -463,6 +471,8 @@ def _share(reference: nn.Module, transfer: _Transfer, subject: Mapping[str, Tens
                 else:
                     fill = transfer.constants.get(name, 1.0 if key == "running_var" else 0.0)
                     value = torch.full(tensor.shape, fill, dtype=dtype)
+                if name in transfer.folded:
+                    value = value - subject[transfer.folded[name]].detach().reshape(tensor.shape)
                 store[key] = nn.Parameter(value, requires_grad=False) if store is module._parameters else value
 
 
@@ -535,6 +545,7 @@ class Transferred:
     subject: nn.Module
     reference: ResNet
     sources: Mapping[str, str]  # reference tensor name -> the subject's tensor it shares
+    folded: Mapping[str, str]  # reference running mean -> the subject's conv bias subtracted from it
     input: Tensor  # the input the mapping was made on
     trace: Trace  # the subject's eval-mode trace on it
     values: Mapping[int, Tensor]
@@ -596,7 +607,7 @@ def transfer(
     except _Unmapped as e:
         raise TransferError("unmapped", e.reason, e.row, e.block) from e
     _share(reference, mapping, s_named)
-    return Transferred(subject, reference, mapping.sources, x, s_trace, s_values, tuple(mapping.notes))
+    return Transferred(subject, reference, mapping.sources, mapping.folded, x, s_trace, s_values, tuple(mapping.notes))
 
 
 def subject_rows(model: nn.Module, x: Tensor, spec: ResNetSpec, train: bool = False) -> dict[str, Tensor]:
@@ -657,7 +668,7 @@ def check_equivalence(
         ok = all(v is not None and v <= tol for v in figures.values())
         checks.append(RowCheck(row, figures["eval"], figures["train"], e_shape, f_shape, ok, row_local))
     first = next((c for c in checks if not c.ok), None)
-    mapped = len(set(moved.sources.values()))
+    mapped = len(set(moved.sources.values())) + len(moved.folded)
     if first is None:
         reason = f"every row's output equal within {tol:.1e} in eval and train mode"
         return Equivalence("equal", reason, None, None, shape, tol, tuple(checks), mapped, moved.notes)
