@@ -43,7 +43,20 @@ from .read import _common_ancestor, _path_ops
 from .spec import ResNetSpec, load_spec
 from .trace import Op, Trace, TraceError, record_values, to_meta, trace_model
 
-__all__ = ["MAX_MACS", "MAX_PARAMS", "Equivalence", "RowCheck", "check_equivalence", "equivalence_input", "tolerance"]
+__all__ = [
+    "MAX_MACS",
+    "MAX_PARAMS",
+    "Equivalence",
+    "RowCheck",
+    "TransferError",
+    "Transferred",
+    "check_equivalence",
+    "equivalence_input",
+    "reference_row",
+    "subject_rows",
+    "tolerance",
+    "transfer",
+]
 
 # Beyond these the check is skipped with a note (never silently): four float64 forward passes of the subject and
 # the reference cost about a second per 1e9 multiply-adds on one core, and float64 copies of both take memory.
@@ -66,6 +79,9 @@ class RowCheck:
     expected_shape: tuple[int, ...]
     found_shape: tuple[int, ...]
     ok: bool
+    # The row alone: the reference's row run on the model's own previous row output (the larger of eval and train),
+    # so a defect shows in its own row only; None where the shapes differ.
+    local: float | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +272,9 @@ class _Transfer:
     sources: dict[str, str] = field(default_factory=dict)  # reference name -> subject name
     constants: dict[str, float] = field(default_factory=dict)  # reference name -> a constant (identity BN)
     hand_norms: list[tuple[_Unit, _Unit, str, str | None]] = field(default_factory=list)  # (subject, ref, row, block)
+    # reference running mean -> the subject's conv bias it absorbs: BN(Wx + b) with mean m is BN(Wx) with mean m - b
+    # in eval mode, and batch statistics cancel b in train mode (the fold convert.py makes for Caffe's biases)
+    folded: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -287,7 +306,9 @@ def _map_unit(
         raise _Unmapped(row, block, f"{what}: weight {s_weight} has shape {s_shape}, the table's is {r_shape}")
     out.sources[r_weight] = s_weight
     if s_bias and not r_bias:
-        raise _Unmapped(row, block, f"{what}: bias {s_bias} has no place in the table (the table's has no bias)")
+        if not (reference.norm and subject.norm):
+            raise _Unmapped(row, block, f"{what}: bias {s_bias} has no place in the table (the table's has no bias)")
+        out.folded[_bn_roles(reference.norm[0])[2]] = s_bias
     if r_bias:
         if s_bias:
             out.sources[r_bias] = s_bias
@@ -393,6 +414,9 @@ def _map(
     (r_fc,) = reference.head
     s_fc = subject.head[0]
     _map_unit(_Unit(s_fc, []), _Unit(r_fc, []), shapes, out, "fc", None, "the classifier")
+    if out.folded:
+        out.notes.append(f"{len(out.folded)} conv biases before a batch norm, folded into its running mean (the batch "
+                         "norm cancels a bias: the same function, more parameters)")  # fmt: skip
     if s_fc.kind == "conv":
         out.notes.append("the classifier is a 1x1 convolution (equivalent to a linear layer on the pooled map)")
     return out
@@ -474,6 +498,8 @@ def _share(reference: nn.Module, transfer: _Transfer, subject: Mapping[str, Tens
                 else:
                     fill = transfer.constants.get(name, 1.0 if key == "running_var" else 0.0)
                     value = torch.full(tensor.shape, fill, dtype=dtype)
+                if name in transfer.folded:
+                    value = value - subject[transfer.folded[name]].detach().reshape(tensor.shape)
                 store[key] = nn.Parameter(value, requires_grad=False) if store is module._parameters else value
 
 
@@ -539,6 +565,96 @@ def _row_values(layout: _Layout, values: Mapping[int, Tensor], trace: Trace, spe
     return rows
 
 
+@dataclass
+class Transferred:
+    """A model's float64 CPU copy with drawn values, and the reference network sharing them (no copy)."""
+
+    subject: nn.Module
+    reference: ResNet
+    sources: Mapping[str, str]  # reference tensor name -> the subject's tensor it shares
+    folded: Mapping[str, str]  # reference running mean -> the subject's conv bias subtracted from it
+    input: Tensor  # the input the mapping was made on
+    trace: Trace  # the subject's eval-mode trace on it
+    values: Mapping[int, Tensor]
+    notes: tuple[str, ...]
+
+
+class TransferError(Exception):
+    """The check could not be run (``status`` skipped) or a tensor has no place in the table (unmapped)."""
+
+    def __init__(self, status: Status, reason: str, row: str | None = None, block: str | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.row, self.block = status, reason, row, block
+
+
+def transfer(
+    model: nn.Module, spec: ResNetSpec, *, max_macs: int = MAX_MACS, max_params: int = MAX_PARAMS
+) -> Transferred:
+    """Copy ``model`` to float64 with drawn values and map its tensors onto the reference (see the module docstring).
+
+    Raises :class:`TransferError` (skipped or unmapped, with the reason and the row) when that cannot be done.
+    """
+    small = equivalence_input(spec)
+    table = (_BATCH, spec.in_channels, spec.input_size, spec.input_size)
+    macs = count(spec, (small[2], small[3])).total
+    params = sum(p.numel() for p in model.parameters())
+    if macs > max_macs or params > max_params:
+        size = f"{small[2]}x{small[3]}"
+        raise TransferError(
+            "skipped",
+            f"too large to run here ({params:,} parameters, {macs:,} multiply-adds per image at {size}; limits "
+            f"{max_params:,} and {max_macs:,})",
+        )
+    try:
+        subject = _materialize(model)
+    except (TraceError, RuntimeError, TypeError, ValueError) as e:  # a model that cannot be copied or moved
+        raise TransferError("skipped", f"cannot copy the model to the CPU in float64: {type(e).__name__}: {e}") from e
+    generator = torch.Generator().manual_seed(_SEED)
+    _randomize(subject, generator)
+    shapes = [small] if small == table or count(spec, table[2:]).total > max_macs else [small, table]
+    # A model that cannot take the small input (a fixed pool size, say) runs at the table's, if that is cheap.
+    for shape in shapes:
+        x = torch.randn(shape, generator=generator, dtype=torch.float64)
+        try:
+            s_trace, s_values = record_values(subject, x, train=False)
+            break
+        except TraceError as e:
+            error = e
+    else:
+        raise TransferError("skipped", f"the model does not run on the CPU in float64: {error}")
+    reference: ResNet = build(spec, device="meta")
+    r_trace = trace_model(reference, tuple(x.shape))
+    s_named = dict(itertools.chain(subject.named_parameters(), subject.named_buffers()))
+    r_shapes = {n: t.shape for n, t in itertools.chain(reference.named_parameters(), reference.named_buffers())}
+    try:
+        s_layout = _layout(s_trace, spec)
+        mapping = _map(s_layout, _layout(r_trace, spec), spec, ({n: t.shape for n, t in s_named.items()}, r_shapes))
+        eps = float(next(m for m in reference.modules() if isinstance(m, nn.BatchNorm2d)).eps)
+        _resolve_hand_norms(mapping, s_values, s_named, eps)
+    except _Unmapped as e:
+        raise TransferError("unmapped", e.reason, e.row, e.block) from e
+    _share(reference, mapping, s_named)
+    return Transferred(subject, reference, mapping.sources, mapping.folded, x, s_trace, s_values, tuple(mapping.notes))
+
+
+def subject_rows(model: nn.Module, x: Tensor, spec: ResNetSpec, train: bool = False) -> dict[str, Tensor]:
+    """Every row's output of ``model`` (any implementation) on ``x``, found by dataflow as the mapping finds it."""
+    trace, values = record_values(model, x, train=train)
+    return _row_values(_layout(trace, spec), values, trace, spec)
+
+
+def reference_row(reference: ResNet, row: str, x: Tensor) -> Tensor:
+    """One row of the reference network on ``x``, the previous row's output (the input for conv1)."""
+    if row == "conv1":
+        return reference.relu(reference.bn1(reference.conv1(x)))
+    if row == "fc":
+        return reference.fc(torch.flatten(reference.avgpool(x), 1))
+    index = reference.stage_names.index(row)
+    if index == 0:
+        x = reference.maxpool(x)
+    return getattr(reference, reference.layer_names[index])(x)
+
+
 def check_equivalence(
     model: nn.Module, spec: ResNetSpec | str, *, max_macs: int = MAX_MACS, max_params: int = MAX_PARAMS
 ) -> Equivalence:
@@ -549,61 +665,22 @@ def check_equivalence(
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
-    small = equivalence_input(spec)
-    table = (_BATCH, spec.in_channels, spec.input_size, spec.input_size)
-    shape = small
     tol = tolerance(spec)
-
-    def result(
-        status: Status, reason: str, row: str | None = None, block: str | None = None,
-        rows: tuple[RowCheck, ...] = (), mapped: int = 0, notes: tuple[str, ...] = (),
-    ) -> Equivalence:  # fmt: skip
-        return Equivalence(status, reason, row, block, shape, tol, rows, mapped, notes)
-
-    macs = count(spec, (shape[2], shape[3])).total
-    params = sum(p.numel() for p in model.parameters())
-    if macs > max_macs or params > max_params:
-        return result("skipped", f"too large to run here ({params:,} parameters, {macs:,} multiply-adds per image at "
-                                 f"{shape[2]}x{shape[3]}; limits {max_params:,} and {max_macs:,})")  # fmt: skip
     try:
-        subject = _materialize(model)
-    except (TraceError, RuntimeError, TypeError, ValueError) as e:  # a model that cannot be copied or moved
-        return result("skipped", f"cannot copy the model to the CPU in float64: {type(e).__name__}: {e}")
-    generator = torch.Generator().manual_seed(_SEED)
-    _randomize(subject, generator)
-    try:
-        x = torch.randn(shape, generator=generator, dtype=torch.float64)
-        s_trace, s_values = record_values(subject, x, train=False)
-    except TraceError as e:
-        # A model that cannot take the small input (a fixed pool size, say) runs at the table's, if that is cheap.
-        if small == table or count(spec, table[2:]).total > max_macs:
-            return result("skipped", f"the model does not run on the CPU in float64: {e}")
-        shape = table
-        try:
-            x = torch.randn(shape, generator=generator, dtype=torch.float64)
-            s_trace, s_values = record_values(subject, x, train=False)
-        except TraceError as e:
-            return result("skipped", f"the model does not run on the CPU in float64: {e}")
-    reference: ResNet = build(spec, device="meta")
-    r_trace = trace_model(reference, shape)
-    s_named = dict(itertools.chain(subject.named_parameters(), subject.named_buffers()))
-    r_shapes = {n: t.shape for n, t in itertools.chain(reference.named_parameters(), reference.named_buffers())}
-    try:
-        s_layout = _layout(s_trace, spec)
-        transfer = _map(s_layout, _layout(r_trace, spec), spec, ({n: t.shape for n, t in s_named.items()}, r_shapes))
-        eps = float(next(m for m in reference.modules() if isinstance(m, nn.BatchNorm2d)).eps)
-        _resolve_hand_norms(transfer, s_values, s_named, eps)
-    except _Unmapped as e:
-        return result("unmapped", e.reason, e.row, e.block)
-    _share(reference, transfer, s_named)
-    found = {"eval": _row_values(s_layout, s_values, s_trace, spec)}
+        moved = transfer(model, spec, max_macs=max_macs, max_params=max_params)
+    except TransferError as e:
+        return Equivalence(e.status, e.reason, e.row, e.block, equivalence_input(spec), tol)
+    x, reference = moved.input, moved.reference
+    shape = tuple(x.shape)
+    found = {"eval": _row_values(_layout(moved.trace, spec), moved.values, moved.trace, spec)}
     expected = {"eval": _forward_rows(reference, x, train=False)}
+    local = {"eval": _local_rows(reference, x, found["eval"], spec, train=False)}
     try:
-        t_trace, t_values = record_values(subject, x, train=True)
-        found["train"] = _row_values(_layout(t_trace, spec), t_values, t_trace, spec)
+        found["train"] = subject_rows(moved.subject, x, spec, train=True)
     except (TraceError, _Unmapped) as e:
-        return result("skipped", f"the model does not run in train mode on the CPU: {e}")
+        return Equivalence("skipped", f"the model does not run in train mode on the CPU: {e}", None, None, shape, tol)
     expected["train"] = _forward_rows(reference, x, train=True)
+    local["train"] = _local_rows(reference, x, found["train"], spec, train=True)
     checks: list[RowCheck] = []
     for row in spec.rows:
         figures: dict[str, float | None] = {}
@@ -613,14 +690,38 @@ def check_equivalence(
             got = found[mode].get(row)
             f_shape = tuple(got.shape) if got is not None else ()
             figures[mode] = _relative(got, expected[mode][row]) if got is not None and f_shape == e_shape else None
+        locals_ = [local[mode].get(row) for mode in ("eval", "train")]
+        row_local = None if any(v is None for v in locals_) else max(v for v in locals_ if v is not None)
         ok = all(v is not None and v <= tol for v in figures.values())
-        checks.append(RowCheck(row, figures["eval"], figures["train"], e_shape, f_shape, ok))
+        checks.append(RowCheck(row, figures["eval"], figures["train"], e_shape, f_shape, ok, row_local))
     first = next((c for c in checks if not c.ok), None)
-    mapped, notes = len(set(transfer.sources.values())), tuple(transfer.notes)
+    mapped = len(set(moved.sources.values())) + len(moved.folded)
     if first is None:
         reason = f"every row's output equal within {tol:.1e} in eval and train mode"
-        return result("equal", reason, None, None, tuple(checks), mapped, notes)
-    return result("differs", _describe(first, tol), first.row, None, tuple(checks), mapped, notes)
+        return Equivalence("equal", reason, None, None, shape, tol, tuple(checks), mapped, moved.notes)
+    return Equivalence(
+        "differs", _describe(first, tol), first.row, None, shape, tol, tuple(checks), mapped, moved.notes
+    )
+
+
+def _local_rows(
+    reference: ResNet, x: Tensor, found: Mapping[str, Tensor], spec: ResNetSpec, train: bool
+) -> dict[str, float | None]:
+    """Each row of the reference run on the subject's own previous row output, against the subject's row output."""
+    reference.train(train)
+    out: dict[str, float | None] = {}
+    previous: Tensor | None = x
+    with torch.no_grad():
+        for row in spec.rows:
+            got = found.get(row)
+            try:
+                expected = None if previous is None else reference_row(reference, row, previous)
+            except RuntimeError:  # the previous row's output has a shape this row cannot take
+                expected = None
+            same = got is not None and expected is not None and got.shape == expected.shape
+            out[row] = _relative(got, expected) if same and got is not None and expected is not None else None
+            previous = got
+    return out
 
 
 def _forward_rows(reference: ResNet, x: Tensor, train: bool) -> dict[str, Tensor]:

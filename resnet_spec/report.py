@@ -5,8 +5,9 @@ as numbers and kernels, strides and sizes as lists (``[3, 3]``), never their str
 conv2_x ... or fc (or "model" for totals); ``block`` names the block (conv3_1) where the difference is inside one,
 else null; ``blocks`` lists every place of a cause that recurs through a row (a bias on every conv of conv3_x is
 one mismatch).  ``verdict`` combines the mismatches with ``equivalence``, the numerical check (``eval`` and
-``train`` are each row's maximum relative difference, null where the shapes differ).  A run that gives no verdict
-prints ``{"error": ..., "phase": ...}`` instead (the second branch of the schema).
+``train`` are each row's maximum relative difference, null where the shapes differ; ``local`` is the row
+alone: the reference's row run on the model's own input to the row, the larger of the two modes).  A run that
+gives no verdict prints ``{"error": ..., "phase": ...}`` instead (the second branch of the schema).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ _REPORT = _object(
                                     "expected_shape": {"type": "array", "items": _INT},
                                     "found_shape": {"type": "array", "items": _INT},
                                     "ok": {"type": "boolean"},
+                                    "local": {"type": ["number", "null"]},
                                 }
                             ),
                         },
@@ -229,6 +231,7 @@ def _equivalence_json(eq: Equivalence | None) -> dict[str, Any] | None:
                 "expected_shape": list(r.expected_shape),
                 "found_shape": list(r.found_shape),
                 "ok": r.ok,
+                "local": r.local,
             }
             for r in eq.rows
         ],
@@ -315,14 +318,16 @@ def _equivalence_lines(eq: Equivalence, markdown: bool) -> list[str]:
     if eq.status == "skipped" or not eq.rows:
         return []
     n, c, h, w = eq.input_shape
-    out = [f"functional check (the model's weights in the reference, input {n}x{c}x{h}x{w}, float64): maximum relative "
-           f"difference per row, tolerance {eq.tolerance:.1e}"]  # fmt: skip
+    out = [
+        f"functional check (the model's weights in the reference, input {n}x{c}x{h}x{w}, float64): maximum relative "
+        f"difference per row, end to end and the row alone on the model's own input; tolerance {eq.tolerance:.1e}"
+    ]
 
     def figure(value: float | None) -> str:
         return "shape differs" if value is None else f"{value:.1e}"
 
-    lines = [[r.row, figure(r.eval), figure(r.train), "ok" if r.ok else "DIFF"] for r in eq.rows]
-    out += _table(["row", "eval", "train", ""], lines, markdown)
+    lines = [[r.row, figure(r.eval), figure(r.train), figure(r.local), "ok" if r.ok else "DIFF"] for r in eq.rows]
+    out += _table(["row", "eval", "train", "row alone", ""], lines, markdown)
     out.append("")
     return out
 

@@ -3,7 +3,9 @@
 For each depth, ``python tools/compare.py --depth N`` (or ``--command``) and the yardstick ``python -c "import torch"``
 run as fresh processes, in pairs (yardstick, then command), ``--repeats`` times after a warm-up pair; the figure is
 the median over pairs of command wall time / yardstick wall time, so that a machine whose speed drifts (other jobs,
-a cold file cache) moves both halves of a pair alike.  ``--suite`` adds one run of the test suite (``pytest -n auto``)
+a cold file cache) moves both halves of a pair alike.  Beside it, in this process, the comparison's two parts per depth
+(median of ``--repeats``): the structure alone (``compare_model(..., functional=False)``) and what the functional
+equivalence check adds (``check_equivalence``).  ``--suite`` adds one run of the test suite (``pytest -n auto``)
 divided by the median yardstick.  Wall time is ``time.perf_counter`` around ``subprocess.run``.
 
 Examples::
@@ -95,6 +97,27 @@ def measure_depth(template: str, depth: int, repeats: int, cwd: Path) -> dict[st
     }
 
 
+def measure_parts(depth: int, repeats: int) -> dict[str, float]:
+    """Seconds of the structural comparison and of the equivalence check it adds, in this process (medians)."""
+    from resnet_spec import build, load_spec, residual_depths
+    from resnet_spec.diff import compare_model
+    from resnet_spec.equivalence import check_equivalence
+
+    name = next(depths[depth] for depths in map(residual_depths, ("imagenet", "cifar10")) if depth in depths)
+    spec = load_spec(name)
+    model = build(spec, device="meta")
+    check_equivalence(model, spec)  # warm-up
+    structure, equivalence = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        compare_model(model, spec, functional=False)
+        structure.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        check_equivalence(model, spec)
+        equivalence.append(time.perf_counter() - start)
+    return {"structure_s_median": statistics.median(structure), "equivalence_s_median": statistics.median(equivalence)}
+
+
 def measure_suite(args: list[str], yardstick_s: float, cwd: Path) -> dict[str, Any]:
     """One run of the test suite, and its wall time in yardstick units."""
     argv = [sys.executable, "-m", "pytest", *args]
@@ -117,13 +140,15 @@ def render(result: dict[str, Any]) -> str:
         f'{result["repeats"]} pairs per depth after a warm-up pair; ratio = command / `python -c "import torch"`, '
         "median over pairs (min..max)",
         "",
-        f"{'depth':>6} {'command s':>10} {'import s':>9} {'ratio':>7} {'min..max':>13}  exit",
+        f"{'depth':>6} {'command s':>10} {'import s':>9} {'ratio':>7} {'min..max':>13}  exit  "
+        f"{'structure s':>11} {'equivalence +s':>14}",
     ]
     for d in result["depths"]:
         lines.append(
             f"{d['depth']:>6} {d['command_s_median']:>10.3f} {d['import_torch_s_median']:>9.3f} "
             f"{d['ratio_median']:>7.2f} {d['ratio_min']:>6.2f}..{d['ratio_max']:<6.2f} "
-            f"{','.join(map(str, d['exit_statuses']))}"
+            f"{','.join(map(str, d['exit_statuses'])):<4}  {d['structure_s_median']:>11.3f} "
+            f"{d['equivalence_s_median']:>14.3f}"
         )
     if result["depths"]:
         lines.append(f"command: {result['depths'][0]['command']} (and the other depths)")
@@ -190,6 +215,7 @@ def _main(argv: list[str]) -> int:
     for depth in depths:
         print(f"depth {depth} ...", file=sys.stderr, flush=True)
         result["depths"].append(measure_depth(args.command, depth, args.repeats, ROOT))
+        result["depths"][-1].update(measure_parts(depth, args.repeats))
     if args.suite:
         print("suite ...", file=sys.stderr, flush=True)
         yard = statistics.median(d["import_torch_s_median"] for d in result["depths"]) if result["depths"] else None

@@ -1,0 +1,236 @@
+"""The conformance suite as a pytest plugin, run on our model, torchvision's and broken ones, as a user runs it.
+
+Each run is a fresh ``pytest`` process with the plugin (``-p resnet_spec.pytest_plugin`` where the entry point is not
+installed), so its verdict is the one a user's CI sees.  Expected failures are written here from each defect: the
+rows it touches and the totals it changes, nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from broken_resnets import Net
+
+from resnet_spec import build
+from resnet_spec.conformance import assert_conforms
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+
+
+def _plugin_args() -> list[str]:
+    installed = any(ep.value == "resnet_spec.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", "resnet_spec.pytest_plugin"]
+
+
+def _run(tmp_path: Path, impl: str, arch: str, *extra: str, python: str = sys.executable) -> tuple[int, dict, str]:
+    """Run the suite on ``impl``; returns the exit status, {test id: outcome} and the output."""
+    command = [
+        python,
+        "-m",
+        "pytest",
+        *_plugin_args(),
+        "--resnet-impl",
+        impl,
+        "--resnet-arch",
+        arch,
+        "--resnet-examples",
+        "2",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-rA",
+        "-q",
+        *extra,
+    ]
+    env = {"PYTHONPATH": f"{ROOT}:{TESTS}", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    outcomes = dict(
+        (name, outcome)
+        for outcome, name in re.findall(r"^(PASSED|FAILED|SKIPPED|ERROR) (?:\[\d+\] )?(\S+)", result.stdout, re.M)
+    )
+    return result.returncode, outcomes, result.stdout + result.stderr
+
+
+def _failed(outcomes: dict) -> set[str]:
+    return {name.split("::", 1)[-1] for name, outcome in outcomes.items() if outcome in ("FAILED", "ERROR")}
+
+
+def test_the_plugin_is_inactive_unless_asked(tmp_path: Path) -> None:
+    (tmp_path / "test_mine.py").write_text("def test_mine():\n    pass\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *_plugin_args(), "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout
+
+
+def test_our_model_passes_every_test(tmp_path: Path) -> None:
+    status, outcomes, output = _run(tmp_path, "resnet_spec:resnet20", "resnet20")
+    assert status == 0, output
+    rows = ["conv1", "conv2_x", "conv3_x", "conv4_x", "fc"]
+    expected = {f"test_structure[{r}]" for r in [*rows, "model"]} | {f"test_equivalence[{r}]" for r in rows}
+    expected |= {
+        "test_params",
+        "test_macs[analytic]",
+        "test_macs[flop_counter]",
+        "test_macs[fvcore]",
+        "test_row_output_shapes_follow_the_padding_arithmetic",
+        "test_zeroed_branch_returns_relu_of_its_shortcut",
+        "test_gradients_reach_the_stem_conv",
+        "test_eval_outputs_are_deterministic_and_batch_independent",
+    }
+    passed = {name.split("::", 1)[-1] for name, outcome in outcomes.items() if outcome == "PASSED"}
+    assert passed == expected, output
+    assert "needs a CUDA device" in output or torch.cuda.is_available()
+
+
+def test_a_defect_in_one_row_fails_that_row_and_the_totals(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(
+        "from broken_resnets import Net\n"
+        "def make():\n    return Net(cifar_n=3, shortcut='A', kernel={(1, 1, 1): 5})  # conv3_2's second conv 5x5\n"
+    )
+    status, outcomes, output = _run(tmp_path, "broken.py:make", "resnet20")
+    assert status == 1, output
+    assert _failed(outcomes) == {
+        "test_structure[conv3_x]",
+        "test_equivalence[conv3_x]",
+        "test_params",
+        "test_macs[analytic]",
+        "test_macs[flop_counter]",
+        "test_macs[fvcore]",
+    }, output
+    assert "conv3_x: conv3_2 conv2.kernel: expected (3, 3), found (5, 5)" in output
+
+
+def test_a_defect_only_the_numbers_see_fails_the_computation_tests(tmp_path: Path) -> None:
+    """Every addition ``add_(shortcut, alpha=0)``: the structure reads as the paper's; each row computes otherwise."""
+    status, outcomes, output = _run(tmp_path, f"{TESTS / 'written_differently.py'}:add_alpha_zero", "resnet20")
+    assert status == 1, output
+    assert _failed(outcomes) == {
+        "test_equivalence[conv2_x]",
+        "test_equivalence[conv3_x]",
+        "test_equivalence[conv4_x]",
+        "test_zeroed_branch_returns_relu_of_its_shortcut",
+    }, output
+    assert "conv2_x: the row computes something else than the table's" in output
+    assert "conv2_1: with its branch zeroed the block does not return ReLU of its identity shortcut" in output
+
+
+def test_assert_conforms_gives_the_verdict_inside_a_test() -> None:
+    with torch.device("meta"):
+        model = torchvision.models.resnet18()
+    assert assert_conforms(model, "resnet18", variant="v1.5").verdict == "conformant"
+    assert assert_conforms(build("resnet20", device="meta"), "resnet20").conformant
+    with torch.device("meta"):
+        broken = Net(cifar_n=3, shortcut="A", relu="before")
+    with pytest.raises(AssertionError, match=r"not conformant[\s\S]*by computation: conv2_x's output differs"):
+        assert_conforms(broken, "resnet20")
+
+
+@pytest.mark.slow
+def test_the_plugin_from_the_wheel_in_a_fresh_environment(tmp_path: Path) -> None:
+    """The done-when run: the wheel in a new virtual environment, torchvision's ResNet-50 green with -n auto."""
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".hypothesis", ".tox", ".ci-venv"
+        ),
+    )
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = dist.glob("resnet_spec-*.whl")
+    env = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    # torch, pytest and the rest from this environment; resnet-spec itself only from the wheel
+    site = next((env / "lib").glob("python*/site-packages"))
+    (site / "parent.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(env / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "-q",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    python = str(env / "bin" / "python")
+    command = [
+        python,
+        "-m",
+        "pytest",
+        "--resnet-impl",
+        "torchvision.models:resnet50",
+        "--resnet-arch",
+        "resnet50",
+        "--resnet-variant",
+        "v1.5",
+        "--resnet-examples",
+        "2",
+        "-n",
+        "auto",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
+    green = subprocess.run(
+        command, cwd=work, capture_output=True, text=True, timeout=900, env={"PATH": "/usr/bin:/bin"}
+    )
+    assert green.returncode == 0, green.stdout + green.stderr
+    assert re.search(r"\b21 passed, 1 skipped\b", green.stdout), green.stdout
+    where = subprocess.run(
+        [python, "-c", "import resnet_spec; print(resnet_spec.__file__)"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert Path(where.stdout.strip()).is_relative_to(env), where.stdout
+    (work / "broken.py").write_text(
+        "import torchvision\n"
+        "def make():\n    return torchvision.models.resnet50()  # v1.5, checked against the paper's v1\n"
+    )
+    command = [c for c in command if c != "v1.5" and c != "--resnet-variant"]
+    command[command.index("torchvision.models:resnet50")] = "broken.py:make"
+    red = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900, env={"PATH": "/usr/bin:/bin"})
+    assert red.returncode == 1, red.stdout + red.stderr
+    failed = set(re.findall(r"^FAILED \S+::(\S+)", red.stdout, re.M))
+    assert failed == {
+        "test_structure[conv3_x]",
+        "test_structure[conv4_x]",
+        "test_structure[conv5_x]",
+        "test_macs[analytic]",
+        "test_macs[flop_counter]",
+        "test_macs[fvcore]",
+        "test_equivalence[conv3_x]",
+        "test_equivalence[conv4_x]",
+        "test_equivalence[conv5_x]",
+    }, red.stdout
