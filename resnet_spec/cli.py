@@ -303,7 +303,13 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
             model = build(spec, device="meta")
         subject = f"resnet_spec {spec.name}"
     with phase("trace"):  # the comparison marks its own later phases
-        comparison = compare_model(model, spec, request.input_size, headless=request.headless)
+        own = request.impl is None  # the reference network itself: its outputs would be compared with themselves
+        comparison = compare_model(model, spec, request.input_size, functional=not own, headless=request.headless)
+    if own:
+        from .equivalence import not_run
+
+        reason = "the subject is the reference network built from this table; --impl checks another model"
+        comparison = dataclasses.replace(comparison, equivalence=not_run(spec, reason))
     with phase("report"):
         structural = comparison.verdict == "not conformant" and comparison.mismatches
         best = (

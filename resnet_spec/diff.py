@@ -8,6 +8,7 @@ Each :class:`Mismatch` names the row (``conv1``, ``conv2_x`` ... ``fc``), the bl
 from __future__ import annotations
 
 import builtins
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -22,6 +23,7 @@ from .spec import (
     Layer,
     PlannedBlock,
     ResNetSpec,
+    SpecError,
     as_spec,
     families,
     knob_options,
@@ -784,7 +786,11 @@ def best_matches(
     for knob, options in knobs.items():
         combinations = [{**c, knob: option} for c in combinations for option in options]
     candidates = [load_spec(name) for name in names]
-    candidates += [load_spec(name, **combination) for name in names for combination in combinations]
+    for name, combination in itertools.product(names, combinations):
+        try:
+            candidates.append(load_spec(name, **combination))
+        except SpecError:  # options that form no network (a pre-activation table with no shortcuts)
+            continue
     matches: list[ResNetSpec] = []
     seen: set[object] = set()
     for spec in candidates:

@@ -198,7 +198,8 @@ def table_documents(
     shortcut = draw(st.sampled_from(SHORTCUTS))
     variant = draw(st.sampled_from(VARIANTS))
     in_channels = draw(st.integers(1, 4))
-    order = draw(st.sampled_from(BLOCK_ORDERS)) if vocabulary else "post"
+    # A plain net has no pre-activation form (the loader refuses it: it is the post-activation net).
+    order = draw(st.sampled_from(BLOCK_ORDERS)) if vocabulary and shortcut != "none" else "post"
 
     stem_kernel = draw(st.sampled_from((3, 5, 7)))
     stem_stride = draw(st.sampled_from((1, 2)))
@@ -298,6 +299,7 @@ def table_documents(
     doc["net"] = net
     if draw(st.booleans()):  # a second column that inherits net's rows and names another shortcut option
         others = [s for s in SHORTCUTS if s != shortcut and (s != "A" or channels_never_drop(doc))]
+        others = [s for s in others if s != "none" or order == "post"]  # a plain net is post-activation
         doc["net2"] = {
             "source": "generated: net, another shortcut",
             "base": "net",

@@ -255,6 +255,13 @@ def test_v15_needs_a_spatial_conv_to_carry_the_stride() -> None:
         load_table(doc, "toy.toml", variant="v1.5")
 
 
+def test_a_plain_network_has_no_pre_activation_form() -> None:
+    """Without shortcuts BN-ReLU before each conv is the post-activation net; the table must say post."""
+    with pytest.raises(SpecError, match=r'order: expected "post" for a plain network \(shortcut none\).*found .pre.'):
+        load_spec("preact_resnet110", shortcut="none")
+    assert load_spec("preact_resnet110", shortcut="A").order == "pre"
+
+
 def test_the_bounds_leave_ten_times_the_family(tmp_path: Path) -> None:
     """ResNet-1202's 200 repeats (Sec. 4.2) and ResNet-1001's 111 (He et al. 2016) fit ten times over."""
     from resnet_spec.spec import BOUNDS

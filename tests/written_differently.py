@@ -28,16 +28,26 @@ class _HandBatchNorm(nn.Module):
         return (x - mean) * torch.rsqrt(var + 1e-5) * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
 
 
+class _FrozenBatchNorm(_HandBatchNorm):
+    """Batch norm that always uses its running statistics, also in train mode (a detection backbone's frozen BN)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = self.gamma * torch.rsqrt(self.var + 1e-5)
+        return x * scale.view(1, -1, 1, 1) + (self.beta - self.mean * scale).view(1, -1, 1, 1)
+
+
 class Cifar20(nn.Module):
     """ResNet-20 of Sec. 4.2 (3x3 convs, 16/32/64 channels, option A), written independently, with defects on knobs.
 
-    ``hand_bn``: every batch norm by hand; ``conv_classifier``: the classifier as a 1x1 conv before the pool; the
+    ``hand_bn``: every batch norm by hand; ``frozen_bn``: every batch norm frozen (running statistics in train
+    mode); ``conv_classifier``: the classifier as a 1x1 conv before the pool; the
     rest are the silent passes a structural reader alone lets through.
     """
 
     def __init__(
         self,
         hand_bn: bool = False,
+        frozen_bn: bool = False,
         conv_classifier: bool = False,
         add_alpha: float = 1.0,
         stem_scale: float = 1.0,
@@ -46,7 +56,7 @@ class Cifar20(nn.Module):
     ) -> None:
         super().__init__()
         self.add_alpha, self.stem_scale, self.logits_scale, self.sigmoid = add_alpha, stem_scale, logits_scale, sigmoid
-        norm = _HandBatchNorm if hand_bn else nn.BatchNorm2d
+        norm = _FrozenBatchNorm if frozen_bn else _HandBatchNorm if hand_bn else nn.BatchNorm2d
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), norm(16))
         self.units = nn.ModuleList()
         channels = 16
@@ -90,6 +100,11 @@ def hand_bn() -> Cifar20:
 def conv_classifier() -> Cifar20:
     """The classifier as a 1x1 conv before the global pool: the same function."""
     return Cifar20(conv_classifier=True)
+
+
+def frozen_bn() -> Cifar20:
+    """Every batch norm frozen: running statistics in train mode too, where the paper's uses the batch's."""
+    return Cifar20(frozen_bn=True)
 
 
 def add_alpha_zero() -> Cifar20:

@@ -333,7 +333,14 @@ def _choices(
     order = reader.str_(order_doc, "order", order_path, choices=BLOCK_ORDERS) if "order" in order_doc else "post"
     se_doc, se_path = where("se_reduction")
     se_reduction = reader.optional_int(se_doc, "se_reduction", se_path, bound="se_reduction")
-    return _Choices(pick("variant"), pick("shortcut"), pick("stem_pool"), order, se_reduction)
+    shortcut = pick("shortcut")
+    if order == "pre" and not shortcut.residual:
+        # Without shortcuts, BN-ReLU before every conv is the post-activation net: the same layers in the same order.
+        raise reader.error(
+            _join(order_path, "order"), order, f'"post" for a plain network (shortcut {shortcut.name}): a plain '
+            "net's pre-activation form is its post-activation form"
+        )  # fmt: skip
+    return _Choices(pick("variant"), shortcut, pick("stem_pool"), order, se_reduction)
 
 
 def _resolve_arch(
