@@ -5,18 +5,29 @@ The entries, variants and shortcut options come from the tables (through the reg
 option is tested without a new test.  Combinations that resolve to the same network (v1 and v1.5 of a
 basic-block net put the stride on the same 3x3) are kept once, so deep tables are not checked twice for nothing.
 The stem-pool knob is exercised per entry in tests/test_plan.py.
+
+Every entry runs by default at its table's options.  The options' cross-product runs by default on the shallowest
+canonical entry of each block kind in each family (resnet20, resnet18, resnet50): an option changes the same blocks
+at every depth.  On the deeper canonical entries it is marked ``slow`` (CI runs it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+from resnet_spec import ResNetSpec
 from resnet_spec.spec import knob_options, list_specs, load_spec
 
 KNOBS = knob_options()
 VARIANTS = KNOBS["variant"]
 SHORTCUTS = KNOBS["shortcut"]
+Case = tuple[str, str, str]  # (name, variant, shortcut)
 
 
-def distinct_cases() -> list[tuple[str, str, str]]:
+def distinct_cases() -> list[Case]:
     """(name, variant, shortcut) for every registry entry, one per distinct resolved network.
 
     Entries at their table's defaults come first, so ``plain34`` is kept under its own name and ``resnet34`` with
@@ -36,5 +47,37 @@ def distinct_cases() -> list[tuple[str, str, str]]:
     return cases
 
 
+def _knob_carriers() -> set[str]:
+    """The shallowest canonical entry of each block kind (convs per block) in each family."""
+    shallowest: dict[tuple[str, int], ResNetSpec] = {}
+    for name in list_specs():
+        spec = load_spec(name)
+        key = (spec.family, len(spec.stages[0].layers))
+        if spec.canonical and (key not in shallowest or spec.depth < shallowest[key].depth):
+            shallowest[key] = spec
+    return {spec.name for spec in shallowest.values()}
+
+
 CASES = distinct_cases()
 CASE_IDS = [f"{n}-{v}-{s}" for n, v, s in CASES]
+KNOB_CARRIERS = _knob_carriers()
+
+
+def representative(case: Case) -> bool:
+    """Whether a case runs by default: an entry at its table's options, or any option on a knob carrier."""
+    name, variant, shortcut = case
+    own = load_spec(name)
+    return name in KNOB_CARRIERS or (variant, shortcut) == (own.variant.name, own.shortcut.name)
+
+
+def case_marks(case: Case, slow: Callable[[ResNetSpec], bool] | None = None) -> list[Any]:
+    """``[pytest.mark.slow]`` where ``case`` is not :func:`representative` or ``slow(spec)`` says the network is too
+    expensive for the default run; else no marks."""
+    if not representative(case) or (slow is not None and slow(load_spec(case[0], variant=case[1], shortcut=case[2]))):
+        return [pytest.mark.slow]
+    return []
+
+
+def case_params(cases: Iterable[Case] = CASES, slow: Callable[[ResNetSpec], bool] | None = None) -> list[Any]:
+    """pytest params ``(name, variant, shortcut)`` with ids ``name-variant-shortcut`` and :func:`case_marks`."""
+    return [pytest.param(*case, id="-".join(case), marks=case_marks(case, slow)) for case in cases]

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torchvision
 from broken_resnets import Net
-from cases import CASE_IDS, CASES
+from cases import case_params
 from json_schema import assert_valid
 from torch import nn
 
@@ -41,7 +41,7 @@ def _assert_caught(found: list[Mismatch], where: str, prop: str) -> None:
     assert hits, f"expected a mismatch at {where} on {prop!r}; got {[(m.where, m.property) for m in found]}"
 
 
-@pytest.mark.parametrize(("name", "variant", "shortcut"), CASES, ids=CASE_IDS)
+@pytest.mark.parametrize(("name", "variant", "shortcut"), case_params())
 def test_our_model_conforms_for_every_table_entry(name: str, variant: str, shortcut: str) -> None:
     spec = load_spec(name, variant=variant, shortcut=shortcut)
     comparison = compare_model(build(spec, device="meta"), spec, functional=False)

@@ -12,10 +12,12 @@ What runs where, to keep this file fast:
   a Python decomposition).  torchinfo's forward runs inside FlopCounterMode, so one pass serves both.
 * fvcore traces real tensors: it runs once per entry at a small odd input size (33 ImageNet, 9 CIFAR), on the CPU
   (an ImageNet model is materialised from meta with zeros: fvcore counts shapes, not values).
-* Entries with up to ALL_SIZES_UP_TO convs are measured at every size of SIZES; deeper ones at the table's size and
-  the non-square odd size (plus fvcore's size): a deeper column of the same table repeats the same blocks, and the
-  rounding at odd sizes happens in the stem and the stride-2 blocks, which every column shares.
-* The 1202-layer entries are marked slow (they still run by default; ``-m "not slow"`` leaves them out).
+* The shallowest entries of each block kind (tests/cases.KNOB_CARRIERS: resnet18, resnet50, resnet20), under every
+  option, are measured at every size of SIZES; every other entry at the table's size and the non-square odd size
+  (plus fvcore's size): other columns repeat the same blocks, and the rounding at odd sizes happens in the stem and
+  the stride-2 blocks, which every column shares.
+* The 1202-layer entries, and the options' cross-product beyond the shallowest entries (tests/cases.py), are marked
+  slow (``-m slow`` runs them; CI does).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-from cases import CASE_IDS, CASES
+from cases import CASE_IDS, CASES, KNOB_CARRIERS, Case, representative
 from facts import (
     CIFAR_MACS,
     CIFAR_PARAMS_A,
@@ -56,7 +58,6 @@ SIZES: dict[str, tuple[int | tuple[int, int], ...]] = {
     "imagenet": (224, 160, 320, 97, 225, (225, 161)),
     "cifar10": (32, 33, 7, (17, 31)),
 }
-ALL_SIZES_UP_TO = 70  # convs; deeper entries are measured at the table's size and the non-square size
 DEEP = 1000  # convs; entries deeper than this are marked slow
 MEASURE_DEVICE = {"imagenet": "meta", "cifar10": "cpu"}  # where the model is built and FlopCounterMode runs
 FVCORE_SIZE = {"imagenet": 33, "cifar10": 9}  # fvcore needs real tensors: a small odd size
@@ -70,21 +71,26 @@ def _num_convs(spec: ResNetSpec) -> int:
 
 
 def _distinct_cases() -> tuple[list[Any], dict[str, list[str]]]:
-    """pytest params for each distinct network of CASES, and which case ids each one also stands for."""
-    params: list[Any] = []
-    first: dict[object, str] = {}
-    folded: dict[str, list[str]] = {}
-    for case, case_id in zip(CASES, CASE_IDS, strict=True):
+    """pytest params for each distinct network of CASES, and which case ids each one also stands for.
+
+    A network is marked slow when it is deep, or when none of the cases it stands for runs by default."""
+    first: dict[object, Case] = {}
+    folded: dict[Case, list[Case]] = {}
+    for case in CASES:
         spec = load_spec(case[0], variant=case[1], shortcut=case[2])
         key = (spec.in_channels, spec.stem, spec.stages, spec.head)
         if key in first:
-            folded[first[key]].append(case_id)
+            folded[first[key]].append(case)
             continue
-        first[key] = case_id
-        folded[case_id] = []
-        marks = [pytest.mark.slow] if _num_convs(spec) > DEEP else []
-        params.append(pytest.param(*case, id=case_id, marks=marks))
-    return params, folded
+        first[key] = case
+        folded[case] = []
+    params: list[Any] = []
+    for case, repeats in folded.items():
+        spec = load_spec(case[0], variant=case[1], shortcut=case[2])
+        default = any(representative(c) for c in (case, *repeats))
+        marks = [pytest.mark.slow] if _num_convs(spec) > DEEP or not default else []
+        params.append(pytest.param(*case, id="-".join(case), marks=marks))
+    return params, {"-".join(case): ["-".join(c) for c in repeats] for case, repeats in folded.items()}
 
 
 DISTINCT, FOLDED = _distinct_cases()
@@ -93,7 +99,7 @@ DISTINCT, FOLDED = _distinct_cases()
 def _sizes(spec: ResNetSpec) -> tuple[int | tuple[int, int], ...]:
     """The input sizes an entry is measured at with FlopCounterMode (see the module docstring)."""
     sizes = SIZES.get(spec.family, (spec.input_size, spec.input_size + 1, (spec.input_size + 1, spec.input_size - 1)))
-    if _num_convs(spec) <= ALL_SIZES_UP_TO:
+    if spec.name in KNOB_CARRIERS:
         return sizes
     non_square = next(s for s in sizes if not isinstance(s, int))
     return (spec.input_size, non_square)

@@ -3,8 +3,9 @@
 Convention (docs/testing.md, "Tested documentation"):
 
 * a ```` ```console ```` block holds commands and their output: a line starting with ``$ `` is a command, run with
-  bash from the repository root; the lines after it, up to the next ``$ `` line or the end of the block, are its
-  expected output (stdout and stderr together, as a terminal shows them);
+  bash from the repository root (its ``python`` runs in a fork of the test process: tests/warm_python.py); the
+  lines after it, up to the next ``$ `` line or the end of the block, are its expected output (stdout and stderr
+  together, as a terminal shows them);
 * in expected output, a line that is exactly ``...`` matches any number of lines, and ``[...]`` inside a line matches
   any text (for what legitimately varies: timings, addresses);
 * a ```` ```pycon ```` block is a doctest (ELLIPSIS and NORMALIZE_WHITESPACE on); the blocks of one page run in
@@ -19,12 +20,13 @@ import difflib
 import doctest
 import os
 import re
-import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import warm_python
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
@@ -131,21 +133,18 @@ def _environment() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session")
+def warm() -> Iterator[warm_python.WarmPython]:
+    """One warm interpreter per test process for the docs' ``python`` commands."""
+    with warm_python.WarmPython(_environment()) as server:
+        yield server
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.where for c in COMMANDS])
-def test_console_snippet_output_is_what_the_docs_show(command: Command) -> None:
-    result = subprocess.run(
-        ["bash", "-c", command.command],
-        cwd=ROOT,
-        env=_environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if not matches(command.expected, result.stdout):
-        shown = difflib.unified_diff(list(command.expected), result.stdout.splitlines(), "docs", "actual", lineterm="")
+def test_console_snippet_output_is_what_the_docs_show(command: Command, warm: warm_python.WarmPython) -> None:
+    output, _ = warm.run(command.command, ROOT, _environment(), timeout=300)
+    if not matches(command.expected, output):
+        shown = difflib.unified_diff(list(command.expected), output.splitlines(), "docs", "actual", lineterm="")
         pytest.fail(f"{command.where}: `$ {command.command}` printed something else:\n" + "\n".join(shown))
 
 

@@ -12,12 +12,11 @@ import math
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 import torch
 import torchvision
-from cases import CASE_IDS, CASES
+from cases import case_params
 from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import nn
@@ -78,15 +77,7 @@ def _model(name: str = "resnet18", seed: int = 0, calibrate: torch.Tensor | None
     return model
 
 
-def _cases_with_marks() -> list[Any]:
-    params = []
-    for (name, variant, shortcut), case_id in zip(CASES, CASE_IDS, strict=True):
-        deep = load_spec(name).depth > SLOW_DEPTH
-        params.append(pytest.param(name, variant, shortcut, id=case_id, marks=[pytest.mark.slow] if deep else []))
-    return params
-
-
-@pytest.mark.parametrize(("name", "variant", "shortcut"), _cases_with_marks())
+@pytest.mark.parametrize(("name", "variant", "shortcut"), case_params(slow=lambda spec: spec.depth > SLOW_DEPTH))
 def test_fused_equals_eval_model_for_every_table_entry(name: str, variant: str, shortcut: str) -> None:
     """Block by block, and end to end where float32 can compute the network at all.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from cases import CASE_IDS, CASES, VARIANTS
+from cases import VARIANTS, case_params
 from facts import PARAMS_B, TABLE1_BLOCK, TABLE1_REPEATS
 from torch import nn
 
@@ -18,7 +18,7 @@ def _num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize(("name", "variant", "shortcut"), CASES, ids=CASE_IDS)
+@pytest.mark.parametrize(("name", "variant", "shortcut"), case_params())
 def test_row_shapes_equal_the_tables_output_column(name: str, variant: str, shortcut: str) -> None:
     spec = load_spec(name, variant=variant, shortcut=shortcut)
     model = build(spec, device="meta").eval()

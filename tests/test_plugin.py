@@ -130,6 +130,7 @@ def test_a_defect_only_the_numbers_see_fails_the_computation_tests(tmp_path: Pat
     assert "conv1: the row computes something else than the table's" in output
 
 
+@pytest.mark.slow  # a third run of the suite in its own process
 def test_an_addition_that_drops_the_shortcut_fails_the_zeroed_branch_property(tmp_path: Path) -> None:
     """Every addition ``add_(shortcut, alpha=0)``: a plain net in disguise, seen by the structure of every stage, by
     the numbers, and by the property that a block with its branch zeroed returns ReLU of its shortcut."""

@@ -18,7 +18,7 @@ import re
 
 import pytest
 import torch
-from cases import CASES
+from cases import CASES, case_marks
 from facts import CIFAR_OUTPUT, TABLE1_OUTPUT
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -99,7 +99,7 @@ def _rows(model: ResNet, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
         return {row: tuple(t.shape) for row, t in model.forward_rows(x).items()}
 
 
-@pytest.mark.parametrize("case", NETWORKS, ids=[f"{n}-{v}-{s}" for n, v, s in NETWORKS])
+@pytest.mark.parametrize("case", [pytest.param(c, id="-".join(c), marks=case_marks(c)) for c in NETWORKS])
 def test_row_shapes_at_any_input_size(case: Case) -> None:
     spec = _spec(case)
     model = _cpu_model(case)

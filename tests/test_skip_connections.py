@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from cases import CASES
+from cases import CASES, case_marks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import case_spec
@@ -223,7 +223,7 @@ def _distinct(cases: list[Case]) -> list[Case]:
 PLACEMENT_CASES = _distinct(CASES)
 
 
-@pytest.mark.parametrize("case", PLACEMENT_CASES, ids=[f"{n}-{v}-{s}" for n, v, s in PLACEMENT_CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id="-".join(c), marks=case_marks(c)) for c in PLACEMENT_CASES])
 def test_projections_sit_where_the_option_says(case: Case) -> None:
     spec = _spec(case)
     model = build(spec, device="meta")
