@@ -20,8 +20,9 @@ _OPTIONS = ("impl", "arch", "variant", "shortcut", "examples")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resnet-spec", "resnet-spec conformance suite (runs only with --resnet-impl)")
-    group.addoption("--resnet-impl", metavar="TARGET", help="the model to check: package.module:callable or "
-                    "path/to/file.py:callable (a callable taking no arguments that returns an nn.Module)")  # fmt: skip
+    group.addoption("--resnet-impl", metavar="TARGET", help="the model to check: MODULE:EXPRESSION, as compare "
+                    "--impl takes it (package.module:factory, path/to/file.py:factory, or a call such as "
+                    "\"timm:create_model('resnet50d')\")")  # fmt: skip
     group.addoption("--resnet-arch", metavar="NAME", help="the table entry it should be: resnet50, resnet20, ... "
                     "or FILE.toml:NAME")  # fmt: skip
     group.addoption("--resnet-variant", metavar="NAME", help="stride placement: v1 (the paper) or v1.5 (on the 3x3)")

@@ -188,7 +188,6 @@ def test_a_copy_of_the_tables_with_more_depth_50_entries_works_in_every_tool(tmp
         f.write(EXTRA_ENTRIES)
     tools = ROOT / "tools"
     commands = [
-        [str(tools / "compare.py"), "--depth", "101"],
         [str(tools / "compare.py"), "--depth", "50", "--format", "json"],
         [str(tools / "compare.py"), "--arch", "resnet50c_option"],
         [str(tools / "compare.py"), "--arch", "resnet50_deep"],

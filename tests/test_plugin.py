@@ -116,6 +116,7 @@ def test_a_defect_in_one_row_fails_that_row_and_the_totals(tmp_path: Path) -> No
     assert "conv3_x: conv3_2 conv2.kernel: expected (3, 3), found (5, 5)" in output
 
 
+@pytest.mark.slow  # another run of the suite in its own process
 def test_a_defect_only_the_numbers_see_fails_the_computation_tests(tmp_path: Path) -> None:
     """Every batch norm frozen (running statistics in train mode too): the structure reads as the paper's; each row
     with a batch norm computes otherwise in train mode, the fc row (none) does not."""
