@@ -252,6 +252,8 @@ def test_zeroed_branch_returns_relu_of_its_shortcut(subject: _Subject, moved: Tr
     spec = subject.spec
     if not spec.shortcut.residual:
         pytest.skip(f"{spec.label} has no shortcuts")
+    if spec.order == "pre":  # never a silent pass: the property is stated for post-activation blocks only
+        pytest.skip(f"{spec.label} is pre-activation: the property is checked for post-activation blocks only")
     table_blocks = list(spec.blocks)
     tol = tolerance(spec)
 

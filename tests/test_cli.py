@@ -5,16 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
-import venv
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torchvision  # noqa: F401  (imported here so that the forked children need not import it again)
+from fresh_env import build_wheel, fresh_environment
 
 from resnet_spec import cli
 from resnet_spec.cli import compare_main, main
@@ -186,36 +184,9 @@ def test_argument_errors_are_one_line_and_json_when_asked(capsys: pytest.Capture
 @pytest.mark.slow
 def test_the_installed_command_works_from_a_fresh_environment(tmp_path: Path) -> None:
     """The wheel in a fresh virtual environment (torch and the rest seen from this one), run outside the checkout."""
-    source = tmp_path / "src"  # a copy: building writes build/ and *.egg-info beside the sources
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "docs"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    (wheel,) = dist.glob("resnet_spec-*.whl")
-    env_dir = tmp_path / "env"
-    venv.create(env_dir, with_pip=False)
+    env_dir, site = fresh_environment(tmp_path, build_wheel(tmp_path))
     python = env_dir / "bin" / "python"
-    site = Path(
-        subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    # A plain path line: this environment's packages (torch ...) without its .pth files (the editable checkout).
-    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     outside = tmp_path / "elsewhere"
     outside.mkdir()
 

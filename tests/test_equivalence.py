@@ -83,8 +83,9 @@ def test_models_written_differently_are_equivalent(knobs: dict, verdict: str, no
         ({"stem_scale": 0.0}, "conv1"),
         ({"logits_scale": 0.0}, "fc"),
         ({"sigmoid": True}, "fc"),
+        ({"frozen_bn": True}, "conv1"),  # running statistics in train mode too: differs in train mode only
     ],
-    ids=["add-alpha-0", "stem-times-0", "logits-times-0", "sigmoid"],
+    ids=["add-alpha-0", "stem-times-0", "logits-times-0", "sigmoid", "frozen-bn"],
 )
 def test_silent_structural_passes_are_not_conformant(knobs: dict, row: str) -> None:
     comparison = compare_model(_meta(Cifar20, **knobs), load_spec("resnet20"))

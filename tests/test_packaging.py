@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from fresh_env import build_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
 def test_wheel_ships_the_tables_and_builds_resnet50(tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    shutil.copytree(
-        ROOT,
-        source,
-        ignore=shutil.ignore_patterns(
-            ".git", ".ci-venv", ".venv", "build", "*.egg-info", "__pycache__", ".tox", ".hypothesis"
-        ),
-    )
-    dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = dist.glob("resnet_spec-*.whl")
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     tables = sorted(p.name for p in (ROOT / "spec_tables").glob("*.toml"))
     assert tables, "no tables in spec_tables/"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import torch
 import torchvision
 from broken_resnets import Net
+from fresh_env import build_wheel, fresh_environment
 
 from resnet_spec import build
 from resnet_spec.conformance import assert_conforms
@@ -157,41 +157,7 @@ def test_assert_conforms_gives_the_verdict_inside_a_test() -> None:
 @pytest.mark.slow
 def test_the_plugin_from_the_wheel_in_a_fresh_environment(tmp_path: Path) -> None:
     """The done-when run: the wheel in a new virtual environment, torchvision's ResNet-50 green with -n auto."""
-    source = tmp_path / "src"
-    shutil.copytree(
-        ROOT,
-        source,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".hypothesis", ".tox", ".ci-venv"
-        ),
-    )
-    dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = dist.glob("resnet_spec-*.whl")
-    env = tmp_path / "env"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    # torch, pytest and the rest from this environment; resnet-spec itself only from the wheel
-    site = next((env / "lib").glob("python*/site-packages"))
-    (site / "parent.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(env / "bin" / "python"),
-            "install",
-            "--no-deps",
-            "-q",
-            str(wheel),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    env, _ = fresh_environment(tmp_path, build_wheel(tmp_path))
     work = tmp_path / "work"
     work.mkdir()
     python = str(env / "bin" / "python")
