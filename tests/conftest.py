@@ -30,9 +30,13 @@ torch.set_num_threads(1)
 # torch.compile's caches (Inductor's, and Triton's on a GPU) live in one directory per test process, made here and
 # removed at exit: an artifact left in the machine-wide default (/tmp/torchinductor_<user>) by another process, or a
 # truncated one, must not decide whether the compile tests pass.  Set before any compile; read by Inductor per call.
+# Inductor's precompiled headers stay in the default directory whatever TORCHINDUCTOR_CACHE_DIR says (it is derived
+# from the temporary directory when torch._inductor.codecache is imported), so the temporary directory of this
+# process, and of what it starts, is the private one too.
 COMPILER_CACHE = tempfile.mkdtemp(prefix="resnet-spec-compiler-cache-")
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(COMPILER_CACHE, "inductor")
 os.environ["TRITON_CACHE_DIR"] = os.path.join(COMPILER_CACHE, "triton")
+os.environ["TMPDIR"] = tempfile.tempdir = COMPILER_CACHE
 atexit.register(shutil.rmtree, COMPILER_CACHE, ignore_errors=True)
 
 
