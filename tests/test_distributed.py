@@ -136,6 +136,7 @@ def _run_and_compare(tmp_path: Path, backend: str) -> None:
     assert worst > 10 * TOLERANCE["atol"], f"per-process batch norm came within {worst:.2e}: the tolerance cannot tell"
 
 
+@pytest.mark.slow  # two processes of their own, about 8 s
 @pytest.mark.distributed
 def test_two_cpu_processes_step_like_one_process_on_the_whole_batch(tmp_path: Path) -> None:
     _run_and_compare(tmp_path, "gloo")

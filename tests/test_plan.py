@@ -181,6 +181,7 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.slow  # every tool in a process of its own, about 10 s
 def test_a_copy_of_the_tables_with_more_depth_50_entries_works_in_every_tool(tmp_path: Path) -> None:
     tables = tmp_path / "tables"
     shutil.copytree(tables_dir(), tables)
