@@ -440,7 +440,8 @@ def _print_list() -> int:
         for paper in papers:  # grouped by paper (the table's source)
             print(f"  {paper}:")
             for spec in (s for s in specs if s.table_source == paper):
-                print(f"    {spec.name:<18} depth {spec.depth:<5} {spec.label:<38} {spec.source}")
+                depth = f"depth {spec.depth}"
+                print(f"    {spec.name:<18} {depth:<11} {spec.label:<38} {spec.source}")
     return 0
 
 

@@ -159,7 +159,8 @@ class PreActBlock(_Block):
     """He et al. 2016, Fig. 4(e): ``x + branch(relu(bn1(x)))``, each conv preceded by BN-ReLU, nothing after the sum.
 
     A projection (or zero-pad) shortcut reads the pre-activated input, as timm's ``PreActBottleneck``; an identity
-    shortcut reads the block's input.  With no shortcut (a plain pre-activation net) the branch alone is returned.
+    shortcut reads the block's input.  Every pre-activation block has a shortcut: the tables refuse a plain
+    pre-activation net (it is the post-activation one).
     """
 
     bn1: nn.Module
@@ -167,7 +168,6 @@ class PreActBlock(_Block):
 
     def __init__(self, planned: PlannedBlock, device: torch.device | None = None) -> None:
         super().__init__(planned, device)
-        self.residual = planned.spec.shortcut != "none"
         self.project = planned.spec.shortcut not in ("identity", "none")
 
     def branch(self, x: Tensor) -> Tensor:
@@ -179,8 +179,6 @@ class PreActBlock(_Block):
     def forward(self, x: Tensor) -> Tensor:
         pre = self.relu(self.bn1(x))  # (N, C_in, H, W)
         out = self.branch(pre)  # (N, C_out, H/s, W/s)
-        if not self.residual:
-            return out
         return out + self.downsample(pre if self.project else x)
 
 
