@@ -16,11 +16,11 @@ from .spec import ResNetSpec, SpecError, families, layout_plan, list_specs, load
 if TYPE_CHECKING:
     from .convert import ConversionError, convert_state_dict, load_checkpoint
     from .counting import count
-    from .diff import best_matches, compare_model
     from .features import FeatureExtractor, feature_info
     from .fuse import fuse_for_inference
     from .measure import measure
     from .model import ResNet, build
+    from .verify import best_matches, compare_model
 
 __all__ = [
     "ConversionError",
@@ -53,8 +53,8 @@ _LAZY: dict[str, str] = {
     "load_checkpoint": "convert",
     "state_dict_layout": "convert",
     "count": "counting",
-    "best_matches": "diff",
-    "compare_model": "diff",
+    "best_matches": "verify",
+    "compare_model": "verify",
     "FeatureExtractor": "features",
     "FeatureInfo": "features",
     "feature_info": "features",

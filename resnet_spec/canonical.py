@@ -24,7 +24,7 @@ from typing import Any
 
 from .trace import Const, Op, Trace
 
-__all__ = ["EQUIVALENCES", "Equivalence", "canonicalise"]
+__all__ = ["EQUIVALENCES", "Equivalence", "canonicalise", "common_module", "keep_outputs"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ EQUIVALENCES: tuple[Equivalence, ...] = (
     Equivalence("linear.bias_add", "linear", "x @ w.t() + b: a matrix product, then a bias vector added"),
     Equivalence("conv.zero_pad", "conv", "an explicit zero pad (F.pad, ZeroPad2d) right before a convolution"),
     Equivalence("maxpool.zero_pad", "maxpool", "a zero pad before a max pool whose input is a ReLU's (>= 0)"),
+    Equivalence("conv.matrix", "conv", "a 1x1 convolution as a matrix product over channels: einsum('nchw,oc->nohw'), "
+                "w @ x.flatten(2), nn.Linear on channels-last, with or without a bias vector"),
+    Equivalence("conv.im2col", "conv", "a convolution as F.unfold (im2col) and a matrix product with the weight"),
+    Equivalence("conv.split", "conv", "convolutions of one input with the same window, concatenated along channels"),
 )  # fmt: skip
 
 _BY_NAME: Mapping[str, Equivalence] = MappingProxyType({e.name: e for e in EQUIVALENCES})
@@ -179,6 +183,9 @@ def canonicalise(trace: Trace) -> Trace:
     """The trace with every equivalent form rewritten to its plain operator and dead reads dropped (idempotent)."""
     if trace.canonical:
         return trace
+    trace = _live(trace)
+    trace = _matrix_convs(trace)  # before views are dropped: the chain of views around a product says its layout
+    trace = _split_convs(trace)
     trace = _per_op(trace)
     trace = _live(trace)
     for rewrite in (_stack_sum, _affine_chains, _global_pools, _bias_adds, _conv1x1_fc, _zero_pads):
@@ -243,6 +250,11 @@ def _live(trace: Trace) -> Trace:
     return trace if len(keep) == len(trace.ops) else trace.replace_ops(keep)
 
 
+def keep_outputs(trace: Trace, outputs: tuple[int, ...]) -> Trace:
+    """The trace with only ``outputs`` as its outputs, and only what they are computed from."""
+    return _live(trace.replace_ops(list(trace.ops), outputs))
+
+
 def _only_reader(trace: Trace, value: int) -> Op | None:
     readers = trace.consumers.get(value, ())
     return trace.ops[readers[0]] if len(readers) == 1 and value not in trace.outputs else None
@@ -296,12 +308,14 @@ def _affine_chains(trace: Trace) -> Trace:
             chain.append(after)
         taken.update(o.index for o in chain)
         params = tuple(dict.fromkeys(p for o in chain for p in o.params))
+        buffers = tuple(dict.fromkeys(b for o in chain for b in o.buffers))
         last = chain[-1]
         merged = dataclasses.replace(
             last,
             kind="bn",
             inputs=op.inputs,
             params=params,
+            buffers=buffers,
             attrs=MappingProxyType({"equivalence": "bn.affine", "by_hand": True}),
             operands=(("value", op.inputs[0]),),
         )
@@ -444,3 +458,143 @@ def _zero_pads(trace: Trace) -> Trace:
 def _shape_of(trace: Trace, value: int) -> tuple[int, ...]:
     producer = trace.producer(value)
     return tuple(producer.shape) if producer is not None else tuple(trace.input_shape)
+
+
+# ---- linear maps written otherwise: one convolution ------------------------------------------------------------
+
+_PRODUCTS = frozenset({"mm", "bmm", "addmm", "matmul", "baddbmm"})
+
+
+def _single_reader(trace: Trace, value: int) -> Op | None:
+    """The one op reading ``value`` (not looking through views), None when zero or several do or it is an output."""
+    return _only_reader(trace, value)
+
+
+def _conv_attrs(
+    source: tuple[int, ...], out: tuple[int, ...], window: dict[str, tuple[int, int]] | None, bias: bool
+) -> dict[str, Any] | None:
+    """A convolution's attributes from its input and output shapes (N, C, H, W) and, for im2col, its window."""
+    if len(source) != 4 or len(out) != 4 or source[0] != out[0]:
+        return None
+    if window is None:  # a 1x1 convolution; a stride is a subsampling (x[:, :, ::s, ::s]) before the product
+        strides = []
+        for n, m in zip(source[2:], out[2:], strict=True):
+            stride = next((s for s in range(1, n + 1) if -(-n // s) == m), None)
+            if stride is None:
+                return None
+            strides.append(stride)
+        window = {"kernel": (1, 1), "stride": tuple(strides), "padding": (0, 0), "dilation": (1, 1)}  # type: ignore[dict-item]
+    kernel = window["kernel"]
+    return {
+        "in_shape": source,
+        "kernel": kernel,
+        "stride": window["stride"],
+        "padding": window["padding"],
+        "dilation": window["dilation"],
+        "groups": 1,
+        "in_channels": source[1],
+        "out_channels": out[1],
+        "bias": bias,
+        "macs": math.prod(out[1:]) * source[1] * math.prod(kernel),
+        "input_size": source[2:],
+    }
+
+
+def _matrix_convs(trace: Trace) -> Trace:
+    """A matrix product of an activation with a parameter, reached from a 4-d map and brought back to one through
+    views only (an im2col at most before it, a bias vector at most after it), is a convolution: 1x1 (einsum, matmul,
+    a Linear on channels-last) or the im2col's window.  Only the shapes are read here; the weight's layout is found
+    by the numbers (resnet_spec.verify reproduces the product's output with the table's convolution)."""
+    groups = []
+    taken: set[int] = set()
+    for op in trace.ops:
+        if op.name not in _PRODUCTS or not op.params or len(op.inputs) != 1 or op.index in taken:
+            continue
+        members = [op]
+        value, window = op.inputs[0], None
+        while (producer := trace.producer(value)) is not None and _single_reader(trace, value) is not None:
+            if producer.kind == "view" and len(producer.inputs) == 1:
+                members.append(producer)
+            elif producer.name == "im2col" and window is None and len(producer.operands) >= 5:
+                names = ("kernel", "dilation", "padding", "stride")
+                window = {k: tuple(int(n) for n in producer.operands[i + 1][1]) for i, k in enumerate(names)}
+                members.append(producer)
+            else:
+                break
+            value = producer.inputs[0]
+        source = _shape_of(trace, value)
+        end, bias_params = op.output, tuple[str, ...]()
+        while (after := _single_reader(trace, end)) is not None:
+            if after.kind == "view" and len(after.inputs) == 1:
+                members.append(after)
+            elif after.name in ("add", "add_") and len(after.inputs) == 1 and after.params and not bias_params:
+                bias_params = after.params
+                members.append(after)
+            else:
+                break
+            end = after.output
+        out = trace.producer(end).shape  # type: ignore[union-attr]
+        attrs = _conv_attrs(source, tuple(out), window, bool(bias_params))  # type: ignore[arg-type]
+        weights = tuple(dict.fromkeys(op.params))
+        if attrs is None or sum(trace.params.get(w, 0) for w in weights) != attrs["out_channels"] * attrs[
+            "in_channels"
+        ] * math.prod(attrs["kernel"]):
+            continue
+        if bias_params and sum(trace.params.get(b, 0) for b in bias_params) != attrs["out_channels"]:
+            continue
+        members.sort(key=lambda o: o.index)
+        taken.update(o.index for o in members)
+        attrs.update(equivalence="conv.im2col" if window else "conv.matrix", weights=weights, biases=bias_params)
+        merged = dataclasses.replace(
+            members[-1], kind="conv", aten=op.aten, inputs=(value,), params=(*weights, *bias_params), module=op.module,
+            attrs=MappingProxyType(attrs), operands=(("value", value),), buffers=(), arg_names=(),
+        )  # fmt: skip
+        groups.append((members, merged))
+    return _merge(trace, groups)
+
+
+def _split_convs(trace: Trace) -> Trace:
+    """Convolutions of one input with one window whose outputs only a channel concatenation reads are one
+    convolution with their output channels in the concatenation's order."""
+    groups = []
+    keys = ("kernel", "stride", "padding", "dilation", "groups", "in_channels", "bias")
+    for cat in trace.ops:
+        if cat.kind != "cat" or len(cat.inputs) < 2 or len(set(cat.inputs)) != len(cat.inputs):
+            continue
+        dim = _scalar(cat.operands[1]) if len(cat.operands) > 1 else 0.0
+        if dim is None or int(dim) % max(1, len(cat.shape)) != 1:
+            continue
+        parts = [trace.producer(v) for v in cat.inputs]
+        if any(p is None or p.kind != "conv" or _single_reader(trace, p.output) is not cat for p in parts):
+            continue
+        convs: list[Op] = parts  # type: ignore[assignment]
+        first = convs[0]
+        if any(c.inputs[:1] != first.inputs[:1] or any(c.attrs.get(k) != first.attrs.get(k) for k in keys)
+               for c in convs):  # fmt: skip
+            continue
+        # one weight sliced into the parts is itself (dict.fromkeys): its layout is the concatenation's
+        weights = tuple(dict.fromkeys(c.arg_names[1] if len(c.arg_names) > 1 else "" for c in convs))
+        biases = tuple(dict.fromkeys(c.arg_names[2] for c in convs if len(c.arg_names) > 2 and c.arg_names[2]))
+        attrs = dict(first.attrs, out_channels=int(cat.shape[1]), macs=sum(int(c.attrs.get("macs", 0)) for c in convs),
+                     equivalence="conv.split", weights=weights, biases=biases)  # fmt: skip
+        merged = dataclasses.replace(
+            cat, kind="conv", aten=first.aten, inputs=first.inputs[:1],
+            params=tuple(dict.fromkeys(p for c in convs for p in c.params)),
+            module=common_module(c.module for c in convs), attrs=MappingProxyType(attrs),
+            operands=(("value", first.inputs[0]),), buffers=(), arg_names=(),
+        )  # fmt: skip
+        groups.append(([*convs, cat], merged))
+    return _merge(trace, groups)
+
+
+def common_module(names: Any) -> str:
+    """The longest dotted prefix shared by module names."""
+    parts = [name.split(".") for name in names if name]
+    if not parts:
+        return ""
+    common = []
+    for pieces in zip(*parts, strict=False):
+        if len(set(pieces)) != 1:
+            break
+        common.append(pieces[0])
+    return ".".join(common)

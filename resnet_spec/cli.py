@@ -231,7 +231,7 @@ class CompareRequest:
 class CompareOutcome:
     """The child's answer: the verdict, and the report as text (text, markdown) or as JSON-ready data."""
 
-    verdict: str  # conformant, equivalent, not conformant, undecided (resnet_spec.diff.Comparison.verdict)
+    verdict: str  # conformant, equivalent, not conformant, undecided (resnet_spec.verify.Verdict)
     exit_status: int  # 0 conforms, 1 does not, 2 undecided
     why_undecided: str  # one line, where the verdict is undecided
     text: str
@@ -283,8 +283,8 @@ def _name_for_depth(depth: int, family: str | None) -> str:
 
 def compare_job(request: CompareRequest) -> CompareOutcome:
     """Everything ``compare`` does, as one call (run contained): load, build or import, compare, render."""
-    from .diff import best_matches, compare_model
-    from .report import dumps, render, to_json
+    from .verify import best_matches, compare_model, not_run
+    from .verify.report import dumps, render, to_json, undecided_reason
 
     with phase("table"):
         spec = _resolve_spec(request)
@@ -306,22 +306,19 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
         own = request.impl is None  # the reference network itself: its outputs would be compared with themselves
         comparison = compare_model(model, spec, request.input_size, functional=not own, headless=request.headless)
     if own:
-        from .equivalence import not_run
-
         reason = "the subject is the reference network built from this table; --impl checks another model"
         comparison = dataclasses.replace(comparison, equivalence=not_run(spec, reason))
     with phase("report"):
-        structural = comparison.verdict == "not conformant" and comparison.mismatches
+        structural = comparison.verdict == "not conformant" and any(
+            m.kind == "structure" for m in comparison.mismatches
+        )
         best = (
             best_matches(comparison.found, spec.family, comparison.input_size, headless=request.headless)
             if structural
             else []
         )
-        undecided = ""
-        if comparison.exit_status == 2:
-            eq = comparison.equivalence
-            undecided = eq.reason if eq is not None and eq.reason else "; ".join(comparison.notes)
-        outcome = functools.partial(CompareOutcome, comparison.verdict, comparison.exit_status, undecided)
+        undecided = undecided_reason(comparison) if comparison.exit_status == 2 else ""
+        outcome = functools.partial(CompareOutcome, comparison.verdict.value, comparison.exit_status, undecided)
         if request.format == "json":
             data = to_json(comparison, subject, best)
             data["notes"] = notes + data["notes"]

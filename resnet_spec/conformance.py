@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from .diff import Comparison, best_matches, compare_model
-from .report import render
 from .spec import ResNetSpec, load_spec
+from .verify import Comparison, best_matches, compare_model
+from .verify.report import render
 
 __all__ = ["assert_conforms", "load_target_spec"]
 

@@ -305,6 +305,21 @@ class ResNet(nn.Module):
             x = getattr(self, name)(x)  # a pre-activation net's final BN-ReLU
         return self.fc(torch.flatten(self.avgpool(x), 1))  # (N, num_classes)
 
+    def forward_row(self, row: str, x: Tensor) -> Tensor:
+        """One row of Table 1 on ``x``, the previous row's output (the network's input for ``conv1``): the stem's
+        convs for ``conv1``, the stem pool and the stage for the first stage, the stage for the others, the head
+        (pool and fc) for ``fc``."""
+        if row == "conv1":
+            return self._stem(x)
+        if row == "fc":
+            return self._head(x)
+        if row not in self.stage_names:
+            raise ValueError(f"{self.spec.name}: expected a row of {list(self.spec.rows)}, got {row!r}")
+        index = self.stage_names.index(row)
+        if index == 0:
+            x = self.maxpool(x)
+        return getattr(self, self.layer_names[index])(x)
+
     def forward_rows(self, x: Tensor) -> dict[str, Tensor]:
         """Every row's output in one pass: ``{"conv1": ..., "conv2_x": ..., ..., "fc": logits}``.
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from .canonical import _live, canonicalise
+from .canonical import canonicalise, keep_outputs
 from .trace import Op, Trace
 
 __all__ = [
@@ -100,6 +100,15 @@ class FoundBlock:
     preactivation: tuple[str, ...] = ()
     shortcut_reads_preactivation: bool = False
     se: tuple[ConvUnit, ...] = ()  # squeeze-and-excitation's convs on the branch (Hu et al. 2018), in order
+    # Where the block sits in the trace: the value it reads, the value it returns, its addition and the ReLU after
+    # it (-1 where none), the ops of its pre-activation, of its shortcut path and of its squeeze-and-excitation.
+    input_value: int = -1
+    output_value: int = -1
+    add_index: int = -1
+    relu_index: int = -1
+    preactivation_ops: tuple[int, ...] = ()
+    shortcut_ops: tuple[int, ...] = ()
+    se_ops: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,10 @@ class FoundHead:
     present: bool = True  # False: the model returns feature maps (a backbone), not logits
     fc_bias: tuple[bool, ...] = ()  # whether each linear layer has a bias
     norm: tuple[str, ...] = ()  # BN/ReLU kinds between the last block and the global pool (pre-activation nets)
+    norm_ops: tuple[int, ...] = ()  # their positions in the trace
+    pool_op: int = -1  # the global pool's position, -1 where none
+    fc_ops: tuple[int, ...] = ()  # the linear layers' positions
+    logits: int = -1  # the value the classifier computes (-1: a backbone); the model may apply a softmax after it
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,8 @@ class FoundNetwork:
     param_sizes: Mapping[str, int] = field(default_factory=dict)  # parameter name -> numel
     notes: tuple[str, ...] = ()  # how the model was traced (the CPU fallback), which output was read
     stem_convs: tuple[ConvUnit, ...] = ()  # every conv before the first block and the stem pool (a deep stem's 3)
+    stem_pool_op: int = -1  # the stem pool's position in the trace, -1 where none
+    trace: Trace | None = None  # the canonical trace it was read from (positions and values refer to it)
 
 
 def read_trace(trace: Trace) -> FoundNetwork:
@@ -154,7 +169,7 @@ def read_trace(trace: Trace) -> FoundNetwork:
     logits = _logits(trace)
     notes = list(trace.notes)
     if logits is not None and len(trace.outputs) > 1:
-        trace = _keep_outputs(trace, (logits,))
+        trace = keep_outputs(trace, (logits,))
         notes.append("the forward returns several tensors: the logits read are the one the fc computes")
     ops = trace.ops
     convs = [op for op in ops if op.kind == "conv"]
@@ -197,6 +212,7 @@ def read_trace(trace: Trace) -> FoundNetwork:
 
     head, head_ops, logits_index = _read_head(trace, last_block_end, logits is not None)
     explained |= head_ops
+    stray = [unit for unit in stray if unit.index not in head.fc_ops]
     stem_index = convs[0].index if convs else len(ops)
     unexplained = []
     for op in ops:
@@ -231,6 +247,8 @@ def read_trace(trace: Trace) -> FoundNetwork:
         param_sizes=MappingProxyType(dict(trace.params)),
         notes=tuple(notes),
         stem_convs=stem_convs,
+        stem_pool_op=pool_index if stem_pool is not None else -1,
+        trace=trace,
     )
 
 
@@ -269,11 +287,15 @@ def _pool(op: Op) -> FoundPool:
 
 
 def _logits(trace: Trace) -> int | None:
-    """The output a linear layer computes (looking back through single-input ops after it), or None."""
+    """The output a linear layer computes (looking back through single-input ops after it), or a 1x1 conv right
+    before a global pool (the classifier applied before pooling: the same function), or None."""
     for value in trace.outputs:
         op = trace.producer(value)
         for _ in range(8):
-            if op is None or op.kind in ("conv", "add", "global_pool"):
+            if op is not None and op.kind == "global_pool" and op.inputs:
+                source = trace.producer(op.inputs[0])
+                return value if source is not None and _classifier_before_pool(trace, source) else None
+            if op is None or op.kind in ("conv", "add"):
                 break
             if op.kind == "linear":
                 return value
@@ -281,9 +303,11 @@ def _logits(trace: Trace) -> int | None:
     return None
 
 
-def _keep_outputs(trace: Trace, outputs: tuple[int, ...]) -> Trace:
-    """Only what ``outputs`` are computed from."""
-    return _live(trace.replace_ops(list(trace.ops), outputs))
+def _classifier_before_pool(trace: Trace, op: Op) -> bool:
+    """A 1x1 conv whose only reader is a global pool: a classifier applied to every position, then averaged."""
+    reader = _only_reader(trace, op.output)
+    return (op.kind == "conv" and op.attrs.get("kernel") == (1, 1) and op.attrs.get("groups") == 1
+            and reader is not None and reader.kind == "global_pool")  # fmt: skip
 
 
 def _only_reader(trace: Trace, value: int) -> Op | None:
@@ -435,9 +459,10 @@ def _with_preactivation(
         )
         blocks.append(
             replace(
-                read.block, preactivation=tuple(kinds), shortcut_reads_preactivation=reads_pre, params=frozenset(params)
+                read.block, preactivation=tuple(kinds), shortcut_reads_preactivation=reads_pre,
+                params=frozenset(params), preactivation_ops=tuple(sorted(found)),
             )
-        )
+        )  # fmt: skip
     return blocks, indices
 
 
@@ -493,6 +518,12 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
         params=params,
         span=(min(members), max(members)),
         se=tuple(units[i] for i in se_convs),
+        input_value=start,
+        output_value=output.output,
+        add_index=add.index,
+        relu_index=output.index if relu_after else -1,
+        shortcut_ops=tuple(op.index for op in shortcut_path),
+        se_ops=tuple(sorted(se_members)),
     )
     return _BlockRead(
         block,
@@ -541,20 +572,40 @@ def _read_head(trace: Trace, after_index: int, has_logits: bool) -> tuple[FoundH
     explained: set[int] = set()
     last_fc = len(trace.ops)
     norm: list[str] = []
+    norm_ops: list[int] = []
+    pool_op = -1
+    fc_ops: list[int] = []
+    fc_before_pool = False
     for op in trace.ops[after_index + 1 :]:
         if pool is None and not fc and op.kind in _NORM_KINDS:
             norm.append(op.kind)  # a pre-activation network's final BN-ReLU
+            norm_ops.append(op.index)
             explained.add(op.index)
-        elif op.kind == "global_pool" and pool is None and not fc:
+        elif op.kind == "global_pool" and pool is None and (not fc or fc_before_pool):
             pool = str(op.attrs.get("function", "avg"))
+            pool_op = op.index
             explained.add(op.index)
+        elif op.kind == "conv" and pool is None and not fc and has_logits and _classifier_before_pool(trace, op):
+            fc.append(int(op.attrs["out_channels"]))  # the classifier before the pool (see _logits)
+            bias.append(bool(op.attrs.get("bias")))
+            fc_ops.append(op.index)
+            explained.add(op.index)
+            last_fc = op.index
+            in_features = int(op.attrs["in_channels"])
+            fc_before_pool = True
         elif op.kind == "linear":
             fc.append(int(op.attrs["out_features"]))
             bias.append(bool(op.attrs.get("bias")))
+            fc_ops.append(op.index)
             explained.add(op.index)
             last_fc = op.index
             if in_features is None:
                 in_features = int(op.attrs["in_features"])
     if not has_logits:
         last_fc = len(trace.ops)
-    return FoundHead(pool, tuple(fc), in_features, has_logits, tuple(bias), tuple(norm)), explained, last_fc
+    logits = -1
+    if has_logits and fc_ops:  # the classifier's output (a softmax may follow: the model's output is then its)
+        logits = trace.ops[pool_op if fc_before_pool and pool_op >= 0 else fc_ops[-1]].output
+    head = FoundHead(pool, tuple(fc), in_features, has_logits, tuple(bias), tuple(norm), tuple(norm_ops), pool_op,
+                     tuple(fc_ops), logits)  # fmt: skip
+    return head, explained, last_fc

@@ -42,7 +42,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .arithmetic import conv_output_size
 
-__all__ = ["Const", "Op", "Trace", "TraceError", "record_values", "trace_model"]
+__all__ = [
+    "Const", "Op", "Trace", "TraceError", "materialize", "output_tensors", "record_values", "to_meta", "trace_model",
+]  # fmt: skip
 
 
 class TraceError(RuntimeError):
@@ -172,7 +174,7 @@ class Trace:
     input: int
     output: int  # the first output (the only one for a model that returns a tensor)
     input_shape: tuple[int, ...]
-    params: Mapping[str, int]  # every parameter name -> numel
+    params: Mapping[str, int]  # every parameter name -> numel (a tensor shared by several names: its first)
     used_params: frozenset[str]
     producers: Mapping[int, int]  # value -> index of the op that wrote it
     consumers: Mapping[int, tuple[int, ...]]  # value -> indices of the ops that read it
@@ -180,6 +182,12 @@ class Trace:
     device: str = "meta"  # where the forward ran: "meta", or "cpu" for a model that cannot run on meta
     notes: tuple[str, ...] = ()  # how it was traced, when that is not the plain way
     canonical: bool = False  # rewritten by resnet_spec.canonical (equivalent forms read as one)
+    # Every parameter and buffer name -> its shape (buffers too: running statistics have places in the table).
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    buffers: frozenset[str] = frozenset()  # which names of `shapes` are buffers
+    # A tensor the model holds under several names (one module used twice, `conv2 = conv1`): each other name -> the
+    # first, the name operators are recorded with.  Such a tensor is tied: one degree of freedom in two places.
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def producer(self, value: int) -> Op | None:
         index = self.producers.get(value)
@@ -510,6 +518,18 @@ def _per_image(out: torch.Tensor) -> int:
     return int(out.numel()) // max(1, int(out.shape[0])) if out.dim() > 0 else int(out.numel())
 
 
+# Batch norm overloads -> (position of the `training` flag or None, position of `eps`).
+_BN_ARGS: Mapping[str, tuple[int | None, int]] = MappingProxyType(
+    {
+        "native_batch_norm": (5, 7),
+        "_native_batch_norm_legit": (5, 7),
+        "_native_batch_norm_legit_functional": (5, 7),
+        "_native_batch_norm_legit_no_training": (None, 6),
+        "batch_norm": (5, 7),
+    }
+)
+
+
 def _attrs(kind: str, name: str, args: tuple[Any, ...], out: torch.Tensor) -> Mapping[str, Any]:
     """Operator attributes the reader compares against a spec; shapes come from the (meta) tensors."""
     attrs: dict[str, Any] = (
@@ -551,6 +571,14 @@ def _attrs(kind: str, name: str, args: tuple[Any, ...], out: torch.Tensor) -> Ma
         attrs.update(pad=_ints(args[1]), value=float(args[2]) if len(args) > 2 and args[2] is not None else 0.0)
     elif kind == "activation":
         attrs.update(function=name.rstrip("_"))
+    elif kind == "bn" and name in _BN_ARGS:
+        # what a batch norm computes beyond its tensors: its epsilon, and whether it normalises by the batch's
+        # statistics (train mode, or no running statistics at all) or by its running ones
+        training_at, eps_at = _BN_ARGS[name] if len(args) != 6 else (3, 5)  # the no-statistics overload
+        if len(args) > eps_at:
+            attrs.update(eps=float(args[eps_at]))
+        attrs.update(batch_statistics=bool(args[training_at]) if training_at is not None and len(args) > training_at
+                     else False)  # fmt: skip
     elif kind == "norm":
         attrs.update(function=name.removeprefix("native_"), affine=len(args) > 2 and args[1] is not None)
     return MappingProxyType(attrs)
@@ -600,6 +628,41 @@ def to_meta(model: nn.Module) -> nn.Module:
         raise TraceError(f"cannot move the model to the meta device: {type(e).__name__}: {e}") from e
 
 
+def materialize(model: nn.Module, dtype: torch.dtype | None = None, *, values: bool = True) -> nn.Module:
+    """A CPU copy of ``model`` with freshly allocated tensors holding zeros (running variances: ones), in ``dtype``
+    where given (floating-point tensors only); ``values=False`` leaves them uninitialised (the caller fills every
+    one).  Tensors the model shares stay shared.  Raises TraceError.
+
+    The model's own values are never copied (a copy on the meta device is made first), so this is also how a model
+    built on the meta device gets tensors to run on.
+    """
+    try:
+        on_meta = any(t.device.type == "meta" for t in (*model.parameters(), *model.buffers()) if not is_lazy(t))
+        clone = copy.deepcopy(model) if on_meta else to_meta(model)
+    except TraceError:
+        raise
+    except Exception as e:  # any failure to copy the model means the same thing to the user
+        raise TraceError(f"cannot copy the model: {type(e).__name__}: {e}") from e
+    # Not Module.to_empty: on meta tensors it calls empty_like, a Python reference that imports sympy (~0.6 s).
+    allocated: dict[int, torch.Tensor] = {}  # id(meta tensor) -> its CPU tensor, so that tied tensors stay tied
+    for module in clone.modules():
+        stores: tuple[dict[str, Any], ...] = (module._parameters, module._buffers)
+        for store in stores:
+            for key, tensor in store.items():
+                if tensor is None or is_lazy(tensor):
+                    continue
+                if id(tensor) not in allocated:
+                    kind = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+                    if values:
+                        value = torch.full(tuple(tensor.shape), 1 if key == "running_var" else 0, dtype=kind)
+                    else:
+                        value = torch.empty(tuple(tensor.shape), dtype=kind)
+                    is_param = isinstance(tensor, nn.Parameter)
+                    allocated[id(tensor)] = nn.Parameter(value, tensor.requires_grad) if is_param else value
+                store[key] = allocated[id(tensor)]
+    return clone
+
+
 def output_tensors(out: Any, depth: int = 0) -> list[torch.Tensor]:
     """Every tensor in a forward's result, in order: a tensor, a mapping (``ModelOutput``), a dataclass, a sequence."""
     if isinstance(out, torch.Tensor):
@@ -626,8 +689,17 @@ def _run(
     keep_values: bool = False,
 ) -> tuple[Trace, Mapping[int, torch.Tensor]]:
     """One recorded forward pass of ``model`` (already on ``x``'s device): the trace and every value's tensor."""
-    params = {id(p): name for name, p in model.named_parameters(remove_duplicate=False)}
-    buffers = {id(b): name for name, b in model.named_buffers(remove_duplicate=False)}
+    params: dict[int, str] = {}
+    buffers: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for named, ids in ((model.named_parameters(remove_duplicate=False), params),
+                       (model.named_buffers(remove_duplicate=False), buffers)):  # fmt: skip
+        for name, tensor in named:
+            if tensor is None:
+                continue
+            first = ids.setdefault(id(tensor), name)  # the first name, as named_parameters() lists it
+            if first != name:
+                aliases[name] = first
     stack: list[str] = []
     recorder = _Recorder(params, buffers, stack, keep_values)
     input_value = recorder.new_value(x)
@@ -649,6 +721,11 @@ def _run(
         raise TraceError("the forward pass returned no tensor computed from the input")
     # Parameter sizes after the forward pass: a lazy module has them only once it has run.
     numel = {name: p.numel() for name, p in model.named_parameters()}
+    shapes = {
+        name: () if is_lazy(t) else tuple(int(n) for n in t.shape)
+        for name, t in (*model.named_parameters(), *model.named_buffers())
+    }
+    buffer_names = frozenset(name for name, _ in model.named_buffers())
     trace = Trace(
         ops=(),
         input=input_value,
@@ -660,6 +737,9 @@ def _run(
         consumers=MappingProxyType({}),
         outputs=outputs,
         device=device,
+        shapes=MappingProxyType(shapes),
+        buffers=buffer_names,
+        aliases=MappingProxyType(aliases),
     )
     return trace.replace_ops(recorder.ops), MappingProxyType(recorder.tensors)
 
@@ -743,7 +823,8 @@ def _run_on_cpu(
     """``_run`` on the CPU, on the model itself; its buffers (running statistics) are put back afterwards."""
     tensors = [*model.parameters(), *model.buffers()]
     if any(t.device.type == "meta" for t in tensors if not is_lazy(t)):
-        raise RuntimeError("the model's tensors are on the meta device, so it cannot run on the CPU")
+        # built on the meta device (no values), and its forward needs values: run a CPU copy of zeros instead
+        return _run(materialize(model), torch.zeros(shape), forward, "cpu")[0]
     if any(t.device.type not in ("cpu",) for t in tensors if not is_lazy(t)):
         raise RuntimeError("the model's tensors are not on the CPU")
     saved = {name: b.detach().clone() for name, b in model.named_buffers() if not is_lazy(b)}

@@ -11,6 +11,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["pytester"]  # tests/test_verdicts.py runs the conformance plugin in-process
+
 # dev: quick local runs.  ci: more examples, derandomized so a CI failure reproduces, no deadline (2 shared cores).
 settings.register_profile("dev", max_examples=15, deadline=None)
 settings.register_profile(

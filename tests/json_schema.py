@@ -1,4 +1,4 @@
-"""A validator for the JSON Schema subset ``resnet_spec.report.JSON_SCHEMA`` uses (no jsonschema dependency).
+"""A validator for the JSON Schema subset ``resnet_spec.verify.report.JSON_SCHEMA`` uses (no jsonschema dependency).
 
 Keywords: type (one or a list), required, properties, additionalProperties (false), items, minItems, maxItems,
 oneOf, enum, and $ref to "#/$defs/NAME".  Any other keyword in a schema is an error, so the subset cannot drift
@@ -63,8 +63,8 @@ def errors(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = 
 
 
 def assert_valid(instance: Any) -> None:
-    """``instance`` is a valid `compare --format json` document (resnet_spec.report.JSON_SCHEMA)."""
-    from resnet_spec.report import JSON_SCHEMA
+    """``instance`` is a valid `compare --format json` document (resnet_spec.verify.report.JSON_SCHEMA)."""
+    from resnet_spec.verify.report import JSON_SCHEMA
 
     problems = errors(instance, JSON_SCHEMA)
     assert not problems, "JSON does not match the documented schema:\n" + "\n".join(problems)

@@ -30,6 +30,7 @@ class _Holder(nn.Module):
         self.conv = nn.Conv2d(4, 6, 3, bias=False)
         self.bn = nn.BatchNorm2d(4)
         self.fc = nn.Linear(4, 5)
+        self.pointwise = nn.Parameter(torch.randn(6, 4))  # a 1x1 conv's weight as an (out, in) matrix
         with torch.no_grad():
             self.bn.running_mean.uniform_(-1, 1)
             self.bn.running_var.uniform_(0.5, 2)
@@ -70,6 +71,10 @@ def _out(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.add(a, b, out=result)
 
 
+def _pointwise(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, m.pointwise[:, :, None, None])
+
+
 def _pooled(x: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(x, 1)
 
@@ -104,6 +109,17 @@ FORMS: dict[str, list[tuple[Form, Form]]] = {
                        lambda m, x: F.conv2d(x, m.conv.weight, None, 1, 1))],
     "maxpool.zero_pad": [(lambda m, x: F.max_pool2d(F.pad(F.relu(x), (1, 1, 1, 1)), 3, 2),
                           lambda m, x: F.max_pool2d(F.relu(x), 3, 2, 1))],
+    "conv.matrix": [(lambda m, x: torch.einsum("nchw,oc->nohw", x, m.pointwise), _pointwise),
+                    (lambda m, x: (m.pointwise @ x.flatten(2)).view(2, 6, 6, 6), _pointwise),
+                    (lambda m, x: F.linear(x.permute(0, 2, 3, 1), m.pointwise).permute(0, 3, 1, 2), _pointwise),
+                    (lambda m, x: torch.einsum("nchw,oc->nohw", x[:, :, ::2, ::2], m.pointwise),
+                     lambda m, x: F.conv2d(x, m.pointwise[:, :, None, None], stride=2))],
+    "conv.im2col": [(lambda m, x: (m.conv.weight.view(6, -1) @ F.unfold(x, 3)).view(2, 6, 4, 4),
+                     lambda m, x: m.conv(x)),
+                    (lambda m, x: (m.conv.weight.view(6, -1) @ F.unfold(x, 3, padding=1, stride=2)).view(2, 6, 3, 3),
+                     lambda m, x: F.conv2d(x, m.conv.weight, None, 2, 1))],
+    "conv.split": [(lambda m, x: torch.cat([F.conv2d(x, m.conv.weight[:2]), F.conv2d(x, m.conv.weight[2:])], 1),
+                    lambda m, x: m.conv(x))],
 }  # fmt: skip
 
 CASES = [(name, i) for name, forms in FORMS.items() for i in range(len(forms))]
@@ -159,6 +175,11 @@ NOT_EQUIVALENT: list[tuple[str, Form, Form]] = [
      lambda m, x: F.conv2d(x, m.conv.weight, None, 1, 1)),
     ("zero pad before a max pool of signed values", lambda m, x: F.max_pool2d(F.pad(x, (1, 1, 1, 1)), 3, 2),
      lambda m, x: F.max_pool2d(x, 3, 2, 1)),
+    ("a product over the spatial positions", lambda m, x: (x.flatten(2) @ torch.ones(36, 36)).view(2, 4, 6, 6),
+     lambda m, x: x),
+    ("convs of one input concatenated along the spatial axis",
+     lambda m, x: torch.cat([F.conv2d(x, m.conv.weight[:3]), F.conv2d(x, m.conv.weight[3:])], 2),
+     lambda m, x: m.conv(x)),
 ]  # fmt: skip
 
 

@@ -18,9 +18,9 @@ from json_schema import assert_valid
 from torch import nn
 
 from resnet_spec import build, load_spec
-from resnet_spec.diff import Mismatch, best_matches, compare_model
-from resnet_spec.report import JSON_KEYS, to_json
 from resnet_spec.trace import TraceError, trace_model
+from resnet_spec.verify import Mismatch, best_matches, compare_model
+from resnet_spec.verify.report import JSON_KEYS, to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPARE = [sys.executable, str(ROOT / "tools" / "compare.py")]
@@ -203,11 +203,11 @@ def test_json_has_the_documented_shape() -> None:
     assert data["conformant"] is False
     assert isinstance(data["mismatches"], list) and data["mismatches"]
     for entry in data["mismatches"]:
-        assert set(entry) == {"row", "block", "property", "expected", "found", "blocks"}
+        assert set(entry) == {"row", "block", "property", "expected", "found", "blocks", "module", "kind"}
         assert entry["row"] in {"conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc", "model"}
     # typed values: a kernel is a list of numbers, a total a number, never their string forms
-    assert {"row": "conv2_x", "block": "conv2_2", "property": "conv2.kernel", "expected": [3, 3],
-            "found": [5, 5], "blocks": []} in data["mismatches"]  # fmt: skip
+    assert {"row": "conv2_x", "block": "conv2_2", "property": "conv2.kernel", "expected": [3, 3], "found": [5, 5],
+            "blocks": [], "module": "blocks.1.convs.1", "kind": "structure"} in data["mismatches"]  # fmt: skip
     macs = next(m for m in data["mismatches"] if m["property"] == "MACs (conv+fc)")
     assert isinstance(macs["expected"], int) and isinstance(macs["found"], int) and macs["found"] > macs["expected"]
     assert [r["row"] for r in data["rows"]] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc"]
@@ -264,7 +264,7 @@ def test_cli_reads_a_model_from_a_file(tmp_path: Path, capsys: pytest.CaptureFix
     )
     code, out, _ = _main(capsys, "--depth", "20", "--impl", f"{mine}:make")
     assert code == 1
-    assert re.search(r"conv3_1\s+shortcut\s+zero_pad\s+projection", out), out
+    assert re.search(r"conv3_1 \(blocks\.3\)\s+shortcut\s+zero_pad\s+projection", out), out
 
 
 @pytest.mark.parametrize(
@@ -330,7 +330,7 @@ def test_cli_headless_expects_a_backbone(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_the_json_schema_in_the_docs_is_the_one_checked() -> None:
     """docs/compare.md shows the schema every JSON output of these tests is validated against (json_schema.py)."""
-    from resnet_spec.report import JSON_SCHEMA
+    from resnet_spec.verify.report import JSON_SCHEMA
 
     page = (ROOT / "docs" / "compare.md").read_text()
     block = page.split("### JSON schema", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]

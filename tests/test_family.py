@@ -25,7 +25,7 @@ from facts import FAMILY_PEERS, PREACT_CIFAR_N, PREACT_CIFAR_PARAMS
 from torch import nn
 
 from resnet_spec import build, compare_model, convert_state_dict, count, layout_plan, load_spec
-from resnet_spec.diff import best_matches, diff
+from resnet_spec.verify import best_matches, structural_comparison
 
 # entry -> (the peer's key in FAMILY_PEERS, the weight format its state_dict is in)
 PAIRS: dict[str, tuple[str, str]] = {
@@ -78,10 +78,10 @@ def test_the_peer_conforms_and_is_named_first_among_best_matches(entry: str, key
     """``compare.py --arch ENTRY --impl PEER`` conforms; ``--depth 50 --variant v1.5 --impl PEER`` does not, and
     its best matches name ENTRY first."""
     spec = load_spec(entry)
-    # the structure; resnet_spec.equivalence's functional check maps one-conv post-activation stems only
+    # the structure (the numbers: test_family_entries_are_functionally_their_peers)
     comparison = compare_model(_meta_peer(key), spec, functional=False)
     assert comparison.mismatches == (), [(m.where, m.property, m.expected, m.found) for m in comparison.mismatches]
-    against_v15 = diff(comparison.found, load_spec("resnet50", variant="v1.5"))
+    against_v15 = structural_comparison(comparison.found, load_spec("resnet50", variant="v1.5"))
     assert against_v15.mismatches
     best = best_matches(against_v15.found, "imagenet", against_v15.input_size)
     assert best and best[0].name == entry, [s.label for s in best]
@@ -157,3 +157,12 @@ def test_preact_cifar_gradients_reach_the_stem_at_initialisation(depth: int) -> 
     loss.backward()
     grad = model.conv1.weight.grad
     assert grad is not None and bool(torch.isfinite(grad).all()) and grad.abs().sum().item() > 0
+
+
+@pytest.mark.slow  # each pair in float64, both modes, both directions
+@pytest.mark.parametrize(("entry", "key"), [(e, k) for e, (k, _) in PAIRS.items()])
+def test_the_peer_is_the_entry_by_computation(entry: str, key: str) -> None:
+    """``compare.py --arch ENTRY --impl PEER``: conformant, structurally and functionally."""
+    comparison = compare_model(_meta_peer(key), load_spec(entry))
+    assert comparison.equivalence is not None and comparison.equivalence.equal, comparison.equivalence
+    assert (comparison.verdict, comparison.exit_status) == ("conformant", 0), comparison.mismatches

@@ -23,10 +23,10 @@ from test_counts import measured_problems
 from torch import nn
 
 from resnet_spec import build, compare_model
-from resnet_spec.diff import best_matches
 from resnet_spec.model import ZeroPadShortcut
 from resnet_spec.spec import TABLES_ENV, layout_plan, list_specs, load_spec, load_table, tables_dir
 from resnet_spec.spec.loader import read_toml
+from resnet_spec.verify import best_matches
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCABULARY = Path(__file__).with_name("vocabulary_table.toml")
@@ -87,7 +87,7 @@ def test_vocabulary_entries_count_exactly(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(VOCABULARY_NAMES))
 def test_vocabulary_entries_compare_conformant_to_themselves(name: str) -> None:
     spec = _vocabulary(name)
-    # the structure (the functional check of resnet_spec.equivalence maps one-conv, post-activation stems only)
+    # the structure; tests/test_equivalence.py checks the numbers of one entry per vocabulary word
     comparison = compare_model(build(spec, device="meta"), spec, functional=False)  # type: ignore[arg-type]
     assert comparison.mismatches == (), [(m.where, m.property, m.expected, m.found) for m in comparison.mismatches]
 

@@ -42,8 +42,6 @@ def _run(tmp_path: Path, impl: str, arch: str, *extra: str, python: str = sys.ex
         impl,
         "--resnet-arch",
         arch,
-        "--resnet-examples",
-        "2",
         "-p",
         "no:cacheprovider",
         "-p",
@@ -83,16 +81,7 @@ def test_our_model_passes_every_test(tmp_path: Path) -> None:
     assert status == 0, output
     rows = ["conv1", "conv2_x", "conv3_x", "conv4_x", "fc"]
     expected = {f"test_structure[{r}]" for r in [*rows, "model"]} | {f"test_equivalence[{r}]" for r in rows}
-    expected |= {
-        "test_params",
-        "test_macs[analytic]",
-        "test_macs[flop_counter]",
-        "test_macs[fvcore]",
-        "test_row_output_shapes_follow_the_padding_arithmetic",
-        "test_zeroed_branch_returns_relu_of_its_shortcut",
-        "test_gradients_reach_the_stem_conv",
-        "test_eval_outputs_are_deterministic_and_batch_independent",
-    }
+    expected |= {"test_params", "test_macs", "test_verdict"}
     passed = {name.split("::", 1)[-1] for name, outcome in outcomes.items() if outcome == "PASSED"}
     assert passed == expected, output
     assert "needs a CUDA device" in output or torch.cuda.is_available()
@@ -105,42 +94,30 @@ def test_a_defect_in_one_row_fails_that_row_and_the_totals(tmp_path: Path) -> No
     )
     status, outcomes, output = _run(tmp_path, "broken.py:make", "resnet20")
     assert status == 1, output
-    assert _failed(outcomes) == {
-        "test_structure[conv3_x]",
-        "test_equivalence[conv3_x]",
-        "test_params",
-        "test_macs[analytic]",
-        "test_macs[flop_counter]",
-        "test_macs[fvcore]",
-    }, output
-    assert "conv3_x: conv3_2 conv2.kernel: expected (3, 3), found (5, 5)" in output
+    # the 5x5 weight has no place in the table's 3x3 conv: the numbers are not computed (test_equivalence skips)
+    assert _failed(outcomes) == {"test_structure[conv3_x]", "test_params", "test_macs", "test_verdict"}, output
+    assert "conv3_x: conv3_2 (blocks.4.convs.1) conv2.kernel: expected (3, 3), found (5, 5)" in output
 
 
 @pytest.mark.slow  # another run of the suite in its own process
 def test_a_defect_only_the_numbers_see_fails_the_computation_tests(tmp_path: Path) -> None:
-    """Every batch norm frozen (running statistics in train mode too): the structure reads as the paper's; each row
-    with a batch norm computes otherwise in train mode, the fc row (none) does not."""
+    """Every batch norm frozen (running statistics in train mode too): the structure reads as the paper's; the
+    numbers differ in train mode from the first batch norm on, the stem's."""
     status, outcomes, output = _run(tmp_path, f"{TESTS / 'written_differently.py'}:frozen_bn", "resnet20")
     assert status == 1, output
-    assert _failed(outcomes) == {
-        "test_equivalence[conv1]",
-        "test_equivalence[conv2_x]",
-        "test_equivalence[conv3_x]",
-        "test_equivalence[conv4_x]",
-    }, output
-    assert "conv1: the row computes something else than the table's" in output
+    assert _failed(outcomes) == {"test_equivalence[conv1]", "test_verdict"}, output
+    assert "conv1 (stem.1) bn1.output: expected the table's bn (bn1) on the same input, found differs by" in output
 
 
 @pytest.mark.slow  # a third run of the suite in its own process
-def test_an_addition_that_drops_the_shortcut_fails_the_zeroed_branch_property(tmp_path: Path) -> None:
-    """Every addition ``add_(shortcut, alpha=0)``: a plain net in disguise, seen by the structure of every stage, by
-    the numbers, and by the property that a block with its branch zeroed returns ReLU of its shortcut."""
+def test_an_addition_that_drops_the_shortcut_fails_the_structure_and_the_numbers(tmp_path: Path) -> None:
+    """Every addition ``add_(shortcut, alpha=0)``: a plain net in disguise, seen by the structure of every stage and
+    by the numbers from the first block on."""
     status, outcomes, output = _run(tmp_path, f"{TESTS / 'written_differently.py'}:add_alpha_zero", "resnet20")
     assert status == 1, output
-    stages = {f"test_{kind}[conv{i}_x]" for kind in ("structure", "equivalence") for i in (2, 3, 4)}
-    assert stages | {"test_zeroed_branch_returns_relu_of_its_shortcut"} <= _failed(outcomes), output
+    stages = {f"test_structure[conv{i}_x]" for i in (2, 3, 4)}
+    assert stages | {"test_equivalence[conv2_x]", "test_verdict"} <= _failed(outcomes), output
     assert outcomes["resnet_spec/conformance_tests.py::test_structure[conv1]"] == "PASSED", output
-    assert "conv2_1: with its branch zeroed the block does not return ReLU of its identity shortcut" in output
 
 
 def test_assert_conforms_gives_the_verdict_inside_a_test() -> None:
@@ -150,7 +127,7 @@ def test_assert_conforms_gives_the_verdict_inside_a_test() -> None:
     assert assert_conforms(build("resnet20", device="meta"), "resnet20").conformant
     with torch.device("meta"):
         broken = Net(cifar_n=3, shortcut="A", relu="before")
-    with pytest.raises(AssertionError, match=r"not conformant[\s\S]*by computation: conv2_x's output differs"):
+    with pytest.raises(AssertionError, match=r"not conformant[\s\S]*; by computation: conv2_1 \(blocks.0\)"):
         assert_conforms(broken, "resnet20")
 
 
@@ -171,8 +148,6 @@ def test_the_plugin_from_the_wheel_in_a_fresh_environment(tmp_path: Path) -> Non
         "resnet50",
         "--resnet-variant",
         "v1.5",
-        "--resnet-examples",
-        "2",
         "-n",
         "auto",
         "-p",
@@ -183,7 +158,7 @@ def test_the_plugin_from_the_wheel_in_a_fresh_environment(tmp_path: Path) -> Non
         command, cwd=work, capture_output=True, text=True, timeout=900, env={"PATH": "/usr/bin:/bin"}
     )
     assert green.returncode == 0, green.stdout + green.stderr
-    assert re.search(r"\b21 passed, 1 skipped\b", green.stdout), green.stdout
+    assert re.search(r"\b16 passed, 1 skipped\b", green.stdout), green.stdout
     where = subprocess.run(
         [python, "-c", "import resnet_spec; print(resnet_spec.__file__)"],
         cwd=work,
@@ -206,10 +181,7 @@ def test_the_plugin_from_the_wheel_in_a_fresh_environment(tmp_path: Path) -> Non
         "test_structure[conv3_x]",
         "test_structure[conv4_x]",
         "test_structure[conv5_x]",
-        "test_macs[analytic]",
-        "test_macs[flop_counter]",
-        "test_macs[fvcore]",
+        "test_macs",
         "test_equivalence[conv3_x]",
-        "test_equivalence[conv4_x]",
-        "test_equivalence[conv5_x]",
+        "test_verdict",
     }, red.stdout

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 
 # What the docs' commands import, imported once by the warm interpreter before it forks.
-PRELOAD = ("torch", "torchvision", "resnet_spec.cli", "resnet_spec.diff")
+PRELOAD = ("torch", "torchvision", "resnet_spec.cli", "resnet_spec.verify")
 _HEADER = struct.Struct("!I")
 
 # The stub: no site import, standard library only, so it starts in milliseconds.

@@ -100,8 +100,7 @@ def measure_depth(template: str, depth: int, repeats: int, cwd: Path) -> dict[st
 def measure_parts(depth: int, repeats: int) -> dict[str, float]:
     """Seconds of the structural comparison and of the equivalence check it adds, in this process (medians)."""
     from resnet_spec import build, load_spec, residual_depths
-    from resnet_spec.diff import compare_model
-    from resnet_spec.equivalence import check_equivalence
+    from resnet_spec.verify import check_equivalence, compare_model
 
     name = next(depths[depth] for depths in map(residual_depths, ("imagenet", "cifar10")) if depth in depths)
     spec = load_spec(name)

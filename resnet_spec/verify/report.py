@@ -1,26 +1,35 @@
-"""Rendering a :class:`~resnet_spec.diff.Comparison`: text or Markdown laid out like Table 1, or JSON.
+"""Rendering a :class:`~resnet_spec.verify.Comparison`: text or Markdown laid out like Table 1, or JSON.  This is the
+only place that writes the verdict in words; everything it renders is data.
 
 JSON (``to_json``) is described by :data:`JSON_SCHEMA` (a JSON Schema, draft 2020-12): every value typed, numbers
 as numbers and kernels, strides and sizes as lists (``[3, 3]``), never their string forms.  ``row`` is conv1,
 conv2_x ... or fc (or "model" for totals); ``block`` names the block (conv3_1) where the difference is inside one,
-else null; ``blocks`` lists every place of a cause that recurs through a row (a bias on every conv of conv3_x is
-one mismatch).  ``verdict`` combines the mismatches with ``equivalence``, the numerical check (``eval`` and
-``train`` are each row's maximum relative difference, null where the shapes differ; ``local`` is the row
-alone: the reference's row run on the model's own input to the row, the larger of the two modes).  A run that
-gives no verdict prints ``{"error": ..., "phase": ...}`` instead (the second branch of the schema).
+else null; ``module`` is the model's own module there (``layer2.0``, "" where none is known); ``kind`` is what the
+finding is about (structure, parameters, computation); ``blocks`` lists every place of a cause that recurs through a
+row (a bias on every conv of conv3_x is one mismatch).  ``verdict`` is the policy's conclusion
+(:mod:`resnet_spec.verify.verdict`); ``equivalence`` is the numerical check (``eval`` and ``train`` are each row's
+maximum relative difference, null where the shapes differ; ``local`` is the row alone: the reference's row run on
+the model's own input to the row, the larger of the two modes, null where not computed; ``mode`` and ``direction``
+say where the logits first differed).  A run that gives no verdict prints ``{"error": ..., "phase": ...}`` instead
+(the second branch of the schema).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
-from .diff import Comparison, Value
+from ..spec import ResNetSpec
+from .compare import Comparison
 from .equivalence import Equivalence
-from .spec import ResNetSpec
+from .structure import Mismatch, Value
+from .verdict import Verdict
 
-__all__ = ["JSON_KEYS", "JSON_SCHEMA", "render", "to_json"]
+__all__ = [
+    "JSON_KEYS", "JSON_SCHEMA", "dumps", "finding_line", "render", "to_json", "undecided_reason", "verdict_text",
+]  # fmt: skip
 
 JSON_KEYS = ("conformant", "subject", "spec", "input_size", "rows", "mismatches", "totals", "best_matches", "notes",
              "verdict", "equivalence")  # fmt: skip
@@ -65,6 +74,8 @@ _REPORT = _object(
                     "expected": _VALUE,
                     "found": _VALUE,
                     "blocks": {"type": "array", "items": _STR},
+                    "module": _STR,
+                    "kind": {"enum": ["structure", "parameters", "computation"]},
                 }
             ),
         },
@@ -101,11 +112,16 @@ _REPORT = _object(
                                     "found_shape": {"type": "array", "items": _INT},
                                     "ok": {"type": "boolean"},
                                     "local": {"type": ["number", "null"]},
+                                    "train_read": {"type": "boolean"},
                                 }
                             ),
                         },
                         "mapped": _INT,
                         "notes": {"type": "array", "items": _STR},
+                        "mode": {"enum": ["eval", "train", None]},
+                        "direction": {"enum": ["model", "reference", None]},
+                        "difference": {"type": ["number", "null"]},
+                        "permuted": {"type": "array", "items": _STR},
                     }
                 ),
             ]
@@ -160,7 +176,7 @@ def _text(value: Value) -> str:
 
 def _places(places: Sequence[str]) -> str:
     shown = ", ".join(places[:3])
-    return f" ({shown}{', ...' if len(places) > 3 else ''}: {len(places)} places)"
+    return f" [{shown}{', ...' if len(places) > 3 else ''}: {len(places)} places]"
 
 
 def to_json(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()) -> dict[str, Any]:
@@ -197,6 +213,8 @@ def to_json(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = (
                 "expected": _json_value(m.expected),
                 "found": _json_value(m.found),
                 "blocks": list(m.blocks),
+                "module": m.module,
+                "kind": m.kind,
             }
             for m in comparison.mismatches
         ],
@@ -207,9 +225,14 @@ def to_json(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = (
         },
         "best_matches": [s.label for s in best],
         "notes": [*comparison.info, *comparison.notes],
-        "verdict": comparison.verdict,
+        "verdict": comparison.verdict.value,
         "equivalence": _equivalence_json(comparison.equivalence),
     }
+
+
+def _number(value: float | None) -> float | None:
+    """A figure as JSON allows it: an infinite or NaN difference (a model's NaN output) is null."""
+    return value if value is None or math.isfinite(value) else None
 
 
 def _equivalence_json(eq: Equivalence | None) -> dict[str, Any] | None:
@@ -226,17 +249,22 @@ def _equivalence_json(eq: Equivalence | None) -> dict[str, Any] | None:
         "rows": [
             {
                 "row": r.row,
-                "eval": r.eval,
-                "train": r.train,
+                "eval": _number(r.eval),
+                "train": _number(r.train),
                 "expected_shape": list(r.expected_shape),
                 "found_shape": list(r.found_shape),
                 "ok": r.ok,
-                "local": r.local,
+                "local": _number(r.local),
+                "train_read": r.train_read,
             }
             for r in eq.rows
         ],
         "mapped": eq.mapped,
         "notes": list(eq.notes),
+        "mode": eq.mode,
+        "direction": eq.direction,
+        "difference": _number(eq.difference),
+        "permuted": list(eq.permuted),
     }
 
 
@@ -276,10 +304,10 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
     out.append("")
     kind = comparison.verdict
     if comparison.mismatches:
-        heading = "structural finding(s) that do not change the function" if kind == "equivalent" else "mismatch(es)"
+        heading = "finding(s) that do not change the function" if kind == Verdict.EQUIVALENT else "finding(s)"
         out.append(f"{len(comparison.mismatches)} {heading}:")
         mismatch_lines = [
-            [m.where + (_places(m.blocks) if m.blocks else ""), m.property, _text(m.expected), _text(m.found)]
+            [_where(m) + (_places(m.blocks) if m.blocks else ""), m.property, _text(m.expected), _text(m.found)]
             for m in comparison.mismatches
         ]
         out += _table(["where", "property", "expected", "found"], mismatch_lines, markdown)
@@ -287,30 +315,123 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
     eq = comparison.equivalence
     if eq is not None:
         out += _equivalence_lines(eq, markdown)
-    if kind == "not conformant":
-        verdict = f"does NOT conform to {spec.label}"
-        if eq is not None and eq.status in ("differs", "unmapped"):
-            verdict += f"; by computation: {eq.reason}"
-        if best:
-            verdict += "; conforms to " + ", ".join(_describe(s) for s in best)
-        elif comparison.mismatches:
-            verdict += "; conforms to no known table entry"
-    elif kind == "equivalent":
-        verdict = f"conforms to {spec.label} functionally: equivalent, written differently"
-    elif kind == "undecided":
-        verdict = f"undecided against {spec.label}: the structure conforms only with the notes below, and "
-        verdict += f"the functional check did not decide ({eq.reason if eq is not None else 'not run'})"
-    elif eq is not None and eq.status == "equal":
-        verdict = f"conforms to {spec.label}, structurally and functionally"
-    else:
-        verdict = f"conforms to {spec.label}"
-    out.append(("**verdict**: " if markdown else "verdict: ") + verdict)
+    out.append(("**verdict**: " if markdown else "verdict: ") + verdict_text(comparison, best))
     if eq is not None:
         out += [f"note: {note}" for note in eq.notes]
         if eq.status == "skipped":
             out.append(f"note: functional check skipped: {eq.reason}")
     out += [f"note: {note}" for note in (*comparison.info, *comparison.notes)]
     return "\n".join(out) + "\n"
+
+
+def _where(m: Mismatch) -> str:
+    """The table's place and the user's module: "conv3_1 (layer2.0)"."""
+    return f"{m.where} ({m.module})" if m.module else m.where
+
+
+def finding_line(m: Mismatch) -> str:
+    """One finding in one line: "conv3_x: conv3_2 (layer2.1.conv2) conv2.kernel: expected (3, 3), found (5, 5)"."""
+    places = _places(m.blocks) if m.blocks else ""
+    prefix = f"{m.row}: " if m.block else ""
+    return f"{prefix}{_where(m)}{places} {m.property}: expected {_text(m.expected)}, found {_text(m.found)}"
+
+
+def verdict_text(comparison: Comparison, best: Sequence[ResNetSpec] = ()) -> str:
+    """The verdict as one sentence (after "verdict: ")."""
+    spec, eq, kind = comparison.spec, comparison.equivalence, comparison.verdict
+    label = spec.label
+    if kind == Verdict.CONFORMANT:
+        if eq is None or eq.status != "equal":
+            return f"conforms to {label}"
+        text = f"conforms to {label}, structurally and functionally"
+        if eq.permuted:
+            text += (f" (up to a permutation of channels: the zero-padding shortcuts of {', '.join(eq.permuted)} "
+                     "place the identity's channels elsewhere than first)")  # fmt: skip
+        return text
+    if kind == Verdict.EQUIVALENT:
+        return f"conforms to {label} functionally: equivalent, written differently"
+    if kind == Verdict.UNDECIDED:
+        return f"undecided against {label}: {undecided_reason(comparison)}"
+    parts = []
+    structural = [m for m in comparison.mismatches if m.kind == "structure"]
+    parameters = [m for m in comparison.mismatches if m.kind == "parameters"]
+    computation = [m for m in comparison.mismatches if m.kind == "computation"]
+    if structural:
+        first = structural[0]
+        more = f" and {len(structural) - 1} more" if len(structural) > 1 else ""
+        parts.append(f"the structure differs ({_where(first)} {first.property}{more})")
+    if parameters and eq is not None and eq.status == "equal":
+        parts.append(f"computes the table's function, but {_parameters(parameters)}")
+    elif any(m.property != "params" for m in parameters):  # counts alone follow from the structure's findings
+        parts.append(f"its parameters differ: {_parameters(parameters)}")
+    if computation:
+        parts.append(f"by computation: {_phrase(computation[0])}")
+        if eq is not None and eq.direction == "reference":
+            parts[-1] += " (with the table's weights in the model: a degree of freedom it does not have)"
+    elif eq is not None and eq.status == "unmapped" and not structural:
+        parts.append(f"the weights have no place in the table: {eq.reason}")
+    verdict = f"does NOT conform to {label}" + "".join(f"; {part}" for part in parts)
+    if best:
+        verdict += "; conforms to " + ", ".join(_describe(s) for s in best)
+    elif structural:
+        verdict += "; conforms to no known table entry"
+    return verdict
+
+
+def _phrase(m: Mismatch) -> str:
+    """A computation finding in a few words: where, and what differs there."""
+    if m.property.endswith(("output", "logits")):
+        what = m.property.removesuffix("output").rstrip(".") or "output"
+        return f"{_where(m)} {what}: {_text(m.found)}"
+    return f"{_where(m)} {m.property}: expected {_text(m.expected)}, found {_text(m.found)}"
+
+
+def undecided_reason(comparison: Comparison) -> str:
+    """Why neither the structure nor the numbers decided, in one line."""
+    eq = comparison.equivalence
+    reasons = []
+    if not comparison.complete:
+        reasons.append("the structure has operators the reader does not interpret")
+    elif comparison.mismatches:
+        reasons.append("the structure differs")
+    elif comparison.notes:
+        reasons.append("the structure conforms only with the notes below")
+    if eq is None:
+        reasons.append("the functional check was not run")
+    elif eq.reason:
+        reasons.append(f"the functional check did not decide ({eq.reason})")
+    return ", and ".join(reasons) or "no reason recorded"
+
+
+def _parameters(findings: Sequence[Mismatch]) -> str:
+    """What the parameter findings add up to: "with 16 redundant conv biases: +3,840 parameters (...)"."""
+    counts: dict[tuple[str, str], int] = {}
+    total: tuple[int, int] | None = None
+    for m in findings:
+        places = max(1, len(m.blocks))
+        if m.property == "params":
+            if m.row == "model" and isinstance(m.expected, int) and isinstance(m.found, int):
+                total = (m.expected, m.found)
+            continue
+        if m.property == "unused parameter":
+            key = ("unused parameter", "unused parameters")
+        elif m.property.endswith("tied"):
+            key = ("layer tied to another's tensors", "layers tied to another's tensors")
+        elif m.property.endswith("bn.affine"):
+            key = ("batch norm without scale and shift", "batch norms without scale and shift")
+        elif m.property.endswith("bias") and m.found in ("bias before BN", True):
+            key = ("redundant conv bias", "redundant conv biases")
+        elif m.property.endswith("bias"):
+            key = ("missing bias", "missing biases")
+        else:
+            key = (m.property, m.property)
+        counts[key] = counts.get(key, 0) + places
+    parts = [f"{n} {key[0] if n == 1 else key[1]}" for key, n in counts.items()]
+    text = "with " + ", ".join(parts) if parts else "with other parameters"
+    if total is not None:
+        expected, found = total
+        text += f": {found - expected:+,} parameters ({found:,}; the table's {expected:,})"
+    return text
 
 
 def _equivalence_lines(eq: Equivalence, markdown: bool) -> list[str]:
@@ -323,10 +444,19 @@ def _equivalence_lines(eq: Equivalence, markdown: bool) -> list[str]:
         f"difference per row, end to end and the row alone on the model's own input; tolerance {eq.tolerance:.1e}"
     ]
 
-    def figure(value: float | None) -> str:
-        return "shape differs" if value is None else f"{value:.1e}"
+    def figure(value: float | None, missing: str = "shape differs") -> str:
+        return missing if value is None else f"{value:.1e}"
 
-    lines = [[r.row, figure(r.eval), figure(r.train), figure(r.local), "ok" if r.ok else "DIFF"] for r in eq.rows]
+    lines = [
+        [
+            r.row,
+            figure(r.eval),
+            figure(r.train) if r.train_read else "-",
+            figure(r.local, "-"),
+            "ok" if r.ok else "DIFF",
+        ]
+        for r in eq.rows
+    ]
     out += _table(["row", "eval", "train", "row alone", ""], lines, markdown)
     out.append("")
     return out

@@ -1,0 +1,201 @@
+"""Comparing a model with a table entry: trace, read, align, diff, the numbers, the verdict.
+
+:func:`compare_model` is the whole ladder for a model object; :func:`best_matches` says which table entries (under
+which named deviations) a reading conforms to structurally.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..read import FoundNetwork, read_trace
+from ..spec import ResNetSpec, SpecError, as_spec, families, knob_options, list_specs, load_spec
+from ..trace import TraceError, trace_model
+from .alignment import Alignment, align
+from .equivalence import Equivalence, check_equivalence
+from .structure import Mismatch, RowView, diff
+from .verdict import Verdict, decide
+
+__all__ = ["Comparison", "best_matches", "compare_model"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of comparing a model with a spec: findings, the Table 1 lines, the numbers, the verdict."""
+
+    spec: ResNetSpec
+    input_size: tuple[int, int]
+    found: FoundNetwork
+    mismatches: tuple[Mismatch, ...]  # structural, parameter and computation findings (Mismatch.kind)
+    rows: tuple[RowView, ...]
+    expected_params: int
+    expected_macs: int
+    notes: tuple[str, ...] = field(default=())  # what the structure cannot decide (an operator not interpreted)
+    equivalence: Equivalence | None = None  # the numerical check; None when only the structure was compared
+    info: tuple[str, ...] = field(default=())  # how the model was read (the CPU fallback, which output)
+    complete: bool = True  # the reader understood every operator from the stem to the logits
+    alignment: Alignment | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """The policy's conclusion (:func:`resnet_spec.verify.verdict.decide`)."""
+        return decide(self.mismatches, self.complete, self.notes, self.equivalence)
+
+    @property
+    def conformant(self) -> bool:
+        """A complete verdict "conforms": conformant, or equivalent (written differently)."""
+        return self.verdict.conforms
+
+    @property
+    def exit_status(self) -> int:
+        """0 conforms, 1 does not, 2 undecided."""
+        return self.verdict.exit_status
+
+
+def _pair(n: int) -> tuple[int, int]:
+    return (n, n)
+
+
+def structural_comparison(
+    found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | None = None, *, headless: bool = False,
+    in_channels: int | None = None,
+) -> Comparison:  # fmt: skip
+    """The structure alone: ``found`` aligned with ``spec`` and diffed (no numbers)."""
+    alignment = align(found, spec, input_size, headless=headless, in_channels=in_channels)
+    structure = diff(alignment)
+    return Comparison(spec, alignment.input_size, alignment.found, structure.mismatches, structure.rows,
+                      structure.expected_params, structure.expected_macs, structure.notes, None, found.notes,
+                      structure.complete, alignment)  # fmt: skip
+
+
+def compare_model(
+    model: nn.Module,
+    spec: ResNetSpec | str,
+    input_size: tuple[int, int] | None = None,
+    batch: int = 2,
+    functional: bool = True,
+    *,
+    headless: bool = False,
+    in_channels: int | None = None,
+) -> Comparison:
+    """Trace ``model`` at ``input_size`` (the table's when None), diff it against ``spec``, and check its function.
+
+    The model is traced on the meta device (no memory, no time).  One that cannot run there (a data-dependent
+    check, a scripted or lazy module) is run on the CPU instead, at the smallest input every row of the table
+    still has an output for (then at the table's own), and the comparison's notes say so.  The forward pass
+    runs in training mode, on a batch of ``batch`` (two: a batch norm in training mode needs more than one value
+    per channel).  ``headless=True`` expects a backbone (the stem and the stages, no pool-and-fc head);
+    ``in_channels`` replaces the table's input channels (a model for 1-channel images).
+
+    ``functional`` adds the numerical check (:func:`~resnet_spec.verify.equivalence.check_equivalence`), which
+    decides where the structure cannot.
+
+    Raises :class:`~resnet_spec.trace.TraceError` with one line saying what the model expects when it cannot be
+    traced (its rank, its input channels, an input size it takes).
+    """
+    spec = as_spec(spec, "compare_model")
+    size = input_size or _pair(spec.input_size)
+    channels = spec.in_channels if in_channels is None else in_channels
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"compare_model: expected batch a positive integer, got {batch!r}")
+    try:
+        trace = trace_model(model, (batch, channels, *size), cpu_sizes=_cpu_sizes(spec, size))
+    except TraceError as e:
+        raise TraceError(_input_hint(model, spec, size, channels, batch) or str(e)) from e
+    traced = (trace.input_shape[2], trace.input_shape[3])
+    comparison = structural_comparison(read_trace(trace), spec, traced, headless=headless, in_channels=in_channels)
+    if not functional:
+        return comparison
+    eq = check_equivalence(model, spec, headless=headless, in_channels=in_channels)
+    return _with_equivalence(comparison, eq)
+
+
+def _with_equivalence(comparison: Comparison, eq: Equivalence) -> Comparison:
+    from dataclasses import replace
+
+    return replace(comparison, equivalence=eq, mismatches=(*comparison.mismatches, *eq.findings))
+
+
+def _cpu_sizes(spec: ResNetSpec, size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Input sizes for a CPU trace: the table's total downsampling (its last row then has a 1x1 map), then ``size``.
+
+    Smaller inputs would shrink rows to 1x1 early, where a stem pool reads like a global one.
+    """
+    last = spec.row_output_sizes(*size)[spec.stages[-1].name]
+    factor = (size[0] // last[0], size[1] // last[1]) if min(last) >= 1 else size
+    small = (max(1, factor[0]), max(1, factor[1]))
+    return [small, size] if small != size and small < size else [size]
+
+
+def _input_hint(model: nn.Module, spec: ResNetSpec, size: tuple[int, int], channels: int, batch: int) -> str | None:
+    """When the model fails at ``size`` but runs at the input size of another table family, one line saying so."""
+    others: dict[int, str] = {}
+    for family in families():
+        names = list_specs(family)
+        if names:
+            other = load_spec(names[0]).input_size
+            if (other, other) != size:
+                others.setdefault(other, family)
+    for other, family in sorted(others.items()):
+        try:
+            trace_model(model, (batch, channels, other, other))
+        except (TraceError, ValueError):
+            continue
+        return (
+            f"the model cannot take the table's {size[0]}x{size[1]} input, but runs on {other}x{other}: compare it "
+            f"at that size (--input-size {other}) or against a table of that input size (--family {family})"
+        )
+    return None
+
+
+def _may_conform(found: FoundNetwork, spec: ResNetSpec) -> bool:
+    """False where a fact no named deviation changes already differs (blocks and their convs, SE, block order,
+    stem convs): the entry cannot conform under any option, and the diff would say so at greater cost."""
+    if found.stem_convs and len(found.stem_convs) != len(spec.stem.convs):
+        return False
+    if not found.blocks:
+        return True
+    expected = list(spec.blocks)
+    if [len(b.convs) for b in found.blocks] != [len(b.convs) for b in expected]:
+        return False
+    pre = spec.order == "pre"
+    return all(
+        bool(f.se) == (e.se_channels is not None) and bool(f.preactivation) == pre
+        for f, e in zip(found.blocks, expected, strict=True)
+    )
+
+
+def best_matches(
+    found: FoundNetwork, family: str, input_size: tuple[int, int], *, headless: bool = False
+) -> list[ResNetSpec]:
+    """Every known table entry of ``family``, under any option of every named deviation (``variants.toml``'s
+    knobs: stride variant, shortcut option, stem pool), whose structure ``found`` has exactly.
+
+    Entries as their table defines them come first, so a plain network is named ``plain34`` rather than
+    ``resnet34`` with ``shortcut="none"``; each distinct network is listed once.
+    """
+    names = [name for name in list_specs(family) if _may_conform(found, load_spec(name))]
+    knobs = knob_options()
+    combinations: list[dict[str, str]] = [{}]
+    for knob, options in knobs.items():
+        combinations = [{**c, knob: option} for c in combinations for option in options]
+    candidates = [load_spec(name) for name in names]
+    for name, combination in itertools.product(names, combinations):
+        try:
+            candidates.append(load_spec(name, **combination))
+        except SpecError:  # options that form no network (a pre-activation table with no shortcuts)
+            continue
+    matches: list[ResNetSpec] = []
+    seen: set[object] = set()
+    for spec in candidates:
+        key = (spec.stem, spec.stages, spec.head, spec.order)
+        if key in seen:
+            continue
+        seen.add(key)
+        comparison = structural_comparison(found, spec, input_size, headless=headless)
+        if comparison.complete and not comparison.mismatches:
+            matches.append(spec)
+    return matches
