@@ -34,7 +34,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .contain import DEFAULT_TIMEOUT, ContainedError, parse_size, phase, run_contained
+from .contain import (
+    DEFAULT_TIMEOUT,
+    ContainedError,
+    default_memory,
+    mark_pool_free,
+    parse_size,
+    phase,
+    run_contained,
+)
 
 __all__ = [
     "ArgumentParser",
@@ -225,6 +233,7 @@ class CompareRequest:
     in_channels: int | None
     format: str
     headless: bool = False  # the subject is a backbone: its head is expected absent
+    memory: int | None = None  # the model's process's memory ceiling (bytes; None: this process's own)
 
 
 @dataclass(frozen=True)
@@ -288,23 +297,20 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
 
     with phase("table"):
         spec = _resolve_spec(request)
-    notes = []
-    if request.impl is not None:
-        from .subject import make_subject
-
-        model, note = make_subject(request.impl)  # phases import, construction
-        subject = request.impl
-        if note:
-            notes.append(note)
-    else:
+    own = request.impl is None  # the reference network itself: its outputs would be compared with themselves
+    if own:
         from .model import build
 
         with phase("build"):
-            model = build(spec, device="meta")
+            model: Any = build(spec, device="meta")
         subject = f"resnet_spec {spec.name}"
+    else:
+        model = subject = str(request.impl)  # run in a contained process of its own: this one never imports its code
     with phase("trace"):  # the comparison marks its own later phases
-        own = request.impl is None  # the reference network itself: its outputs would be compared with themselves
-        comparison = compare_model(model, spec, request.input_size, functional=not own, headless=request.headless)
+        comparison = compare_model(
+            model, spec, request.input_size, functional=not own, headless=request.headless, timeout=None,
+            memory=request.memory,
+        )  # the model's process: within this one's time limit, with the same memory ceiling
     if own:
         reason = "the subject is the reference network built from this table; --impl checks another model"
         comparison = dataclasses.replace(comparison, equivalence=not_run(spec, reason))
@@ -321,11 +327,8 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
         outcome = functools.partial(CompareOutcome, comparison.verdict.value, comparison.exit_status, undecided)
         if request.format == "json":
             data = to_json(comparison, subject, best)
-            data["notes"] = notes + data["notes"]
             return outcome(dumps(data), data)
-        text = render(comparison, subject, best, markdown=request.format == "markdown")
-        text += "".join(f"note: {note}\n" for note in notes)
-        return outcome(text, None)
+        return outcome(render(comparison, subject, best, markdown=request.format == "markdown"), None)
 
 
 # ---- compare: the parent ------------------------------------------------------------------------------------------
@@ -409,6 +412,7 @@ def _run_compare(args: argparse.Namespace, reporter: _Reporter) -> int:
         in_channels=args.in_channels,
         headless=args.headless,
         format=args.format,
+        memory=default_memory() if args.memory == "half" else args.memory,
     )
     result = run_contained(compare_job, request, timeout=args.timeout, memory=args.memory)
     outcome = result.value
@@ -472,6 +476,8 @@ def _guarded(reporter: _Reporter, job: Callable[[], int]) -> int:
 
 def compare_main(argv: Sequence[str] | None = None, prog: str = "resnet-spec compare") -> int:
     """``resnet-spec compare ARGS`` (and ``tools/compare.py ARGS``): the exit status."""
+    if argv is None:  # the process's own command line: it has computed nothing yet (see contain.mark_pool_free)
+        mark_pool_free()
     argv = list(sys.argv[1:] if argv is None else argv)
     reporter = _Reporter(prog, _json_wanted(argv), "--debug" in argv)
 
@@ -661,6 +667,8 @@ def _conventions_epilog(prog: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``resnet-spec ARGS``: the exit status."""
+    if argv is None:  # the process's own command line: it has computed nothing yet (see contain.mark_pool_free)
+        mark_pool_free()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["compare"]:
         return compare_main(argv[1:])

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "Contained",
     "ContainedError",
+    "ContainedServer",
     "current_phase",
     "default_memory",
     "parse_size",
@@ -80,7 +81,14 @@ class Contained(Generic[T]):
 # ---- phases ------------------------------------------------------------------------------------------------------
 
 _phase = "start"
-_channel: Any = None  # the connection to the parent, in a contained child
+_channel: Any = None  # the connection to the parent, in a contained child (what a phase is sent on)
+
+
+def _send_pickled(channel: Any, message: tuple[Any, ...]) -> None:
+    channel.send(message)
+
+
+_send: Callable[[Any, tuple[Any, ...]], None] = _send_pickled  # how a child sends a message (a server: as data)
 
 
 def current_phase() -> str:
@@ -92,7 +100,7 @@ def _set_phase(name: str) -> None:
     global _phase
     _phase = name
     if _channel is not None:
-        _channel.send(("phase", name))
+        _send(_channel, ("phase", name))
 
 
 @contextmanager
@@ -227,15 +235,28 @@ def _end_with_parent() -> None:
         pass
 
 
-def _child(
-    channel: Any,
-    output: Any,
-    memory: int | None,
-    single_thread: bool,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> None:
+# Whether this process is known to have started no thread pool (torch's OpenMP intra-op pool) so far: a command
+# line process before its first comparison (mark_pool_free), a contained child forked from one.  A process that
+# computed with torch may have one, and a child forked from it would wait forever on the pool's missing threads at
+# its first parallel operation: such a child computes with one thread.
+_pool_free = False
+
+
+def mark_pool_free() -> None:
+    """Declare that this process has run no torch computation yet (a command's entry point): the contained children
+    it forks before its first computation keep torch's threads."""
+    global _pool_free
+    _pool_free = True
+
+
+def _pool_may_exist() -> bool:
+    """Whether a thread pool may exist in this process (see _pool_free); the thread count tells when one has since
+    started (torch's import leaves one thread beside the interpreter's)."""
+    return not _pool_free or _os_threads() > threading.active_count() + 1
+
+
+def _prepare_child(channel: Any, output: Any, single_thread: bool) -> None:
+    """A contained child's set-up: its own process group, its end with the parent's, its output captured."""
     global _channel
     _channel = channel
     if hasattr(os, "setpgid"):
@@ -251,24 +272,47 @@ def _child(
         sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)
         if faulthandler.is_enabled():  # a crash's traceback goes with the rest of the output
             faulthandler.enable(sys.stderr)
+    global _pool_free
+    _pool_free = not single_thread  # no thread pool came with the fork: this process may fork pool-free too
     if single_thread and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
-    try:
-        _limit_memory(memory)
-        _set_phase(_phase)
-        value = fn(*args, **kwargs)
-    except BaseException as e:  # everything the contained code can do ends here, as data
-        kind, reason = _describe(e, memory)
-        where = getattr(e, "_resnet_spec_phase", _phase)
-        details = "".join(traceback.format_exception(e))
-        message: tuple[Any, ...] = ("error", where, kind, reason, details)
-    else:
-        message = ("ok", value)
+
+
+def _error_message(e: BaseException, memory: int | None) -> tuple[Any, ...]:
+    if isinstance(e, ContainedError):  # a contained process of this one failed: its phase, its reason
+        return ("error", e.phase, e.kind, e.reason, e.details)
+    kind, reason = _describe(e, memory)
+    where = getattr(e, "_resnet_spec_phase", _phase)
+    return ("error", where, kind, reason, "".join(traceback.format_exception(e)))
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # a stream the code replaced or closed: nothing more to keep
             pass
+
+
+def _child(
+    channel: Any,
+    output: Any,
+    memory: int | None,
+    single_thread: bool,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    _prepare_child(channel, output, single_thread)
+    try:
+        _limit_memory(memory)
+        _set_phase(_phase)
+        value = fn(*args, **kwargs)
+    except BaseException as e:  # everything the contained code can do ends here, as data
+        message: tuple[Any, ...] = _error_message(e, memory)
+    else:
+        message = ("ok", value)
+    _flush()
     try:
         channel.send(message)
     except Exception as e:  # the result does not pickle
@@ -320,6 +364,130 @@ def _kill(process: Any) -> None:
         process.kill()
 
 
+class _Link:
+    """The parent's end of a contained child: the messages it sends (phases are noted, the rest returned in order),
+    the output it writes, how it ended."""
+
+    def __init__(self, process: Any, receive: Any, out_read: Any, decode: Callable[[Any], tuple[Any, ...]],
+                 relay: bool = False) -> None:  # fmt: skip
+        self.process, self.receive, self.out_read, self.decode = process, receive, out_read, decode
+        self.relay = relay  # the child's phases are this process's while it waits (a time-out names the child's)
+        self.output = _Output()
+        self.phase = _phase
+        self.pending: list[tuple[Any, ...]] = []
+        self.waiting: list[Any] = [receive, process.sentinel] + ([out_read] if out_read is not None else [])
+
+    def _pump(self, remaining: float | None) -> bool:
+        """Read what is ready (waiting at most ``remaining`` seconds); False when nothing was."""
+        ready: list[Any] = multiprocessing.connection.wait(self.waiting, remaining)
+        for item in ready:
+            if self.out_read is not None and item is self.out_read:
+                try:
+                    data = os.read(self.out_read.fileno(), 65536)
+                except OSError:
+                    data = b""
+                if data:
+                    self.output.add(data)
+                else:
+                    self.waiting.remove(self.out_read)
+            elif item is self.receive:
+                try:
+                    message = self.decode(self.receive)
+                except (EOFError, OSError):
+                    self.waiting.remove(self.receive)
+                    continue
+                if message[0] == "phase":
+                    self.phase = str(message[1])
+                    if self.relay:
+                        _set_phase(self.phase)
+                else:
+                    self.pending.append(message)
+            else:  # the process ended: what it sent is still read
+                self.waiting.remove(self.process.sentinel)
+        return bool(ready)
+
+    def next(self, deadline: float | None, limit: float | None) -> tuple[Any, ...]:
+        """The child's next message (not a phase).  Raises ContainedError at the deadline (``limit`` seconds, for the
+        message) or when the child ends without one."""
+        while not self.pending:
+            if self.receive not in self.waiting:
+                self.ended()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._pump(remaining) and not self.pending:
+                self.close()
+                raise ContainedError(self.phase, f"timed out after {limit:g} s (--timeout)", "timeout", self.text())
+        return self.pending.pop(0)
+
+    def drain(self, grace: float) -> None:
+        """After the last message: the output written until the child ends (at most ``grace`` seconds)."""
+        end = time.monotonic() + grace
+        while self.waiting and time.monotonic() < end:
+            self._pump(max(0.0, end - time.monotonic()))
+
+    def ended(self) -> None:
+        """The child has gone without a message: raise ContainedError saying how."""
+        self.close()
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            reason = f"the process was killed by signal {name}"
+            if -code == signal.SIGKILL:
+                reason += " (the system may have run out of memory)"
+            raise ContainedError(self.phase, reason, "signal", self.text())
+        raise ContainedError(self.phase, f"the code ended the process (exit status {code}) without a result", "exit",
+                             self.text())  # fmt: skip
+
+    def text(self) -> str:
+        return self.output.text()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.receive.closed)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        _kill(self.process)  # the group: anything it left running
+        self.process.join()
+        self.receive.close()
+        if self.out_read is not None:
+            self.out_read.close()
+
+
+def _start(
+    target: Callable[..., None], args: tuple[Any, ...], *, memory: int | str | None,
+    decode: Callable[[Any], tuple[Any, ...]], pipes: int = 1, relay: bool = False,
+) -> tuple[_Link, list[Any]]:  # fmt: skip
+    """Fork (spawn, off Linux) a contained child running ``target(channel, output, ceiling, single_thread, *args)``
+    and return the parent's link to it (and the parent's ends of ``pipes - 1`` more pipes to the child)."""
+    ceiling = default_memory() if memory == DEFAULT_MEMORY else memory
+    if isinstance(ceiling, str) or (ceiling is not None and ceiling < 1):
+        raise ValueError(f"run_contained: expected memory as a number of bytes, 'half' or None, got {memory!r}")
+    context = _context()
+    receive, send = context.Pipe(duplex=False)
+    extra = [context.Pipe(duplex=False) for _ in range(pipes - 1)]  # (child reads, parent writes)
+    out_read, out_write = context.Pipe(duplex=False) if os.name == "posix" else (None, None)
+    global _pool_free
+    single_thread = _pool_may_exist()
+    _pool_free = False  # this process goes on to compute, as far as the next fork can tell
+    child_ends = [read for read, _ in extra]
+    # not a multiprocessing daemon: a contained child may contain a child of its own (the checker's process runs
+    # the model's in one); every child is ended here (its process group killed, and by the kernel when its parent
+    # dies: _end_with_parent)
+    process = context.Process(target=target, args=(send, out_write, ceiling, single_thread, *child_ends, *args))
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns that forking a multi-threaded process may deadlock; the one pool this code uses
+        # (torch's OpenMP) is set to a single thread in such a child (see the module docstring).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        process.start()
+    send.close()
+    for read in child_ends:
+        read.close()
+    if out_write is not None:
+        out_write.close()
+    return _Link(process, receive, out_read, decode, relay), [write for _, write in extra]
+
+
 def run_contained(
     fn: Callable[..., T],
     /,
@@ -331,94 +499,230 @@ def run_contained(
     """Call ``fn(*args, **kwargs)`` in a child process; return its result and what it wrote to stdout/stderr.
 
     ``timeout``: seconds for the whole call (None: no limit).  ``memory``: bytes the child may allocate beyond what
-    it starts with (None: no ceiling; ``"half"``: half the physical memory).  The result must pickle.  Raises
+    it starts with (None: no ceiling; ``"half"``: half the physical memory).  The result must pickle: the child runs
+    this package's code (it may run code it contains in a :class:`ContainedServer` of its own).  Raises
     :class:`ContainedError` when the call gives no result, for whatever reason, naming the phase it was in.
     """
     if timeout is not None and not timeout > 0:
         raise ValueError(f"run_contained: expected a positive timeout in seconds or None, got {timeout!r}")
-    ceiling = default_memory() if memory == DEFAULT_MEMORY else memory
-    if isinstance(ceiling, str) or (ceiling is not None and ceiling < 1):
-        raise ValueError(f"run_contained: expected memory as a number of bytes, 'half' or None, got {memory!r}")
-    context = _context()
-    receive, send = context.Pipe(duplex=False)
-    out_read, out_write = context.Pipe(duplex=False) if os.name == "posix" else (None, None)
-    single_thread = _os_threads() > threading.active_count() + 1  # an OpenMP (or other) pool has threads
-    process = context.Process(
-        target=_child, args=(send, out_write, ceiling, single_thread, fn, args, kwargs), daemon=True
-    )
-    with warnings.catch_warnings():
-        # Python >= 3.12 warns that forking a multi-threaded process may deadlock; the one pool this code uses
-        # (torch's OpenMP) is set to a single thread in such a child (see the module docstring).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        process.start()
-    send.close()
-    if out_write is not None:
-        out_write.close()
-    output = _Output()
-    current = _phase
-    result: tuple[Any, ...] | None = None
+    link, _ = _start(_child, (fn, args, kwargs), memory=memory, decode=lambda connection: connection.recv())
     deadline = None if timeout is None else time.monotonic() + timeout
-    waiting: list[Any] = [receive, process.sentinel] + ([out_read] if out_read is not None else [])
-    ended_at: float | None = None
     try:
-        while waiting:
-            now = time.monotonic()
-            if ended_at is not None:
-                remaining: float | None = max(0.0, ended_at + _GRACE - now)
-            else:
-                remaining = None if deadline is None else max(0.0, deadline - now)
-            ready: list[Any] = multiprocessing.connection.wait(waiting, remaining)
-            if not ready:
-                if ended_at is not None:
-                    break  # it has answered; whatever still holds its output is not waited for
-                _kill(process)
-                process.join()
-                raise ContainedError(current, f"timed out after {timeout:g} s (--timeout)", "timeout", output.text())
-            for item in ready:
-                if out_read is not None and item is out_read:
-                    try:
-                        data = os.read(out_read.fileno(), 65536)
-                    except OSError:
-                        data = b""
-                    if data:
-                        output.add(data)
-                    else:
-                        waiting.remove(out_read)
-                elif item is receive:
-                    try:
-                        message: tuple[Any, ...] = receive.recv()
-                    except (EOFError, OSError):
-                        waiting.remove(receive)
-                        continue
-                    if message[0] == "phase":
-                        current = message[1]
-                    else:
-                        result = message
-                        ended_at = time.monotonic()
-                else:  # the process ended: read what it sent, then stop
-                    waiting.remove(process.sentinel)
-                    ended_at = ended_at or time.monotonic()
+        result = link.next(deadline, timeout)
+        link.drain(_GRACE)
     except KeyboardInterrupt:
-        _kill(process)
-        process.join()
-        raise ContainedError(current, "interrupted", "interrupt", output.text()) from None
+        link.close()
+        raise ContainedError(link.phase, "interrupted", "interrupt", link.text()) from None
     finally:
-        _kill(process)  # the group: anything it left running
-        process.join()
-        receive.close()
-        if out_read is not None:
-            out_read.close()
-    text = output.text()
-    if result is None:
-        code = process.exitcode
-        if code is not None and code < 0:
-            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-            reason = f"the process was killed by signal {name}"
-            if -code == signal.SIGKILL:
-                reason += " (the system may have run out of memory)"
-            raise ContainedError(current, reason, "signal", text)
-        raise ContainedError(current, f"the code ended the process (exit status {code}) without a result", "exit", text)
+        link.close()
+    text = link.text()
     if result[0] == "error":
         _, where, kind, reason, details = result
         raise ContainedError(where, reason, kind, text, details)
     return Contained(result[1], text)
+
+
+# ---- a contained server: code we do not trust, asked several times, answering in data only ---------------------
+
+Handler = Callable[[str, Any], Any]
+
+
+# A server child's message: an 8-byte length, JSON (tuples, dicts with any keys and tensors tagged), then the tensors
+# as torch.save writes them.  Loaded with json and torch.load(weights_only=True): nothing the child sends is
+# unpickled, and a trace's many small values do not go through the (slow, Python) weights-only unpickler.
+
+
+def _tagged(value: Any, tensors: list[Any]) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        tensors.append(value)
+        return {"T": len(tensors) - 1}
+    if isinstance(value, tuple):
+        return {"(": [_tagged(v, tensors) for v in value]}
+    if isinstance(value, dict):
+        return {"{": [[_tagged(k, tensors), _tagged(v, tensors)] for k, v in value.items()]}
+    if isinstance(value, list):
+        return [_tagged(v, tensors) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{type(value).__name__} is not data")
+
+
+def _untagged(value: Any, tensors: list[Any]) -> Any:
+    if isinstance(value, dict):
+        if "T" in value:
+            return tensors[int(value["T"])]
+        if "(" in value:
+            return tuple(_untagged(v, tensors) for v in value["("])
+        if "{" in value:
+            return {_untagged(k, tensors): _untagged(v, tensors) for k, v in value["{"]}
+        raise ValueError("unexpected mapping")
+    if isinstance(value, list):
+        return [_untagged(v, tensors) for v in value]
+    return value
+
+
+def _encode_data(message: tuple[Any, ...]) -> bytes:
+    import io
+    import json
+
+    import torch
+
+    tensors: list[Any] = []
+    skeleton = json.dumps(_tagged(message, tensors)).encode()
+    buffer = io.BytesIO()
+    if tensors:
+        torch.save([t.detach() for t in tensors], buffer)
+    return len(skeleton).to_bytes(8, "little") + skeleton + buffer.getvalue()
+
+
+def _decode_data(connection: Any) -> tuple[Any, ...]:
+    """A message of a server child: plain data and tensors (see above), never unpickled."""
+    import io
+    import json
+
+    import torch
+
+    raw = connection.recv_bytes()
+    try:
+        length = int.from_bytes(raw[:8], "little")
+        skeleton = json.loads(raw[8 : 8 + length])
+        rest = raw[8 + length :]
+        tensors = torch.load(io.BytesIO(rest), weights_only=True) if rest else []
+        if not isinstance(tensors, list) or not all(isinstance(t, torch.Tensor) for t in tensors):
+            raise ValueError("the tensors are not a list of tensors")
+        message = _untagged(skeleton, tensors)
+    except Exception as e:  # whatever the child sent that is not data
+        return ("error", _phase, "exception", f"the contained process sent something that is not data ({e})", "")
+    if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
+        return ("error", _phase, "exception", "the contained process sent a malformed message", "")
+    return message
+
+
+def _send_data(channel: Any, message: tuple[Any, ...]) -> None:
+    channel.send_bytes(_encode_data(message))
+
+
+def _serve(
+    channel: Any,
+    output: Any,
+    memory: int | None,
+    single_thread: bool,
+    requests: Any,
+    setup: Callable[..., tuple[Handler, Any]],
+    args: tuple[Any, ...],
+) -> None:
+    global _send
+    _send = _send_data
+    _prepare_child(channel, output, single_thread)
+    try:
+        _limit_memory(memory)
+        _set_phase(_phase)
+        handler, info = setup(*args)
+        message: tuple[Any, ...] = ("ok", info)
+    except BaseException as e:  # everything the contained code can do ends here, as data
+        message, handler = _error_message(e, memory), None
+    while True:
+        _flush()
+        try:
+            _send_data(channel, message)
+        except Exception as e:  # the answer is not data
+            reason = f"the answer cannot be sent: {type(e).__name__}: {e}"
+            _send_data(channel, ("error", _phase, "exception", reason, ""))
+        if handler is None:
+            break
+        try:
+            request = _decode_data(requests)
+        except (EOFError, OSError):
+            break
+        if request[0] != "ask" or len(request) != 3:  # "stop"
+            break
+        _, kind, payload = request
+        try:
+            message = ("ok", handler(kind, payload))
+        except BaseException as e:
+            message = _error_message(e, memory)
+    channel.close()
+
+
+class ContainedServer:
+    """Code we do not trust, set up once in a child process and asked several times: the model's import and
+    construction, then its forward passes.  Contained as :func:`run_contained` is (output captured, a memory
+    ceiling, a time limit for the whole session, the process group ended at the end), and its answers are plain data
+    and tensors, loaded with ``torch.load(weights_only=True)``: never unpickled, so nothing the child sends runs code
+    here.  ``setup(*args)`` runs in the child and returns ``(handler, info)``; ``info`` is :attr:`info`, and each
+    :meth:`request` calls ``handler(kind, payload)`` there.  Raises :class:`ContainedError` as run_contained does.
+    """
+
+    def __init__(
+        self,
+        setup: Callable[..., tuple[Handler, Any]],
+        *args: Any,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        memory: int | str | None = DEFAULT_MEMORY,
+    ) -> None:
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"ContainedServer: expected a positive timeout in seconds or None, got {timeout!r}")
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.link, (self.requests,) = _start(_serve, (setup, args), memory=memory, decode=_decode_data, pipes=2,
+                                             relay=True)  # fmt: skip
+        self.info = self._answer()
+
+    def _answer(self) -> Any:
+        own = _phase  # the child's phases are this process's while it waits (see _Link.relay)
+        try:
+            message = self.link.next(self.deadline, self.timeout)
+        except KeyboardInterrupt:
+            self.close()
+            raise ContainedError(self.link.phase, "interrupted", "interrupt", self.link.text()) from None
+        _set_phase(own)
+        if message[0] == "error" and len(message) == 5:
+            _, where, kind, reason, details = message
+            self.close()
+            raise ContainedError(str(where), str(reason), str(kind), self.link.text(), str(details))
+        if message[0] != "ok" or len(message) != 2:
+            self.close()
+            raise ContainedError(self.link.phase, "the contained process sent a malformed answer", "exception",
+                                 self.link.text())  # fmt: skip
+        return message[1]
+
+    def request(self, kind: str, payload: Any = None) -> Any:
+        """Ask the child; its answer (data).  Raises ContainedError (and ends the child) on any failure."""
+        self.send(kind, payload)
+        return self.answer()
+
+    def send(self, kind: str, payload: Any = None) -> None:
+        """Ask the child without waiting: :meth:`answer` reads its answer (this process works meanwhile).  Requests
+        travel as data too (tensors by value: never torch's shared-memory handles)."""
+        try:
+            self.requests.send_bytes(_encode_data(("ask", kind, payload)))
+        except (BrokenPipeError, OSError):
+            self.link.ended()
+
+    def answer(self) -> Any:
+        """The answer to the request sent last.  Raises ContainedError (and ends the child) on any failure."""
+        return self._answer()
+
+    @property
+    def output(self) -> str:
+        """What the child has written to stdout and stderr so far."""
+        return self.link.text()
+
+    def close(self) -> None:
+        """End the child (it is asked to stop; its process group is killed whatever it does)."""
+        if self.link.closed:
+            return
+        try:
+            self.requests.send_bytes(_encode_data(("stop",)))
+        except (BrokenPipeError, OSError):
+            pass
+        self.link.drain(min(_GRACE, 0.2))
+        self.link.close()
+
+    def __enter__(self) -> ContainedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -43,7 +43,17 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .arithmetic import conv_output_size
 
 __all__ = [
-    "Const", "Op", "Trace", "TraceError", "materialize", "output_tensors", "record_values", "to_meta", "trace_model",
+    "Const",
+    "Op",
+    "Trace",
+    "TraceError",
+    "materialize",
+    "output_tensors",
+    "record_values",
+    "to_meta",
+    "trace_from_data",
+    "trace_model",
+    "trace_to_data",
 ]  # fmt: skip
 
 
@@ -294,9 +304,9 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
                 value = self.value_of(arg)
                 if value is not None:
                     self.tensors[value] = arg.clone()
-        shaper = _META_SHAPES.get(func)
+        shaper = _META_SHAPES.get(func) or (_meta_pointwise if torch.Tag.pointwise in func.tags else None)
         if shaper is not None and all(t.is_meta for t in _tensors(args, kwargs)):
-            out = shaper(*args, **kwargs)
+            out = shaper(*args, **kwargs) if shaper is not _meta_pointwise else _meta_pointwise(func, args, kwargs)
         if out is None:
             out = func(*args, **kwargs)
         first = out[0] if isinstance(out, (tuple, list)) and out else out
@@ -454,6 +464,39 @@ def _meta_mean(x: torch.Tensor, dim: Any = None, keepdim: bool = False, *, dtype
     return torch.empty(shape, device="meta", dtype=dtype or x.dtype)
 
 
+_COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not", "isnan",
+                          "isinf", "isfinite", "signbit"})  # fmt: skip
+
+
+def _meta_pointwise(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    """A pointwise operator (``clamp``, ``maximum``, ``mul`` ...): the broadcast of its tensor operands' shapes.
+    PyTorch's meta kernels for many of these are Python references whose first call imports sympy (seconds)."""
+    if kwargs.get("out") is not None:
+        return None
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not tensors:
+        return None
+    shape = _broadcast([tuple(t.shape) for t in tensors])
+    if func.overloadpacket.__name__.endswith("_"):  # in place: the first operand, once the others broadcast to it
+        return tensors[0] if shape == tuple(tensors[0].shape) else None
+    floating = [t.dtype for t in tensors if t.is_floating_point()]
+    dtype = torch.bool if func.overloadpacket.__name__ in _COMPARISONS else (floating or [tensors[0].dtype])[0]
+    return torch.empty(shape, device="meta", dtype=dtype)
+
+
+def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """NumPy broadcasting of shapes (torch.broadcast_shapes imports sympy).  Raises RuntimeError as PyTorch does."""
+    rank = max(len(shape) for shape in shapes)
+    out = [1] * rank
+    for shape in shapes:
+        for i, n in enumerate((1,) * (rank - len(shape)) + shape):
+            if n != 1 and out[i] not in (1, n):
+                raise RuntimeError(f"The size of tensor a ({out[i]}) must match the size of tensor b ({n}) at "
+                                   f"non-singleton dimension {i}")  # fmt: skip
+            out[i] = n if n != 1 else out[i]
+    return tuple(out)
+
+
 def _meta_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
     """``aten.mm`` (a linear layer without bias), with PyTorch's check and message."""
     if a.dim() != 2 or b.dim() != 2:
@@ -468,6 +511,127 @@ def _meta_addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, **scales: 
     return _meta_mm(a, b)
 
 
+def _meta(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(tuple(int(n) for n in shape), device="meta", dtype=like.dtype)
+
+
+def _dims(x: torch.Tensor, dim: Any) -> list[int]:
+    """Reduced dimensions, normalised; none given: all.  Raises IndexError as PyTorch does."""
+    named = _ints(dim) if dim is not None else ()
+    if any(not -max(1, x.dim()) <= d < max(1, x.dim()) for d in named):
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-x.dim()}, {x.dim() - 1}], but got "
+                         f"{list(named)})")  # fmt: skip
+    return sorted({d % max(1, x.dim()) for d in named}) if named else list(range(x.dim()))
+
+
+def _meta_reduce(x: torch.Tensor, dim: Any = None, keepdim: bool = False, *rest: Any, **kwargs: Any) -> torch.Tensor:
+    """``sum``, ``amax`` over dims (``dtype=`` of ``sum`` only changes the dtype)."""
+    dims = set(_dims(x, dim))
+    shape = [1 if i in dims else n for i, n in enumerate(x.shape) if keepdim or i not in dims]
+    dtype = kwargs.get("dtype") or x.dtype
+    return torch.empty(shape, device="meta", dtype=dtype)
+
+
+def _meta_var(x: torch.Tensor, dim: Any = None, *, correction: Any = None, keepdim: bool = False) -> torch.Tensor:
+    return _meta_reduce(x, dim, keepdim)
+
+
+def _meta_stack(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor | None:
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) != 1:
+        raise RuntimeError(f"stack expects each tensor to be equal size, but got {sorted(shapes)}")
+    shape = list(tensors[0].shape)
+    position = dim % (len(shape) + 1)
+    return _meta([*shape[:position], len(tensors), *shape[position:]], tensors[0])
+
+
+def _meta_cat(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor | None:
+    shaped = [t for t in tensors if not (t.dim() == 1 and t.shape[0] == 0)]  # cat skips empty 1-d tensors
+    if not shaped:
+        return None
+    rank = shaped[0].dim()
+    position = dim % rank
+    for t in shaped:
+        if t.dim() != rank or any(a != b for i, (a, b) in enumerate(zip(t.shape, shaped[0].shape, strict=True))
+                                  if i != position):  # fmt: skip
+            raise RuntimeError(f"Sizes of tensors must match except in dimension {position}")
+    shape = list(shaped[0].shape)
+    shape[position] = sum(int(t.shape[position]) for t in shaped)
+    return _meta(shape, shaped[0])
+
+
+def _meta_im2col(x: torch.Tensor, kernel: Any, dilation: Any, padding: Any, stride: Any) -> torch.Tensor | None:
+    if x.dim() != 4:
+        return None
+    k, d, p, s = _pair(kernel), _pair(dilation), _pair(padding), _pair(stride)
+    size = [conv_output_size(int(x.shape[2 + i]), k[i], s[i], p[i], d[i]) for i in range(2)]
+    if min(size) < 1:
+        raise RuntimeError(f"im2col: the output size {size} is too small for input {tuple(x.shape)}")
+    return _meta((x.shape[0], x.shape[1] * k[0] * k[1], size[0] * size[1]), x)
+
+
+def _meta_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    if a.dim() != 3 or b.dim() != 3:
+        return None
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: [{a.shape[0]}, "
+                           f"{a.shape[2]}] but got: [{b.shape[0]}, {b.shape[1]}].")  # fmt: skip
+    return _meta((a.shape[0], a.shape[1], b.shape[2]), a)
+
+
+def _meta_adaptive_pool(x: torch.Tensor, size: Any) -> torch.Tensor | None:
+    return _meta((*x.shape[:-2], *_pair(size)), x) if x.dim() in (3, 4) else None
+
+
+def _meta_avg_pool2d(
+    x: torch.Tensor, kernel_size: Any, stride: Any = (), padding: Any = 0, ceil_mode: bool = False, *rest: Any
+) -> torch.Tensor | None:
+    if x.dim() != 4:
+        return None
+    kernel = _pair(kernel_size)
+    strides = _pair(stride) if _ints(stride) else kernel
+    pads = _pair(padding)
+    if any(p > k // 2 for k, p in zip(kernel, pads, strict=True)):
+        raise RuntimeError("pad should be at most half of effective kernel size")
+    size = [conv_output_size(int(x.shape[2 + i]), kernel[i], strides[i], pads[i], 1, bool(ceil_mode))
+            for i in range(2)]  # fmt: skip
+    if min(size) < 1:
+        raise RuntimeError(f"Given input size: {tuple(x.shape[1:])}. Calculated output size: {(x.shape[1], *size)}. "
+                           "Output size is too small")  # fmt: skip
+    return _meta((x.shape[0], x.shape[1], *size), x)
+
+
+def _meta_same(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """An operator whose output has its input's shape (a softmax, a flip)."""
+    return _meta(x.shape, x)
+
+
+def _meta_group_norm(x: torch.Tensor, weight: Any, bias: Any, n: int, c: int, hw: int, groups: int,
+                     eps: float) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """``native_group_norm``: the input's shape, and (N, groups) twice."""
+    stats = torch.empty((int(n), int(groups)), device="meta", dtype=x.dtype)
+    return _meta(x.shape, x), stats, stats.clone()
+
+
+def _meta_adaptive_max_pool(x: torch.Tensor, size: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    out = _meta_adaptive_pool(x, size)
+    return None if out is None else (out, torch.empty(tuple(out.shape), device="meta", dtype=torch.int64))
+
+
+def _meta_like(x: torch.Tensor, *args: Any, dtype: Any = None, **kwargs: Any) -> torch.Tensor:
+    """``empty_like``, ``zeros_like`` ...: a tensor of ``x``'s shape (values do not exist on meta)."""
+    return torch.empty(tuple(x.shape), device="meta", dtype=dtype or x.dtype)
+
+
+def _meta_self(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """An in-place operator that keeps its operand's shape (``bernoulli_``, ``uniform_``)."""
+    return x
+
+
+def _meta_dropout(x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    return _meta(x.shape, x), torch.empty(tuple(x.shape), device="meta", dtype=torch.bool)
+
+
 _aten = torch.ops.aten
 _META_SHAPES: Mapping[Any, Callable[..., Any]] = MappingProxyType(
     {
@@ -479,6 +643,30 @@ _META_SHAPES: Mapping[Any, Callable[..., Any]] = MappingProxyType(
         _aten.mean.dim: _meta_mean,
         _aten.mm.default: _meta_mm,
         _aten.addmm.default: _meta_addmm,
+        _aten.bmm.default: _meta_bmm,
+        _aten.sum.dim_IntList: _meta_reduce,
+        _aten.amax.default: _meta_reduce,
+        _aten.var.correction: _meta_var,
+        _aten.std.correction: _meta_var,
+        _aten.stack.default: _meta_stack,
+        _aten.cat.default: _meta_cat,
+        _aten.im2col.default: _meta_im2col,
+        _aten._adaptive_avg_pool2d.default: _meta_adaptive_pool,
+        _aten.avg_pool2d.default: _meta_avg_pool2d,
+        _aten._softmax.default: _meta_same,
+        _aten._log_softmax.default: _meta_same,
+        _aten.flip.default: _meta_same,
+        _aten.native_dropout.default: _meta_dropout,
+        _aten.native_group_norm.default: _meta_group_norm,
+        _aten.adaptive_max_pool2d.default: _meta_adaptive_max_pool,
+        **{
+            getattr(_aten, name).default: _meta_like
+            for name in ("empty_like", "zeros_like", "ones_like", "rand_like", "randn_like")
+        },
+        _aten.full_like.default: _meta_like,
+        _aten.bernoulli_.float: _meta_self,
+        _aten.uniform_.default: _meta_self,
+        _aten.normal_.default: _meta_self,
     }
 )
 
@@ -687,6 +875,7 @@ def _run(
     device: str,
     train: bool = True,
     keep_values: bool = False,
+    grad: bool = False,
 ) -> tuple[Trace, Mapping[int, torch.Tensor]]:
     """One recorded forward pass of ``model`` (already on ``x``'s device): the trace and every value's tensor."""
     params: dict[int, str] = {}
@@ -706,7 +895,7 @@ def _run(
     was_training = model.training
     model.train(train)
     try:
-        with torch.no_grad(), _module_names(model, stack), recorder:
+        with torch.set_grad_enabled(grad), _module_names(model, stack), recorder:
             out = forward(model, x) if forward is not None else model(x)
     finally:
         model.train(was_training)
@@ -744,14 +933,18 @@ def _run(
     return trace.replace_ops(recorder.ops), MappingProxyType(recorder.tensors)
 
 
-def record_values(model: nn.Module, x: torch.Tensor, train: bool = False) -> tuple[Trace, Mapping[int, torch.Tensor]]:
+def record_values(
+    model: nn.Module, x: torch.Tensor, train: bool = False, grad: bool = False
+) -> tuple[Trace, Mapping[int, torch.Tensor]]:
     """Run ``model`` on ``x`` where both are (no copy, real values) and record its trace and every value's tensor.
 
-    ``train`` runs it in train mode (batch norm on batch statistics, which updates the running statistics).  The
-    model's mode is restored afterwards.  Raises :class:`TraceError` when the forward pass fails.
+    ``train`` runs it in train mode (batch norm on batch statistics, which updates the running statistics); ``grad``
+    with gradients enabled (as training runs it; the values are returned detached).  The model's mode is restored
+    afterwards.  Raises :class:`TraceError` when the forward pass fails.
     """
     try:
-        return _run(model, x, None, x.device.type, train=train, keep_values=True)
+        trace, values = _run(model, x, None, x.device.type, train=train, keep_values=True, grad=grad)
+        return trace, MappingProxyType({k: v.detach() for k, v in values.items()}) if grad else values
     except TraceError:
         raise
     except Exception as e:  # report any forward failure the same way
@@ -868,3 +1061,110 @@ def _explain(model: nn.Module, input_shape: tuple[int, ...], error: BaseExceptio
             f"{input_shape[1]}: pass --in-channels {channels} (in the library: in_channels={channels})"
         )
     return base
+
+
+# ---- a trace as plain data: what crosses from the process that ran a model to the one that judges it ---------------
+#
+# Only dicts, lists, tuples, strings, numbers, booleans and None: what torch.load(weights_only=True) accepts, so the
+# judging process never unpickles an object the model's process made.
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Const):
+        return {"const": [list(value.shape), value.value, value.random, list(value.params), list(value.buffers)]}
+    if isinstance(value, Mapping):
+        return {"map": [[str(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return tuple(_encode(v) for v in value)
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return None  # nothing else is recorded (an operand of another type is "scalar", None)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"const"}:
+            shape, number, random, params, buffers = value["const"]
+            return Const(_ints(shape), _number(number), bool(random), _strs(params), _strs(buffers))
+        if set(value) == {"map"}:
+            return MappingProxyType({str(k): _decode(v) for k, v in value["map"]})
+        raise ValueError(f"unexpected mapping {sorted(value)}")
+    if isinstance(value, tuple):
+        return tuple(_decode(v) for v in value)
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"unexpected {type(value).__name__}")
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _strs(values: Any) -> tuple[str, ...]:
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise ValueError("expected a list of names")
+    return tuple(values)
+
+
+def trace_to_data(trace: Trace) -> dict[str, Any]:
+    """``trace`` as plain data (see :func:`trace_from_data`)."""
+    ops = [
+        [op.index, op.kind, op.aten, list(op.inputs), op.output, list(op.shape), list(op.params), op.module,
+         _encode(op.attrs), _encode(op.operands), list(op.buffers), list(op.arg_names)]
+        for op in trace.ops
+    ]  # fmt: skip
+    return {
+        "ops": ops,
+        "input": trace.input,
+        "input_shape": list(trace.input_shape),
+        "params": [[name, numel] for name, numel in trace.params.items()],
+        "outputs": list(trace.outputs),
+        "device": trace.device,
+        "notes": list(trace.notes),
+        "shapes": [[name, list(shape)] for name, shape in trace.shapes.items()],
+        "buffers": sorted(trace.buffers),
+        "aliases": [[name, first] for name, first in trace.aliases.items()],
+    }
+
+
+def trace_from_data(data: Any) -> Trace:
+    """A :class:`Trace` from :func:`trace_to_data`'s data, every field checked.  Raises TraceError naming what is
+    malformed: the data comes from a process that ran a model's code, which may send anything."""
+    try:
+        ops = []
+        for entry in data["ops"]:
+            index, kind, aten, inputs, output, shape, params, module, attrs, operands, buffers, arg_names = entry
+            ops.append(Op(int(index), str(kind), str(aten), _ints(inputs), int(output), _ints(shape),
+                          _strs(params), str(module), _decode(attrs), _decode(operands), _strs(buffers),
+                          _strs(arg_names)))  # fmt: skip
+        params = {str(name): int(numel) for name, numel in data["params"]}
+        outputs = _ints(data["outputs"])
+        trace = Trace(
+            ops=(),
+            input=int(data["input"]),
+            output=outputs[0] if outputs else -1,
+            input_shape=_ints(data["input_shape"]),
+            params=MappingProxyType(params),
+            used_params=frozenset(),
+            producers=MappingProxyType({}),
+            consumers=MappingProxyType({}),
+            outputs=outputs,
+            device=str(data["device"]),
+            notes=_strs(data["notes"]),
+            shapes=MappingProxyType({str(name): _ints(shape) for name, shape in data["shapes"]}),
+            buffers=frozenset(_strs(data["buffers"])),
+            aliases=MappingProxyType({str(name): str(first) for name, first in data["aliases"]}),
+        )
+        if not outputs or any(not isinstance(op.attrs, Mapping) for op in ops):
+            raise ValueError("no outputs, or attributes that are not a mapping")
+        return trace.replace_ops(ops)
+    except (KeyError, TypeError, ValueError) as e:
+        raise TraceError(f"the model's process sent a malformed trace ({type(e).__name__}: {e})") from None

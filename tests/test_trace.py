@@ -13,7 +13,9 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import example, given
@@ -125,23 +127,64 @@ def test_batch_norm_shape_matches_pytorch(batch: int, channels: int, training: b
     _check_against_pytorch(_Functional(bn, (channels,), (channels,)), (batch, channels, 5, 5))
 
 
+# One form of each other operator the tracer shapes itself (pointwise operators by broadcasting), against PyTorch.
+OTHER_SHAPES: list[tuple[str, Callable[..., torch.Tensor]]] = [
+    ("clamp", lambda x: x.clamp(min=0)),
+    ("maximum, broadcast", lambda x: torch.maximum(x, torch.zeros(1, x.shape[1], 1, 1, device=x.device))),
+    ("mul by a row vector", lambda x: x * torch.ones(x.shape[-1], device=x.device)),
+    ("where it does not broadcast", lambda x: x + torch.ones(x.shape[-1] + 1, device=x.device)),
+    ("stack", lambda x: torch.stack([x, x], 1)),
+    ("cat", lambda x: torch.cat([x, x[:, :1]], 1)),
+    ("cat of other sizes", lambda x: torch.cat([x, x[:, :, :1]], 1)),
+    ("sum over dims", lambda x: torch.stack([x, x]).sum(0)),
+    ("amax keepdim", lambda x: x.amax((2, 3), keepdim=True)),
+    ("var", lambda x: x.var((0, 2, 3), unbiased=False, keepdim=True)),
+    ("std", lambda x: x.std((1, 2, 3))),
+    ("im2col", lambda x: F.unfold(x, 3, padding=1, stride=2)),
+    ("bmm", lambda x: torch.bmm(x.flatten(2), x.flatten(2).transpose(1, 2))),
+    ("adaptive avg pool", lambda x: F.adaptive_avg_pool2d(x, 1)),
+    ("adaptive max pool", lambda x: F.adaptive_max_pool2d(x, (2, 1))),
+    ("avg pool, ceil mode", lambda x: F.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False)),
+    ("softmax", lambda x: x.flatten(1).log_softmax(-1)),
+    ("flip", lambda x: x.flip(-1)),
+    ("dropout", lambda x: F.dropout(x, 0.5, True)),
+    ("group norm", lambda x: F.group_norm(x, 1)),
+    ("zeros_like", lambda x: x + torch.zeros_like(x)),
+]
+
+
+@pytest.mark.parametrize("form", [f for _, f in OTHER_SHAPES], ids=[label for label, _ in OTHER_SHAPES])
+@pytest.mark.parametrize("shape", [(2, 4, 5, 7), (1, 3, 1, 1)])
+def test_other_shape_functions_match_pytorch(form: Callable[..., torch.Tensor], shape: tuple[int, ...]) -> None:
+    _check_against_pytorch(_Functional(form), shape)
+
+
 def test_tracing_a_resnet_imports_neither_dynamo_nor_sympy() -> None:
-    """PyTorch's Python meta kernels import torch._dynamo and sympy on first use; the tracer must not reach them.
+    """PyTorch's Python meta kernels import torch._dynamo and sympy on first use; the tracer must not reach them,
+    for the paper's operators nor for what people write instead (a clamp, a stack-and-sum, a matmul, an unfold, a
+    dropout).
 
     Run in a fresh interpreter, since another test in this worker may already have imported either.
     """
     code = textwrap.dedent(
-        """
+        f"""
         import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
         import torch
+        import verdict_models
+        from broken_resnets import Net
         from resnet_spec import load_spec
-        from resnet_spec.verify import compare_model
         from resnet_spec.model import build
+        from resnet_spec.trace import trace_model
+        from resnet_spec.verify import compare_model
         before = set(sys.modules)
         for name, functional in (("resnet152", False), ("resnet110", True)):  # the numbers trace on the CPU too
             spec = load_spec(name)
             assert compare_model(build(spec, device="meta"), spec, functional=functional).conformant, name
-        print(sorted({"torch._dynamo", "sympy"} & (set(sys.modules) - before)))
+        for model in (verdict_models.relu_clamp(), verdict_models.stack_sum(), verdict_models.matmul_1x1(),
+                      verdict_models.im2col_convs(), Net(depth=18, dropout=0.5)):
+            trace_model(model, (2, 3, 64, 64))
+        print(sorted({{"torch._dynamo", "sympy"}} & (set(sys.modules) - before)))
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

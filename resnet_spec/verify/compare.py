@@ -7,19 +7,21 @@ which named deviations) a reading conforms to structurally.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
+from ..contain import DEFAULT_MEMORY, DEFAULT_TIMEOUT
 from ..read import FoundNetwork, read_trace
 from ..spec import ResNetSpec, SpecError, as_spec, families, knob_options, list_specs, load_spec
-from ..trace import TraceError, trace_model
+from ..trace import TraceError
 from .alignment import Alignment, align
 from .equivalence import Equivalence, check_equivalence
 from .structure import Mismatch, RowView, diff
+from .subjects import LocalSubject, RemoteSubject, Subject
 from .verdict import Verdict, decide
 
-__all__ = ["Comparison", "best_matches", "compare_model"]
+__all__ = ["Comparison", "best_matches", "compare_model", "compare_subject", "structural_comparison", "subject_of"]
 
 
 @dataclass(frozen=True)
@@ -72,16 +74,23 @@ def structural_comparison(
 
 
 def compare_model(
-    model: nn.Module,
+    model: nn.Module | str,
     spec: ResNetSpec | str,
-    input_size: tuple[int, int] | None = None,
+    input_size: int | tuple[int, int] | None = None,
     batch: int = 2,
     functional: bool = True,
     *,
     headless: bool = False,
     in_channels: int | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    memory: int | str | None = DEFAULT_MEMORY,
 ) -> Comparison:
     """Trace ``model`` at ``input_size`` (the table's when None), diff it against ``spec``, and check its function.
+
+    ``model`` is an ``nn.Module`` (traced and run in this process: its code has run here already) or a
+    ``MODULE:EXPRESSION`` target such as ``"torchvision.models:resnet50"`` (imported, built and run in a contained
+    child process that answers in data only: this process never runs its code; see docs/threat-model.md).
+    ``input_size`` is one int (square) or (height, width).
 
     The model is traced on the meta device (no memory, no time).  One that cannot run there (a data-dependent
     check, a scripted or lazy module) is run on the CPU instead, at the smallest input every row of the table
@@ -91,31 +100,73 @@ def compare_model(
     ``in_channels`` replaces the table's input channels (a model for 1-channel images).
 
     ``functional`` adds the numerical check (:func:`~resnet_spec.verify.equivalence.check_equivalence`), which
-    decides where the structure cannot.
+    decides where the structure cannot.  ``timeout`` (seconds) and ``memory`` (bytes, ``"half"`` of the machine's,
+    or None) bound a target's process.
 
-    Raises :class:`~resnet_spec.trace.TraceError` with one line saying what the model expects when it cannot be
-    traced (its rank, its input channels, an input size it takes).
+    Raises TypeError for a ``model`` that is neither, :class:`~resnet_spec.trace.TraceError` with one line saying
+    what the model expects when it cannot be traced (its rank, its input channels, an input size it takes), and
+    for a target :class:`~resnet_spec.subject.SubjectError` (it cannot be imported or built) or
+    :class:`~resnet_spec.contain.ContainedError` (its code exits, hangs, or runs out of memory instead).
     """
     spec = as_spec(spec, "compare_model")
-    size = input_size or _pair(spec.input_size)
-    channels = spec.in_channels if in_channels is None else in_channels
+    size = _input_size(input_size, spec, "compare_model")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"compare_model: expected batch a positive integer, got {batch!r}")
+    subject = subject_of(model, "compare_model", timeout=timeout, memory=memory)
+    with subject:  # a target's process ends here
+        return compare_subject(subject, spec, size, batch, functional, headless=headless, in_channels=in_channels)
+
+
+def subject_of(model: object, caller: str, *, timeout: float | None = DEFAULT_TIMEOUT,
+               memory: int | str | None = DEFAULT_MEMORY) -> Subject:  # fmt: skip
+    """The subject a ``model`` argument names: an nn.Module in this process, a target string in a child process, a
+    Subject as it is.  Raises TypeError naming the argument for anything else."""
+    if isinstance(model, Subject):
+        return model
+    if isinstance(model, nn.Module):
+        return LocalSubject(model)
+    if isinstance(model, str):
+        from ..subject import parse_target
+
+        parse_target(model)  # SubjectError (a ValueError) for a malformed target, before any process starts
+        return RemoteSubject(model, timeout=timeout, memory=memory)
+    raise TypeError(
+        f"{caller}: expected model an nn.Module or a 'MODULE:EXPRESSION' string such as "
+        f"'torchvision.models:resnet50', got {type(model).__name__}"
+    )
+
+
+def _input_size(value: object, spec: ResNetSpec, caller: str) -> tuple[int, int]:
+    if value is None:
+        return _pair(spec.input_size)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return _pair(value)
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value)):  # fmt: skip
+        return (value[0], value[1])
+    raise TypeError(f"{caller}: expected input_size a positive int (square) or a (height, width) pair, got {value!r}")
+
+
+def compare_subject(
+    subject: Subject, spec: ResNetSpec, size: tuple[int, int], batch: int = 2, functional: bool = True, *,
+    headless: bool = False, in_channels: int | None = None,
+) -> Comparison:  # fmt: skip
+    """:func:`compare_model` for a :class:`~resnet_spec.verify.subjects.Subject` (arguments already checked)."""
+    channels = spec.in_channels if in_channels is None else in_channels
     try:
-        trace = trace_model(model, (batch, channels, *size), cpu_sizes=_cpu_sizes(spec, size))
+        trace = subject.trace((batch, channels, *size), _cpu_sizes(spec, size))
     except TraceError as e:
-        raise TraceError(_input_hint(model, spec, size, channels, batch) or str(e)) from e
+        raise TraceError(_input_hint(subject, spec, size, channels, batch) or str(e)) from e
     traced = (trace.input_shape[2], trace.input_shape[3])
     comparison = structural_comparison(read_trace(trace), spec, traced, headless=headless, in_channels=in_channels)
+    if subject.note:
+        comparison = replace(comparison, info=(*comparison.info, subject.note))
     if not functional:
         return comparison
-    eq = check_equivalence(model, spec, headless=headless, in_channels=in_channels)
-    return _with_equivalence(comparison, eq)
+    return _with_equivalence(comparison, check_equivalence(subject, spec, headless=headless, in_channels=in_channels))
 
 
 def _with_equivalence(comparison: Comparison, eq: Equivalence) -> Comparison:
-    from dataclasses import replace
-
     return replace(comparison, equivalence=eq, mismatches=(*comparison.mismatches, *eq.findings))
 
 
@@ -130,7 +181,7 @@ def _cpu_sizes(spec: ResNetSpec, size: tuple[int, int]) -> list[tuple[int, int]]
     return [small, size] if small != size and small < size else [size]
 
 
-def _input_hint(model: nn.Module, spec: ResNetSpec, size: tuple[int, int], channels: int, batch: int) -> str | None:
+def _input_hint(subject: Subject, spec: ResNetSpec, size: tuple[int, int], channels: int, batch: int) -> str | None:
     """When the model fails at ``size`` but runs at the input size of another table family, one line saying so."""
     others: dict[int, str] = {}
     for family in families():
@@ -141,7 +192,7 @@ def _input_hint(model: nn.Module, spec: ResNetSpec, size: tuple[int, int], chann
                 others.setdefault(other, family)
     for other, family in sorted(others.items()):
         try:
-            trace_model(model, (batch, channels, other, other))
+            subject.trace((batch, channels, other, other))
         except (TraceError, ValueError):
             continue
         return (

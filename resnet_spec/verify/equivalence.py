@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,9 +52,10 @@ from ..counting import count
 from ..model import ResNet, build
 from ..read import read_trace
 from ..spec import Layer, ResNetSpec, as_spec
-from ..trace import Op, Trace, TraceError, materialize, record_values
+from ..trace import Op, TraceError
 from .alignment import Alignment, align
 from .structure import Mismatch
+from .subjects import LocalSubject, Subject, Values, draw
 
 __all__ = [
     "MAX_MACS",
@@ -171,37 +172,6 @@ def not_run(spec: ResNetSpec, reason: str) -> Equivalence:
 
 # ---- values ---------------------------------------------------------------------------------------------------
 
-# Values are drawn as a random pool of this prime length, repeated through each tensor: drawing every entry of a
-# ResNet-152 costs seconds, and two entries share a value only when their flat offsets differ by a multiple of the
-# prime, which no arrangement of a ResNet's weights (kernel taps, channels, rows) lines up with.
-_PERIOD = 65521
-
-
-def _fill(tensor: Tensor, low: float, high: float, generator: torch.Generator) -> None:
-    flat = tensor.view(-1)
-    pool = torch.rand(min(flat.numel(), _PERIOD), generator=generator, dtype=tensor.dtype) * (high - low) + low
-    whole = flat.numel() // pool.numel() * pool.numel()
-    flat[:whole].view(-1, pool.numel()).copy_(pool)
-    flat[whole:].copy_(pool[: flat.numel() - whole])
-
-
-def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
-    return tuple(n for n in shape if n != 1)
-
-
-@torch.no_grad()
-def _draw(tensors: Mapping[str, Tensor], generator: torch.Generator) -> None:
-    """Values valid in any role, written in place: weights He-uniform by fan-in; per-channel tensors uniform in
-    [0.5, 1.5]; integer tensors (a batch norm's count) zero."""
-    for tensor in tensors.values():
-        if not tensor.is_floating_point():
-            tensor.zero_()
-        elif len(_squeezed(tensor.shape)) >= 2:
-            bound = math.sqrt(6 / max(1, tensor[0].numel()))
-            _fill(tensor, -bound, bound, generator)
-        elif tensor.numel():
-            _fill(tensor, 0.5, 1.5, generator)
-
 
 def _relative(found: Tensor, expected: Tensor) -> float:
     found, expected = found.detach(), expected.detach()
@@ -212,35 +182,6 @@ def _relative(found: Tensor, expected: Tensor) -> float:
     if math.isnan(difference):
         return math.inf
     return difference / scale if scale > 0 else difference
-
-
-class _Subject:
-    """The model under check: a float64 CPU copy whose tensors take the values the check chooses."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.module = materialize(model, torch.float64, values=False)
-        self.tensors: dict[str, Tensor] = dict(itertools.chain(self.module.named_parameters(),
-                                                                self.module.named_buffers()))  # fmt: skip
-        self.buffers = {name for name, _ in self.module.named_buffers()}
-
-    @torch.no_grad()
-    def load(self, values: Mapping[str, Tensor]) -> None:
-        for name, value in values.items():
-            target = self.tensors[name]
-            if value.data_ptr() != target.data_ptr():
-                target.copy_(value.reshape(target.shape))
-
-    def run(self, x: Tensor, train: bool) -> tuple[Trace, Mapping[int, Tensor]]:
-        return record_values(self.module, x, train=train)
-
-    @contextmanager
-    def kept(self) -> Iterator[None]:
-        """What a forward writes to its buffers (batch norm's running statistics in train mode) is put back."""
-        saved = {name: self.tensors[name].detach().clone() for name in self.buffers}
-        try:
-            yield
-        finally:
-            self.load(saved)
 
 
 # ---- the transfer ---------------------------------------------------------------------------------------------
@@ -617,8 +558,9 @@ def _symmetries(out: _Transfer, alignment: Alignment, values: Mapping[int, Tenso
 @dataclass
 class _Run:
     alignment: Alignment
-    values: Mapping[int, Tensor]
+    values: Values
     start: Tensor  # the model's input to its stem conv
+    written: tuple[str, ...] = ()  # the model's tensors the pass wrote
 
 
 @dataclass(frozen=True)
@@ -630,14 +572,19 @@ class _How:
     in_channels: int | None
 
 
-def _record(subject: _Subject, x: Tensor, train: bool, how: _How) -> _Run:
+def _record(subject: Subject, x: Tensor, train: bool, how: _How, dtype: torch.dtype = torch.float64,
+            grad: bool = False) -> _Run:  # fmt: skip
     """One recorded run of the model, read and aligned like any trace."""
-    trace, values = subject.run(x, train)
-    aligned = align(read_trace(trace), how.spec, (x.shape[2], x.shape[3]), headless=how.headless,
+    run = subject.run(x, train, dtype, grad)
+    aligned = align(read_trace(run.trace), how.spec, (x.shape[2], x.shape[3]), headless=how.headless,
                     in_channels=how.in_channels)  # fmt: skip
     stem = aligned.found.stem
-    start = values[aligned.trace.ops[stem.index].inputs[0]] if stem is not None else x
-    return _Run(aligned, values, start)
+    values = run.values
+    first = aligned.trace.ops[stem.index].inputs[0] if stem is not None else -1
+    head = [aligned.found.head.logits, aligned.trace.output]
+    values.fetch([*aligned.row_ends.values(), first, *head])  # what every comparison reads, in one answer
+    start = values.get(first, x) if stem is not None else x
+    return _Run(aligned, values, start, run.written)
 
 
 def _placed(alignment: Alignment, row: str) -> set[str]:
@@ -646,6 +593,7 @@ def _placed(alignment: Alignment, row: str) -> set[str]:
 
 
 def _rows(run: _Run) -> dict[str, Tensor]:
+    """Each row's output in the run (the values :func:`_record` fetched)."""
     return {row: run.values[value] for row, value in run.alignment.row_ends.items() if value in run.values}
 
 
@@ -723,7 +671,7 @@ def _load_reference(reference: ResNet, state: Mapping[str, Tensor]) -> None:
 
 
 def check_equivalence(
-    model: nn.Module,
+    model: nn.Module | Subject,
     spec: ResNetSpec | str,
     *,
     headless: bool = False,
@@ -733,14 +681,16 @@ def check_equivalence(
 ) -> Equivalence:
     """Whether ``model`` computes the network of ``spec`` for every choice of weights (see the module docstring).
 
-    ``model`` is not modified (a float64 CPU copy is checked; a model on the meta device is materialised).
+    ``model`` is not modified (a float64 CPU copy is checked; a model on the meta device is materialised); a
+    :class:`~resnet_spec.verify.subjects.Subject` is a model wherever it runs (a contained child: ``RemoteSubject``).
     Never raises for a model: what cannot be transferred or run is a result with ``status`` unmapped or skipped.
     """
     spec = as_spec(spec, "check_equivalence")
     tol = tolerance(spec)
     shape = equivalence_input(spec, in_channels)
+    subject = model if isinstance(model, Subject) else LocalSubject(model)
     try:
-        return _check(model, spec, shape, tol, headless, in_channels, max_macs, max_params)
+        return _check(subject, spec, shape, tol, headless, in_channels, max_macs, max_params)
     except _Skipped as e:
         return Equivalence("skipped", str(e), None, None, shape, tol)
     except _Unmapped as e:
@@ -748,28 +698,28 @@ def check_equivalence(
 
 
 def _check(
-    model: nn.Module, spec: ResNetSpec, shape: tuple[int, int, int, int], tol: float, headless: bool,
+    subject: Subject, spec: ResNetSpec, shape: tuple[int, int, int, int], tol: float, headless: bool,
     in_channels: int | None, max_macs: int, max_params: int,
 ) -> Equivalence:  # fmt: skip
     macs = count(spec, (shape[2], shape[3])).total
-    params = sum(p.numel() for p in model.parameters())
+    try:
+        infos = subject.tensors()
+    except TraceError as e:  # a model that cannot be copied or moved
+        raise _Skipped(str(e)) from e
+    params = sum(math.prod(i.shape) for i in infos if not i.buffer)
     if macs > max_macs or params > max_params:
         raise _Skipped(f"too large to run here ({params:,} parameters, {macs:,} multiply-adds per image at "
                        f"{shape[2]}x{shape[3]}; limits {max_params:,} and {max_macs:,})")  # fmt: skip
-    try:
-        subject = _Subject(model)
-    except (TraceError, RuntimeError, TypeError, ValueError) as e:  # a model that cannot be copied or moved
-        raise _Skipped(f"cannot copy the model to the CPU in float64: {e}") from e
+    drawn: Mapping[str, Tensor] = subject.draw(
+        _SEED
+    )  # the checker's copy of the model's drawn values; the reference reads them
     generator = torch.Generator().manual_seed(_SEED)
-    drawn = subject.tensors  # the model's copy holds the drawn values; the reference reads them, never copies
-    _draw(drawn, generator)
     how = _How(spec, headless, in_channels)
     error: Exception | None = None
     for candidate in _input_shapes(spec, shape, max_macs):
         x = torch.randn(candidate, generator=generator, dtype=torch.float64)
         try:
-            with subject.kept():
-                base = _record(subject, x, False, how)
+            base = _record(subject, x, False, how)
             break
         except TraceError as e:
             error = e
@@ -786,11 +736,10 @@ def _check(
     # direction 1: the model's drawn weights in the reference, eval then train
     _load_reference(reference, transfer.forward(drawn))
     runs = {"eval": base}
-    with subject.kept():
-        try:
-            runs["train"] = _record(subject, x, True, how)
-        except TraceError as e:
-            raise _Skipped(f"the model does not run in train mode on the CPU: {e}") from e
+    try:
+        runs["train"] = _record(subject, x, True, how)
+    except TraceError as e:
+        raise _Skipped(f"the model does not run in train mode on the CPU: {e}") from e
     found = {mode: _rows(run) for mode, run in runs.items()}
     # a row read otherwise in train mode (a batch norm written by hand, normalising by the batch's statistics: the
     # reader finds no batch norm there) ends at another value: its train figure says nothing, the logits still do
@@ -825,7 +774,7 @@ def _check(
             outcome = ("model", mode, figure, runs[mode], transfer.forward(drawn))
             break
     if outcome is None:  # direction 2: fresh values for the reference; what the model cannot hold shows here
-        outcome = _reverse(subject, reference, transfer, x, how, tol, spec)
+        outcome, drawn = _reverse(subject, reference, transfer, x, how, tol, spec)
     mapped = len({t for source in transfer.sources.values() for t in source.tensors} | set(transfer.folded.values()))
     if unread:
         transfer.notes.append(f"in train mode {', '.join(r for r in spec.rows if r in unread)} read otherwise (an "
@@ -833,29 +782,106 @@ def _check(
                               "statistics): compared there by the logits only")  # fmt: skip
     notes = tuple(transfer.notes)
     permuted = tuple(transfer.permuted)
+    written = _written(base.alignment, runs.values())
     if outcome is None:
-        return Equivalence("equal", "", None, None, tuple(x.shape), tol, tuple(checks), mapped, notes,
-                           permuted=permuted)  # fmt: skip
+        observed = _observe(subject, drawn, reference, transfer, spec, how, base.alignment)
+        if not observed and not written:
+            return Equivalence("equal", "", None, None, tuple(x.shape), tol, tuple(checks), mapped, notes,
+                               permuted=permuted)  # fmt: skip
+        findings = [*written, *observed]
+        first = findings[0]
+        return Equivalence("differs", "", first.row, first.block, tuple(x.shape), tol, tuple(checks), mapped, notes,
+                           tuple(findings), permuted=permuted)  # fmt: skip
     direction, mode, figure, run, state = outcome
-    findings, row, block = _locate(reference, state, run, spec, mode, tol, figure, base.alignment)
-    return Equivalence("differs", "", row, block, tuple(x.shape), tol, tuple(checks), mapped, notes, tuple(findings),
-                       mode, direction, figure, permuted)  # fmt: skip
+    located, row, block = _locate(reference, state, run, spec, mode, tol, figure, base.alignment)
+    return Equivalence("differs", "", row, block, tuple(x.shape), tol, tuple(checks), mapped, notes,
+                       (*written, *located), mode, direction, figure, permuted)  # fmt: skip
+
+
+# ---- the model as it is used ------------------------------------------------------------------------------------
+
+# Float32 on two implementations: other kernels, other summation orders; a change of the function is far larger.
+FLOAT32_TOLERANCE = 1e-3
+
+
+def _where_tensor(alignment: Alignment, name: str) -> tuple[str, str | None]:
+    """The row and block of the planned layer a model tensor fills ("model" where it fills none)."""
+    for slot in alignment.tensors.get(name, ()):
+        layer = alignment.layer(slot.layer)
+        return layer.row, layer.block
+    return "model", None
+
+
+def _written(alignment: Alignment, runs: Iterable[_Run]) -> list[Mismatch]:
+    """A forward pass that writes the model's tensors is not a function of its input: a finding per tensor.  Only
+    train mode's batch norm statistics (and integer counters) may change."""
+    statistics = {name for name, slots in alignment.tensors.items()
+                  if any(slot.role in ("running_mean", "running_var") for slot in slots)}  # fmt: skip
+    found: dict[str, str] = {}
+    for run in runs:
+        train = any(op.attrs.get("batch_statistics") for op in run.alignment.trace.ops if op.kind == "bn")
+        shapes = run.alignment.trace.shapes
+        for name in run.written:
+            counter = name in run.alignment.trace.buffers and len(shapes.get(name, (1,))) == 0
+            if train and (name in statistics or counter):
+                continue
+            found.setdefault(name, "train" if train else "eval")
+    out = []
+    for name, mode in found.items():
+        row, block = _where_tensor(alignment, name)
+        out.append(Mismatch(row, block, "written by the forward pass", "nothing written", f"{name} ({mode} mode)",
+                            module=name.rpartition(".")[0], kind="computation"))  # fmt: skip
+    return out
+
+
+def _observe(
+    subject: Subject, values: Mapping[str, Tensor], reference: ResNet, transfer: _Transfer, spec: ResNetSpec,
+    how: _How, alignment: Alignment,
+) -> list[Mismatch]:  # fmt: skip
+    """The model as it is used: float32 on the CPU, gradients enabled, at an input size drawn for this run (one side
+    even), two eval passes on one input (train mode was compared in float64).  Findings: another output than the
+    reference's (within :data:`FLOAT32_TOLERANCE`), two passes that differ, tensors a pass writes."""
+    chooser = random.SystemRandom()
+    _, channels, low, _ = equivalence_input(spec, how.in_channels)
+    height = min(spec.input_size, chooser.randint(low, low + 8))
+    width = min(spec.input_size, 2 * chooser.randint(-(-low // 2), (low + 8) // 2))
+    x = torch.randn(_BATCH, channels, height, width, generator=torch.Generator().manual_seed(chooser.getrandbits(31)))
+    state = {name: value.float() for name, value in transfer.forward(values).items()}
+    _load_reference(reference, state)
+    size = f"{height}x{width}"
+    findings: list[Mismatch] = []
+    try:
+        runs = [_record(subject, x, False, how, torch.float32, grad=True) for _ in range(2)]
+    except TraceError as e:
+        return [Mismatch("model", None, "forward pass", f"runs in float32 with gradients at {size}", str(e),
+                         kind="computation")]  # fmt: skip
+    findings += _written(alignment, runs)
+    figure = _decisive(runs[0], _reference_rows(reference, runs[0].start, False), spec)
+    if figure is None or figure > FLOAT32_TOLERANCE:
+        text = "shape differs" if figure is None else f"differs by {figure:.1e}"
+        findings.append(Mismatch("fc", None, "output in float32", f"the reference's (within {FLOAT32_TOLERANCE:g})",
+                                 f"{text} (eval mode, gradients enabled, {size})", module=alignment.where("fc"),
+                                 kind="computation"))  # fmt: skip
+    first, again = (run.values.get(run.alignment.trace.output) for run in runs[:2])
+    if first is not None and again is not None and not torch.equal(first, again):
+        difference = _figure(again, first)
+        found = f"differ by {difference:.1e}" if difference is not None else "differ in shape"
+        findings.append(Mismatch("model", None, "deterministic", "two eval passes on one input equal",
+                                 f"{found} (float32, {size})", kind="computation"))  # fmt: skip
+    return findings
 
 
 def _reverse(
-    subject: _Subject, reference: ResNet, transfer: _Transfer, x: Tensor, how: _How, tol: float, spec: ResNetSpec
-) -> tuple[Direction, str, float | None, _Run, Mapping[str, Tensor]] | None:
+    subject: Subject, reference: ResNet, transfer: _Transfer, x: Tensor, how: _How, tol: float, spec: ResNetSpec
+) -> tuple[tuple[Direction, str, float | None, _Run, Mapping[str, Tensor]] | None, Mapping[str, Tensor]]:
     """Fresh reference values, held by the model where it can: the model's tensors drawn anew (and moved into the
     reference), and every reference tensor the model has no tensor of its own for drawn independently (a table tensor
     without a source: a non-identity affine, a non-zero bias; the second of two the model ties together).  A folded
     conv bias is zero.  Eval mode: a degree of freedom the model lacks shows there (train mode was compared in the
-    first direction)."""
-    generator = torch.Generator().manual_seed(_SEED + 1)
-    _draw(subject.tensors, generator)
-    with torch.no_grad():
-        for bias in transfer.folded.values():
-            subject.tensors[bias].zero_()
-    state = transfer.forward(subject.tensors)
+    first direction).  Returns the outcome where the outputs differ, and the model's values (as the checker drew them:
+    the model holds them now)."""
+    values = subject.draw(_SEED + 1, zero=tuple(transfer.folded.values()))
+    state = transfer.forward(values)
     own: dict[str, Tensor] = {}
     held: set[tuple[str, ...]] = set()
     for name, shape in transfer.shapes.items():
@@ -865,15 +891,14 @@ def _reverse(
                 own[name] = torch.empty(shape, dtype=torch.float64)
         else:
             held.add(source.tensors)
-    _draw(own, generator)
+    draw(own, _SEED + 2)
     state.update(own)
     _load_reference(reference, state)
-    with subject.kept():
-        run = _record(subject, x, False, how)
+    run = _record(subject, x, False, how)
     figure = _decisive(run, _reference_rows(reference, run.start, False), spec)
     if figure is None or figure > tol:
-        return ("reference", "eval", figure, run, state)
-    return None
+        return ("reference", "eval", figure, run, state), values
+    return None, values
 
 
 # ---- locating a difference --------------------------------------------------------------------------------------
@@ -919,6 +944,8 @@ def _locate(
                       found.output_value))  # fmt: skip
     head_ops = sorted(i for i, p in places.items() if p.row == "fc")
     units.append(("fc", None, head_ops, None, None, alignment.row_ends.get("fc")))
+    read = [n for _, _, ops, _, _, _ in units for i in ops for n in (*trace.ops[i].inputs, trace.ops[i].output)]
+    values.fetch([*read, *(v for *_, start, end in units for v in (start, end) if v is not None)])
     with torch.no_grad():
         expected_rows = reference.forward_rows(run.start)
         found_rows = _rows(run)
