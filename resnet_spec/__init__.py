@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 from .spec import ResNetSpec, SpecError, families, layout_plan, list_specs, load_spec, load_table, residual_depths
 
 if TYPE_CHECKING:
+    from .conformance import assert_conforms
     from .convert import ConversionError, convert_state_dict, load_checkpoint
     from .counting import count
     from .features import FeatureExtractor, feature_info
     from .fuse import fuse_for_inference
     from .measure import measure
     from .model import ResNet, build
-    from .verify import best_matches, compare_model
+    from .verify import compare_model
 
 __all__ = [
     "ConversionError",
@@ -28,7 +29,7 @@ __all__ = [
     "ResNet",
     "ResNetSpec",
     "SpecError",
-    "best_matches",
+    "assert_conforms",
     "build",
     "compare_model",
     "convert_state_dict",
@@ -53,6 +54,7 @@ _LAZY: dict[str, str] = {
     "load_checkpoint": "convert",
     "state_dict_layout": "convert",
     "count": "counting",
+    "assert_conforms": "conformance",
     "best_matches": "verify",
     "compare_model": "verify",
     "FeatureExtractor": "features",

@@ -308,7 +308,12 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
         model = subject = str(request.impl)  # run in a contained process of its own: this one never imports its code
     with phase("trace"):  # the comparison marks its own later phases
         comparison = compare_model(
-            model, spec, request.input_size, functional=not own, headless=request.headless, timeout=None,
+            model,
+            spec,
+            request.input_size,
+            functional=not own,
+            headless=request.headless,
+            timeout=None,
             memory=request.memory,
         )  # the model's process: within this one's time limit, with the same memory ceiling
     if own:

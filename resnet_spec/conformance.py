@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .spec import ResNetSpec, load_spec
-from .verify import Comparison, best_matches, compare_model
-from .verify.report import render
+from .spec import ResNetSpec, as_spec, load_spec
+from .verify import Comparison, best_matches
+from .verify.compare import compare_subject, input_size_of, subject_of
+from .verify.report import render, verdict_text
 
 __all__ = ["assert_conforms", "load_target_spec"]
 
@@ -17,26 +18,40 @@ def load_target_spec(arch: ResNetSpec | str, variant: str | None = None, shortcu
         if variant is not None or shortcut is not None:
             raise TypeError("variant and shortcut need a spec name, not a loaded ResNetSpec")
         return arch
+    if not isinstance(arch, str):
+        as_spec(arch, "assert_conforms")  # TypeError naming the argument
     overrides = {key: value for key, value in (("variant", variant), ("shortcut", shortcut)) if value is not None}
     return load_spec(arch, **overrides)
 
 
 def assert_conforms(
-    model: nn.Module,
+    model: nn.Module | str,
     arch: ResNetSpec | str,
     variant: str | None = None,
     shortcut: str | None = None,
-    input_size: tuple[int, int] | None = None,
+    input_size: int | tuple[int, int] | None = None,
 ) -> Comparison:
     """Raise ``AssertionError`` with the report unless ``model`` conforms to ``arch`` (structure and computation).
 
     ``assert_conforms(model, "resnet50", variant="v1.5")`` gives the verdict of ``tools/compare.py``: it passes for
-    "conformant" and for "functionally equivalent, written differently", and returns the comparison.
+    "conformant" and for "functionally equivalent, written differently", and returns the comparison; it raises for
+    "not conformant" and for "undecided" (no pass without a complete verdict).  ``model`` is an ``nn.Module`` or a
+    ``MODULE:EXPRESSION`` target (run in a contained process of its own, as ``compare --impl`` runs it); anything else
+    is a TypeError naming the argument.  ``input_size`` is one int (square) or (height, width).  The message starts
+    with the verdict in one line, then the report.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this function's source
     spec = load_target_spec(arch, variant, shortcut)
-    comparison = compare_model(model, spec, input_size)
+    size = input_size_of(input_size, spec, "assert_conforms")
+    subject = subject_of(model, "assert_conforms")
+    with subject:
+        comparison = compare_subject(subject, spec, size)
     if not comparison.conformant:
-        best = best_matches(comparison.found, spec.family, comparison.input_size) if comparison.mismatches else []
-        report = render(comparison, type(model).__name__, best)
-        raise AssertionError(f"{type(model).__name__}: {comparison.verdict}\n{report}")
+        name = model if isinstance(model, str) else type(model).__name__
+        structural = comparison.verdict == "not conformant" and any(
+            m.kind == "structure" for m in comparison.mismatches
+        )
+        best = best_matches(comparison.found, spec.family, comparison.input_size) if structural else []
+        raise AssertionError(f"{name}: {comparison.verdict}: {verdict_text(comparison, best)}\n\n"
+                             f"{render(comparison, name, best)}")  # fmt: skip
     return comparison

@@ -10,7 +10,7 @@
 """
 
 from .alignment import Alignment, BlockMatch, Place, Slot, align, align_blocks
-from .compare import Comparison, best_matches, compare_model, structural_comparison
+from .compare import Comparison, best_matches, compare_model, compare_subject, structural_comparison
 from .equivalence import Equivalence, RowCheck, check_equivalence, equivalence_input, not_run, tolerance
 from .structure import KINDS, Mismatch, RowView, Structure, Value, diff
 from .verdict import Verdict, decide
@@ -34,6 +34,7 @@ __all__ = [
     "best_matches",
     "check_equivalence",
     "compare_model",
+    "compare_subject",
     "decide",
     "diff",
     "equivalence_input",

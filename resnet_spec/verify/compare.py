@@ -21,7 +21,10 @@ from .structure import Mismatch, RowView, diff
 from .subjects import LocalSubject, RemoteSubject, Subject
 from .verdict import Verdict, decide
 
-__all__ = ["Comparison", "best_matches", "compare_model", "compare_subject", "structural_comparison", "subject_of"]
+__all__ = [
+    "Comparison", "best_matches", "compare_model", "compare_subject", "input_size_of", "structural_comparison",
+    "subject_of",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def compare_model(
     :class:`~resnet_spec.contain.ContainedError` (its code exits, hangs, or runs out of memory instead).
     """
     spec = as_spec(spec, "compare_model")
-    size = _input_size(input_size, spec, "compare_model")
+    size = input_size_of(input_size, spec, "compare_model")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"compare_model: expected batch a positive integer, got {batch!r}")
     subject = subject_of(model, "compare_model", timeout=timeout, memory=memory)
@@ -136,7 +139,8 @@ def subject_of(model: object, caller: str, *, timeout: float | None = DEFAULT_TI
     )
 
 
-def _input_size(value: object, spec: ResNetSpec, caller: str) -> tuple[int, int]:
+def input_size_of(value: object, spec: ResNetSpec, caller: str) -> tuple[int, int]:
+    """An ``input_size`` argument as (height, width): None (the table's), one int, or a pair.  Raises TypeError."""
     if value is None:
         return _pair(spec.input_size)
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:

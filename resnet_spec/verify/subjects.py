@@ -22,15 +22,26 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
 
 from ..contain import DEFAULT_MEMORY, DEFAULT_TIMEOUT, ContainedError, ContainedServer, phase
-from ..trace import Trace, TraceError, materialize, record_values, trace_from_data, trace_model, trace_to_data
+from ..trace import (
+    Trace,
+    TraceError,
+    materialize,
+    output_tensors,
+    record_values,
+    trace_from_data,
+    trace_model,
+    trace_to_data,
+)
 
-__all__ = ["LocalSubject", "RemoteSubject", "Run", "Subject", "TensorInfo", "draw"]
+__all__ = ["CUDA_TOLERANCE", "LocalSubject", "RemoteSubject", "Run", "Subject", "TensorInfo", "draw"]
+
+CUDA_TOLERANCE = 1e-4  # float32 logits on two devices: other kernels, other summation orders
 
 # Values are drawn as a random pool of this prime length, repeated through each tensor: drawing every entry of a
 # ResNet-152 costs seconds, and two entries share a value only when their flat offsets differ by a multiple of the
@@ -131,7 +142,7 @@ class Subject:
     def close(self) -> None:
         """End what the subject holds (its process)."""
 
-    def __enter__(self) -> Subject:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -163,6 +174,15 @@ class _Copies:
     def tensors(self) -> dict[str, Tensor]:
         _ = self.copy
         return self._tensors
+
+    def cuda_difference(self, shape: Sequence[int]) -> float:
+        """The maximum relative difference of the copy's float32 logits on CUDA against the CPU's (drawn values)."""
+        cpu = _cast(self.copy, torch.float32).eval()
+        x = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            expected = output_tensors(cpu(x))[0]
+            found = output_tensors(cpu.cuda()(x.cuda()))[0].cpu()
+        return float((found - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
 
     def infos(self) -> list[TensorInfo]:
         buffers = {name for name, _ in self.copy.named_buffers()}
@@ -245,6 +265,12 @@ def _setup(target: str) -> tuple[Any, Any]:
     kept: dict[int, Values] = {}  # the last runs' values, by run number, for the checker to read
 
     def handle(kind: str, payload: Any) -> Any:
+        try:
+            return answer(kind, payload)
+        except TraceError as e:  # the model's forward fails here: an answer (the checker may try another input)
+            return {"trace_error": str(e)}
+
+    def answer(kind: str, payload: Any) -> Any:
         if kind == "trace":
             shape, cpu_sizes = payload
             with phase("trace"):
@@ -265,6 +291,13 @@ def _setup(target: str) -> tuple[Any, Any]:
             kept.pop(number - _KEPT_RUNS, None)
             return {"run": number, "trace": trace_to_data(run.trace), "values": list(run.values),
                     "written": list(run.written)}  # fmt: skip
+        if kind == "cuda":
+            with phase("cuda"):
+                try:
+                    copies.draw(0, ())
+                    return copies.cuda_difference(payload)
+                except Exception as e:  # the model's failure on CUDA is the answer
+                    return f"{type(e).__name__}: {e}"
         if kind == "values":
             number, wanted = payload
             values = kept[int(number)]
@@ -330,17 +363,21 @@ class RemoteSubject(Subject):
             self._shown = len(output)
 
     def _ask(self, kind: str, payload: Any = None, meanwhile: Callable[[], None] | None = None) -> Any:
-        """The child's answer; ``meanwhile`` runs here while the child works."""
+        """The child's answer; ``meanwhile`` runs here while the child works.  Raises TraceError where the model's
+        forward failed there, ContainedError where the child failed otherwise."""
         try:
             self.server.send(kind, payload)
             if meanwhile is not None:
                 meanwhile()
-            return self.server.answer()
+            answer = self.server.answer()
         except ContainedError as e:
             self._show(e.output)
             raise
         finally:
             self._show(self.server.output)
+        if isinstance(answer, dict) and set(answer) == {"trace_error"}:
+            raise TraceError(str(answer["trace_error"]))
+        return answer
 
     def trace(self, input_shape: tuple[int, ...], cpu_sizes: Sequence[tuple[int, int]] = ()) -> Trace:
         return trace_from_data(self._ask("trace", (list(input_shape), [list(s) for s in cpu_sizes])))
@@ -370,6 +407,11 @@ class RemoteSubject(Subject):
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TraceError(f"the model's process sent a malformed forward pass ({e})") from None
         return Run(trace_from_data(answer["trace"]), _RemoteValues(self, number, numbers), written)
+
+    def cuda_difference(self, shape: Sequence[int]) -> float | str:
+        """The model's float32 logits on CUDA against its CPU ones (relative), or why it does not run on CUDA."""
+        answer = self._ask("cuda", list(shape))
+        return answer if isinstance(answer, str) else float(answer)
 
     def values(self, number: int, wanted: Sequence[int]) -> dict[int, Tensor]:
         """Values of run ``number`` (sent as tensors; anything else is dropped)."""
