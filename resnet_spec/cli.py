@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import io
 import itertools
 import json
 import math
@@ -248,15 +249,22 @@ class CompareOutcome:
 
 
 def _resolve_spec(request: CompareRequest) -> Any:
-    from .spec import load_spec
+    from .spec import SpecError, load_spec
 
     overrides = dict(request.overrides)
-    if request.arch:
-        spec = load_spec(request.arch, **overrides)
+    if request.arch is not None:
+        name = request.arch
     elif request.depth is not None:
-        spec = load_spec(_name_for_depth(request.depth, request.family), **overrides)
+        name = _name_for_depth(request.depth, request.family)
     else:
         raise UsageError("give --depth N (or --arch NAME, or --list); see --help")
+    try:
+        spec = load_spec(name, **overrides)
+    except SpecError as e:
+        if e.key_path.startswith("<override "):  # a knob's value: the flag's error, not the table's
+            flag = "--" + e.key_path.removeprefix("<override ").removesuffix(">").replace("_", "-")
+            raise UsageError(f"argument {flag}: expected {e.expected}, got {e.found!a}") from None
+        raise
     if request.in_channels is not None and request.in_channels != spec.in_channels:
         spec = _with_in_channels(spec, request.in_channels)
     if request.input_size is not None:
@@ -361,7 +369,7 @@ class _Reporter:
             sys.stderr.write(details if details.endswith("\n") else details + "\n")
         line = message if where == "arguments" else f"{where}: {message}"
         print(f"{self.prog}: error: {line}", file=sys.stderr)
-        if self.json:
+        if self.json and not isinstance(sys.stdout, _ClosedOutput):
             sys.stdout.write(json.dumps({"error": message, "phase": where, "notes": list(notes)}, indent=2) + "\n")
         return 2
 
@@ -386,18 +394,20 @@ def _output_hint(output: str) -> str:
 
 
 def _run_compare(args: argparse.Namespace, reporter: _Reporter) -> int:
+    if not args.quiet and isinstance(sys.stdout, _ClosedOutput):
+        sys.stdout.write("")  # the one-line error now, not after the comparison
     if args.list:
         return _print_list()
-    if args.arch and args.depth is not None:
+    if args.arch is not None and args.depth is not None:
         raise UsageError("give --depth or --arch, not both")
     if args.arch is None and args.depth is None:
         raise UsageError("give --depth N (or --arch NAME, or --list); see --help")
     if args.input_size and len(args.input_size) > 2:
         raise UsageError(f"--input-size takes H or H W, positive integers; got {args.input_size}")
     overrides = []
-    if args.variant:
+    if args.variant is not None:
         overrides.append(("variant", args.variant))
-    if args.shortcut or args.plain:
+    if args.shortcut is not None or args.plain:
         overrides.append(("shortcut", "none" if args.plain else args.shortcut))
     impl = None
     if args.impl is not None:
@@ -460,8 +470,21 @@ def guarded(prog: str, job: Callable[[], int], argv: Sequence[str] = ()) -> int:
     return _guarded(_Reporter(prog, _json_wanted(argv), "--debug" in argv), job)
 
 
+class _ClosedOutput(io.TextIOBase):
+    """Standard output where the process was started with it closed (``cmd >&-``: Python's ``sys.stdout`` is None):
+    writing to it is the entry point's one-line error; a job that writes nothing (``compare --quiet``) runs."""
+
+    def write(self, text: str) -> int:
+        raise UsageError("standard output is closed: nowhere to write (compare --quiet answers by its exit status)")
+
+    def isatty(self) -> bool:
+        return False
+
+
 def _guarded(reporter: _Reporter, job: Callable[[], int]) -> int:
     """The catch-all of an entry point: anything unexpected is exit 2 with one line (--debug: the traceback)."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
     try:
         return job()
     except UsageError as e:
@@ -602,13 +625,13 @@ def count_job(request: CountRequest) -> str:
 
 
 def _run_count(args: argparse.Namespace) -> int:
-    if args.arch and args.depth is not None:
+    if args.arch is not None and args.depth is not None:
         raise UsageError("give --depth or --arch, not both")
     if args.arch is None and args.depth is None:
         raise UsageError("give --depth N (or --arch NAME); see --help")
     if args.input_size and len(args.input_size) > 2:
         raise UsageError(f"--input-size takes H or H W, positive integers; got {args.input_size}")
-    overrides = (("variant", args.variant),) if args.variant else ()
+    overrides = (("variant", args.variant),) if args.variant is not None else ()
     spec = CompareRequest(
         arch=args.arch,
         depth=args.depth,

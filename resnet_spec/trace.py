@@ -233,6 +233,16 @@ class Trace:
         )
 
 
+def _memory(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """Where a tensor's elements are: two tensor objects with this key are one value (the recorder keeps every
+    value's tensor alive, so that no storage is reused while it records)."""
+    try:
+        storage = tensor.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError):  # a tensor without storage (a wrapper subclass)
+        storage = id(tensor)
+    return (storage, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
+
+
 class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -249,6 +259,7 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.tensors: dict[int, torch.Tensor] = {}  # value -> tensor (what record_values returns)
         self._module_stack = module_stack
         self._values: dict[int, int] = {}  # id(tensor) -> current value
+        self._aliases: dict[tuple[Any, ...], int] = {}  # a value's memory (storage, offset, shape, strides) -> value
         self._consts: dict[int, Const] = {}  # id(tensor) -> what the constant is
         self._param_ids = dict(params)
         self._buffer_ids = buffers
@@ -263,10 +274,17 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self._consts.pop(id(tensor), None)
         self._keep.append(tensor)
         self.tensors[value] = tensor
+        self._aliases[_memory(tensor)] = value
         return value
 
     def value_of(self, tensor: torch.Tensor) -> int | None:
         return self._values.get(id(tensor))
+
+    def output_value(self, tensor: torch.Tensor) -> int | None:
+        """The value a returned tensor is: by identity, or as another object on the same memory (a tensor subclass
+        made by ``as_subclass``, a ``.data`` or ``detach()`` of the value)."""
+        value = self._values.get(id(tensor))
+        return value if value is not None else self._aliases.get(_memory(tensor))
 
     def _const(self, tensor: torch.Tensor) -> Const:
         """What a tensor that is not an activation is (parameters and buffers by identity; others by record)."""
@@ -875,7 +893,6 @@ def _run(
     device: str,
     train: bool = True,
     keep_values: bool = False,
-    grad: bool = False,
 ) -> tuple[Trace, Mapping[int, torch.Tensor]]:
     """One recorded forward pass of ``model`` (already on ``x``'s device): the trace and every value's tensor."""
     params: dict[int, str] = {}
@@ -895,7 +912,7 @@ def _run(
     was_training = model.training
     model.train(train)
     try:
-        with torch.set_grad_enabled(grad), _module_names(model, stack), recorder:
+        with torch.no_grad(), _module_names(model, stack), recorder:
             out = forward(model, x) if forward is not None else model(x)
     finally:
         model.train(was_training)
@@ -905,7 +922,7 @@ def _run(
             f"expected the forward pass to return a tensor (or a tuple, list, dict or dataclass of tensors), got "
             f"{type(out).__name__}"
         )
-    outputs = tuple(dict.fromkeys(v for v in (recorder.value_of(t) for t in tensors) if v is not None))
+    outputs = tuple(dict.fromkeys(v for v in (recorder.output_value(t) for t in tensors) if v is not None))
     if not outputs:
         raise TraceError("the forward pass returned no tensor computed from the input")
     # Parameter sizes after the forward pass: a lazy module has them only once it has run.
@@ -933,18 +950,14 @@ def _run(
     return trace.replace_ops(recorder.ops), MappingProxyType(recorder.tensors)
 
 
-def record_values(
-    model: nn.Module, x: torch.Tensor, train: bool = False, grad: bool = False
-) -> tuple[Trace, Mapping[int, torch.Tensor]]:
+def record_values(model: nn.Module, x: torch.Tensor, train: bool = False) -> tuple[Trace, Mapping[int, torch.Tensor]]:
     """Run ``model`` on ``x`` where both are (no copy, real values) and record its trace and every value's tensor.
 
-    ``train`` runs it in train mode (batch norm on batch statistics, which updates the running statistics); ``grad``
-    with gradients enabled (as training runs it; the values are returned detached).  The model's mode is restored
-    afterwards.  Raises :class:`TraceError` when the forward pass fails.
+    ``train`` runs it in train mode (batch norm on batch statistics, which updates the running statistics).  The
+    model's mode is restored afterwards.  Raises :class:`TraceError` when the forward pass fails.
     """
     try:
-        trace, values = _run(model, x, None, x.device.type, train=train, keep_values=True, grad=grad)
-        return trace, MappingProxyType({k: v.detach() for k, v in values.items()}) if grad else values
+        return _run(model, x, None, x.device.type, train=train, keep_values=True)
     except TraceError:
         raise
     except Exception as e:  # report any forward failure the same way

@@ -16,6 +16,7 @@ import torchvision
 
 from resnet_spec import (
     FeatureExtractor,
+    assert_conforms,
     build,
     compare_model,
     convert_state_dict,
@@ -67,7 +68,43 @@ def _cases(tmp_path: Path, resnet18: Any) -> dict[str, tuple[Callable[[], object
             ValueError,
             "load_checkpoint: expected path a checkpoint file",
         ),
+        # assert_conforms and compare_model take a model or a 'MODULE:EXPRESSION' target, nothing else
+        "assert_conforms(None)": (lambda: assert_conforms(None, "resnet18"), TypeError, _MODEL + "got NoneType"),  # type: ignore[arg-type]
+        "assert_conforms(a function)": (
+            lambda: assert_conforms(torchvision.models.resnet18, "resnet18"),  # type: ignore[arg-type]
+            TypeError,
+            _MODEL + "got function",
+        ),
+        "assert_conforms(a class)": (
+            lambda: assert_conforms(torchvision.models.ResNet, "resnet18"),  # type: ignore[arg-type]
+            TypeError,
+            _MODEL + "got type",
+        ),
+        "compare_model(None)": (
+            lambda: compare_model(None, "resnet18"),  # type: ignore[arg-type]
+            TypeError,
+            "compare_model: expected model an nn.Module or a 'MODULE:EXPRESSION' string",
+        ),
+        "assert_conforms(a malformed target)": (
+            lambda: assert_conforms("torchvision.models", "resnet18"),
+            ValueError,
+            "expected MODULE:EXPRESSION",
+        ),
+        "input_size=(1, 2, 3)": (
+            lambda: assert_conforms(resnet18, "resnet18", input_size=(1, 2, 3)),  # type: ignore[arg-type]
+            TypeError,
+            "assert_conforms: expected input_size a positive int (square) or a (height, width) pair, got (1, 2, 3)",
+        ),
+        "input_size='224'": (
+            lambda: compare_model(resnet18, "resnet18", input_size="224"),  # type: ignore[arg-type]
+            TypeError,
+            "compare_model: expected input_size a positive int",
+        ),
     }
+
+
+_MODEL = "assert_conforms: expected model an nn.Module or a 'MODULE:EXPRESSION' string such as "
+_MODEL += "'torchvision.models:resnet50', "
 
 
 CASES = [
@@ -81,6 +118,13 @@ CASES = [
     "checkpoint that is text",
     "checkpoint that is empty",
     "checkpoint that is missing",
+    "assert_conforms(None)",
+    "assert_conforms(a function)",
+    "assert_conforms(a class)",
+    "compare_model(None)",
+    "assert_conforms(a malformed target)",
+    "input_size=(1, 2, 3)",
+    "input_size='224'",
 ]
 
 
@@ -119,3 +163,59 @@ def test_names_are_accepted_where_a_spec_is() -> None:
         TypeError, match="feature_info: expected spec a ResNetSpec, a spec name or a TOML path, got int"
     ):
         feature_info(18)  # type: ignore[arg-type]
+
+
+def test_assert_conforms_takes_an_int_input_size_and_is_a_top_level_name() -> None:
+    import resnet_spec
+
+    assert "assert_conforms" in resnet_spec.__all__
+    model = build("resnet18", device="meta")
+    assert assert_conforms(model, "resnet18", input_size=64).input_size == (64, 64)
+    assert assert_conforms(model, "resnet18", input_size=(64, 96)).input_size == (64, 96)
+
+
+class _Marked(torch.Tensor):
+    """A tensor subclass a model may return (a library's own logits type)."""
+
+
+def test_a_model_returning_a_tensor_subclass_is_judged_like_any() -> None:
+    class Subclassed(torchvision.models.ResNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x).as_subclass(_Marked)
+
+    with torch.device("meta"):
+        model = Subclassed(torchvision.models.resnet.BasicBlock, [2, 2, 2, 2])
+    assert compare_model(model, load_spec("resnet18", variant="v1.5")).verdict == "conformant"
+
+
+def test_an_entry_name_a_terminal_would_interpret_is_refused_with_its_characters_named(tmp_path: Path) -> None:
+    from resnet_spec.spec import SpecError
+
+    toy = Path(__file__).with_name("toy_table.toml").read_text()
+    for name, words in (("toy\\u001b[2J", "U+001B a control character"),
+                        ("t\\u043Ey", "U+043E CYRILLIC SMALL LETTER O")):  # fmt: skip
+        table = tmp_path / "odd.toml"
+        table.write_text(toy.replace("[toy]", f'["{name}"]'))
+        with pytest.raises(SpecError) as info:
+            load_spec(table)
+        message = str(info.value)
+        assert "expected an entry name of ASCII letters, digits" in message and words in message, message
+        assert message.isascii() and message.isprintable(), message
+
+
+def test_closed_standard_output_is_one_line(tmp_path: Path) -> None:
+    """``resnet-spec compare ... >&-``: one line on stderr, exit 2; with --quiet the verdict is the exit status."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "resnet_spec", "compare", "--arch", "resnet20"]
+    closed = subprocess.run(command, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1), check=False)
+    assert closed.returncode == 2, closed.stderr
+    assert closed.stderr == (
+        "resnet-spec compare: error: standard output is closed: nowhere to write (compare --quiet answers by its "
+        "exit status)\n"
+    )
+    quiet = subprocess.run([*command, "--quiet"], stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1),
+                           check=False)  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr

@@ -271,7 +271,22 @@ def test_cli_reads_a_model_from_a_file(tmp_path: Path, capsys: pytest.CaptureFix
     ("args", "message"),
     [
         (("--depth", "51"), "no table entry has depth 51; known depths:"),
-        (("--depth", "50", "--variant", "v3"), "<override variant>: expected one of 'v1', 'v1.5'"),
+        (("--depth", "50", "--variant", "v3"), "argument --variant: expected one of 'v1', 'v1.5', got 'v3'"),
+        (("--depth", "50", "--variant", ""), "argument --variant: expected one of 'v1', 'v1.5', got ''"),
+        (("--depth", "50", "--shortcut", ""), "argument --shortcut: expected one of 'A', 'B', 'C', 'D', 'none', got"),
+        (("--arch", ""), "expected one of the 36 known entries (resnet-spec list), found ''"),
+        (("--arch", "resnet5O"), "found 'resnet5O'; did you mean 'resnet56' or 'resnet50'"),
+        (
+            ("--arch", "resn\u0435t50"),
+            "found 'resn\\u0435t50'; it holds characters that are not printable ASCII: "
+            "U+0435 CYRILLIC SMALL LETTER IE; did you mean 'resnet50'",
+        ),
+        (
+            ("--arch", "resnet\x1b[31m50"),
+            "found 'resnet\\x1b[31m50'; it holds characters that are not printable ASCII: U+001B a control character",
+        ),
+        (("--arch", "ok.toml:"), "ok.toml: <name>: expected a name after the colon: 'ok.toml:NAME', found 'ok.toml:'"),
+        (("--depth", "18", "--memory", "1e23T"), "argument --memory: expected a size such as 512M"),
         (("--depth", "50", "--impl", "no_such_package.models:resnet"), "cannot import module 'no_such_package.models'"),
         (("--depth", "50", "--impl", "torchvision.models"), "expected MODULE:EXPRESSION"),
         (("--depth", "50", "--impl", "torchvision.models:nope"), "has no attribute 'nope'"),

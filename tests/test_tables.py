@@ -124,9 +124,12 @@ def test_unknown_overrides_raise(override: dict[str, str], pattern: str) -> None
         load_spec("resnet50", **override)
 
 
-def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(SpecError, match=r"resnet51: expected a known architecture: .*resnet50"):
+def test_an_unknown_name_is_told_the_close_ones() -> None:
+    with pytest.raises(SpecError, match=r"<name>: expected one of the \d+ known entries \(resnet-spec list\), found "
+                       r"'resnet51'; did you mean 'resnet56' or 'resnet50'"):  # fmt: skip
         load_spec("resnet51")
+    with pytest.raises(SpecError, match=r"found 'alexnet'$"):  # nothing close: no suggestion
+        load_spec("alexnet")
 
 
 # ------------------------------------------------------------------------------------------------------------

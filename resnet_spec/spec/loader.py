@@ -37,6 +37,7 @@ from .types import (
     Stem,
     StemPool,
     StrideVariant,
+    unusual_characters,
 )
 
 __all__ = ["BOUNDS", "KNOBS", "Variants", "load_variants", "read_toml", "resolve_table"]
@@ -68,6 +69,9 @@ _CONV_CELL = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*C\s*=\s*(\d
 
 _TABLE_KEYS = ("family", "source", "input_size", "in_channels", *KNOBS, "order", "se_reduction")
 _SECTION_KEYS = ("table", "stem", "head")
+# An entry's name: printed in reports and typed on command lines, so nothing a terminal would interpret or show as
+# another letter.
+_ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _ARCH_KEYS = ("source", "base", "canonical", *KNOBS, "order", "se_reduction", "stem", "head", "paper")
 _NOT_INHERITED = ("source", "paper", "canonical")  # what an entry does not take from its base
 _STAGE_KEYS = ("block", "repeats", "stride", "output")
@@ -266,6 +270,10 @@ def resolve_table(doc: Mapping[str, Any], file: str, variants: Variants, **overr
     if "stem_pool" in table:
         reader.str_(table, "stem_pool", "table", choices=tuple(variants.stem_pools))
     arch_names = [key for key in doc if key not in _SECTION_KEYS]
+    for name in arch_names:
+        if not _ARCH_NAME.fullmatch(name):
+            expected = "an entry name of ASCII letters, digits and _ . + - (starting with a letter or digit)"
+            raise SpecError(reader.file, name, name, expected, unusual_characters(name))
     if not arch_names:
         raise reader.error(
             "<document>", sorted(doc), "at least one architecture section besides [table], [stem], [head]"

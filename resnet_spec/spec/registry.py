@@ -8,13 +8,14 @@ table marks ``canonical = true``.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 from pathlib import Path
 from typing import Any
 
 from .loader import KNOBS, Variants, load_variants, read_toml, resolve_table
-from .types import ResNetSpec, SpecError
+from .types import ResNetSpec, SpecError, unusual_characters
 
 __all__ = [
     "TABLES_ENV",
@@ -168,8 +169,10 @@ def load_spec(name_or_path: str | Path, **overrides: str) -> ResNetSpec:
     """
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or text.endswith(".toml") or ".toml:" in text:
-        file, _, arch = text.partition(".toml:") if ".toml:" in text else (text, "", "")
-        path = Path(file if not arch else file + ".toml")
+        file, colon, arch = text.partition(".toml:") if ".toml:" in text else (text, "", "")
+        path = Path(file + ".toml" if colon else file)
+        if colon and not arch:
+            raise SpecError(str(path), "<name>", text, f"a name after the colon: '{path}:NAME'")
         specs = load_table(read_toml(path), str(path), **overrides)
         if not arch:
             if len(specs) != 1:
@@ -180,7 +183,10 @@ def load_spec(name_or_path: str | Path, **overrides: str) -> ResNetSpec:
         return specs[arch]
     registry = _registry()
     if text not in registry:
-        raise SpecError("<registry>", text, text, "a known architecture: " + ", ".join(registry))
+        close = difflib.get_close_matches(text, list(registry), n=3, cutoff=0.75)
+        hints = [unusual_characters(text), f"did you mean {' or '.join(map(repr, close))}?" if close else ""]
+        raise SpecError("<registry>", "<name>", text, f"one of the {len(registry)} known entries (resnet-spec list)",
+                        "; ".join(h for h in hints if h))  # fmt: skip
     if not overrides:
         return registry[text]
     return _resolved(registry[text].table_file, tables_dir(), tuple(sorted(overrides.items())))[text]

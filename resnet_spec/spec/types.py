@@ -46,13 +46,34 @@ POOL_KINDS: tuple[str, ...] = ("max", "avg")
 class SpecError(ValueError):
     """A table that does not describe a valid network: names the file, the key path, the value and what was expected."""
 
-    def __init__(self, file: str, key_path: str, found: object, expected: str) -> None:
+    def __init__(self, file: str, key_path: str, found: object, expected: str, hint: str = "") -> None:
         self.file = file
         self.key_path = key_path
         self.found = found
         self.expected = expected
-        found_text = "nothing (key missing)" if found is MISSING else repr(found)
-        super().__init__(f"{file}: {key_path}: expected {expected}, found {found_text}")
+        if found is MISSING:
+            found_text = "nothing (key missing)"
+        else:
+            found_text = ascii(found) if isinstance(found, str) else repr(found)
+        text = f"{printable(file)}: {printable(key_path)}: expected {expected}, found {found_text}"
+        super().__init__(f"{text}; {hint}" if hint else text)
+
+
+def printable(text: str) -> str:
+    """``text`` as it is when every character is printable ASCII; otherwise its ``ascii()`` form, so that a terminal
+    escape sequence never reaches the terminal and a look-alike letter (Cyrillic 'е' for 'e') shows as ``\u0435``."""
+    return text if text.isascii() and text.isprintable() else ascii(text)
+
+
+def unusual_characters(text: str) -> str:
+    """A hint naming the characters of ``text`` that are not printable ASCII ("" when there are none)."""
+    import unicodedata
+
+    odd = [c for c in dict.fromkeys(text) if not (c.isascii() and c.isprintable())]
+    if not odd:
+        return ""
+    names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'a control character')}" for c in odd)
+    return f"it holds characters that are not printable ASCII: {names}"
 
 
 class _Missing:

@@ -129,9 +129,13 @@ def subject_of(model: object, caller: str, *, timeout: float | None = DEFAULT_TI
     if isinstance(model, nn.Module):
         return LocalSubject(model)
     if isinstance(model, str):
-        from ..subject import parse_target
+        from ..subject import SubjectError, parse_target
 
-        parse_target(model)  # SubjectError (a ValueError) for a malformed target, before any process starts
+        try:
+            parse_target(model)  # before any process starts
+        except SubjectError as e:  # its words name --impl: here the argument is model
+            reason = str(e).removeprefix(f"--impl {model!r}: ")
+            raise ValueError(f"{caller}: model {model!r}: {reason}") from None
         return RemoteSubject(model, timeout=timeout, memory=memory)
     raise TypeError(
         f"{caller}: expected model an nn.Module or a 'MODULE:EXPRESSION' string such as "

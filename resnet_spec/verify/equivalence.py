@@ -572,10 +572,9 @@ class _How:
     in_channels: int | None
 
 
-def _record(subject: Subject, x: Tensor, train: bool, how: _How, dtype: torch.dtype = torch.float64,
-            grad: bool = False) -> _Run:  # fmt: skip
+def _record(subject: Subject, x: Tensor, train: bool, how: _How) -> _Run:
     """One recorded run of the model, read and aligned like any trace."""
-    run = subject.run(x, train, dtype, grad)
+    run = subject.run(x, train)
     aligned = align(read_trace(run.trace), how.spec, (x.shape[2], x.shape[3]), headless=how.headless,
                     in_channels=how.in_channels)  # fmt: skip
     stem = aligned.found.stem
@@ -623,17 +622,26 @@ def _local_rows(reference: ResNet, start: Tensor, found: Mapping[str, Tensor], s
 
 
 def _decisive(run: _Run, expected: Mapping[str, Tensor], spec: ResNetSpec) -> float | None:
-    """The figure that decides: the model's output against the reference's logits (a backbone: its last row), with
-    the softmax the model applies after its classifier applied to the reference's too (Table 1 ends in a softmax);
-    any other operator after the classifier is compared as it is, so it shows."""
-    alignment = run.alignment
-    if alignment.headless:
+    """The figure that decides: the model's output against :func:`_expected_output` (a backbone: its last row's)."""
+    if run.alignment.headless:
         row = spec.stages[-1].name
         return _figure(_rows(run).get(row), expected[row])
+    reference = _expected_output(run.alignment, expected, spec)
+    if reference is None or run.alignment.trace.output not in run.values:
+        return None
+    return _figure(run.values[run.alignment.trace.output], reference)
+
+
+def _expected_output(alignment: Alignment, expected: Mapping[str, Tensor], spec: ResNetSpec) -> Tensor | None:
+    """What the model's output should be: the reference's logits (a backbone: its last row), with the softmax the
+    model applies after its classifier applied to the reference's too (Table 1 ends in a softmax); any other operator
+    after the classifier is compared as it is, so it shows.  None where the model has no classifier."""
+    if alignment.headless:
+        return expected[spec.stages[-1].name]
     trace = alignment.trace
     logits = alignment.found.head.logits
     producer = trace.producer(logits) if logits >= 0 else None
-    if producer is None or trace.output not in run.values:
+    if producer is None:
         return None
     reference = expected["fc"]
     after = [op for op in trace.ops if op.index > producer.index]
@@ -642,7 +650,7 @@ def _decisive(run: _Run, expected: Mapping[str, Tensor], spec: ResNetSpec) -> fl
             dim = op.operands[1][1] if len(op.operands) > 1 and op.operands[1][0] == "scalar" else -1
             function = torch.log_softmax if "log" in op.aten else torch.softmax
             reference = function(reference, int(dim))
-    return _figure(run.values[trace.output], reference)
+    return reference
 
 
 def _figure(found: Tensor | None, expected: Tensor) -> float | None:
@@ -782,9 +790,9 @@ def _check(
                               "statistics): compared there by the logits only")  # fmt: skip
     notes = tuple(transfer.notes)
     permuted = tuple(transfer.permuted)
-    written = _written(base.alignment, runs.values())
+    written = _written(base.alignment, ((run.written, _trained(run)) for run in runs.values()))
     if outcome is None:
-        observed = _observe(subject, drawn, reference, transfer, spec, how, base.alignment)
+        observed = _observe(subject, drawn, reference, transfer, spec, how, base, tuple(x.shape) == shape)
         if not observed and not written:
             return Equivalence("equal", "", None, None, tuple(x.shape), tol, tuple(checks), mapped, notes,
                                permuted=permuted)  # fmt: skip
@@ -802,6 +810,9 @@ def _check(
 
 # Float32 on two implementations: other kernels, other summation orders; a change of the function is far larger.
 FLOAT32_TOLERANCE = 1e-3
+# Eval calls on one small input after the others: a model that behaves for its first calls and not later shows there
+# (a model that counts further than the checker's calls is beyond any checker: docs/threat-model.md).
+OBSERVED_REPEATS = 6
 
 
 def _where_tensor(alignment: Alignment, name: str) -> tuple[str, str | None]:
@@ -812,17 +823,17 @@ def _where_tensor(alignment: Alignment, name: str) -> tuple[str, str | None]:
     return "model", None
 
 
-def _written(alignment: Alignment, runs: Iterable[_Run]) -> list[Mismatch]:
-    """A forward pass that writes the model's tensors is not a function of its input: a finding per tensor.  Only
-    train mode's batch norm statistics (and integer counters) may change."""
+def _written(alignment: Alignment, passes: Iterable[tuple[Iterable[str], bool]]) -> list[Mismatch]:
+    """A forward pass that writes the model's tensors is not a function of its input: a finding per tensor written
+    by any of ``passes`` ((the names it wrote, whether in train mode)).  Only train mode's batch norm statistics (and
+    integer counters) may change."""
     statistics = {name for name, slots in alignment.tensors.items()
                   if any(slot.role in ("running_mean", "running_var") for slot in slots)}  # fmt: skip
+    trace = alignment.trace
     found: dict[str, str] = {}
-    for run in runs:
-        train = any(op.attrs.get("batch_statistics") for op in run.alignment.trace.ops if op.kind == "bn")
-        shapes = run.alignment.trace.shapes
-        for name in run.written:
-            counter = name in run.alignment.trace.buffers and len(shapes.get(name, (1,))) == 0
+    for written, train in passes:
+        for name in written:
+            counter = name in trace.buffers and len(trace.shapes.get(name, (1,))) == 0
             if train and (name in statistics or counter):
                 continue
             found.setdefault(name, "train" if train else "eval")
@@ -834,41 +845,91 @@ def _written(alignment: Alignment, runs: Iterable[_Run]) -> list[Mismatch]:
     return out
 
 
+def _same(found: Sequence[Tensor], first: Sequence[Tensor]) -> bool:
+    return len(found) == len(first) and all(torch.equal(a, b) for a, b in zip(found, first, strict=True))
+
+
+def _nondeterministic(first: Sequence[Tensor], found: Sequence[Tensor], where: str) -> Mismatch:
+    """Eval calls on one input that differ: the model is not a function of its input."""
+    difference = max((f for a, b in zip(first, found, strict=False) if (f := _figure(b, a)) is not None), default=None)
+    text = f"differ by {difference:.1e}" if difference is not None else "differ in shape"
+    return Mismatch(
+        "model",
+        None,
+        "deterministic",
+        "eval calls on one input equal",
+        f"{text} (float32, {where})",
+        kind="computation",
+    )
+
+
+def _trained(run: _Run) -> bool:
+    """Whether a recorded run normalised by batch statistics (train mode)."""
+    return any(op.attrs.get("batch_statistics") for op in run.alignment.trace.ops if op.kind == "bn")
+
+
 def _observe(
     subject: Subject, values: Mapping[str, Tensor], reference: ResNet, transfer: _Transfer, spec: ResNetSpec,
-    how: _How, alignment: Alignment,
+    how: _How, base: _Run, drawn_sizes: bool,
 ) -> list[Mismatch]:  # fmt: skip
-    """The model as it is used: float32 on the CPU, gradients enabled, at an input size drawn for this run (one side
-    even), two eval passes on one input (train mode was compared in float64).  Findings: another output than the
-    reference's (within :data:`FLOAT32_TOLERANCE`), two passes that differ, tensors a pass writes."""
+    """The model as it is used: called plainly (nothing recorded) in float32 on the CPU with gradients enabled, at input
+    sizes drawn for this run: in eval and train mode on two images of one size (both sides odd), then
+    :data:`OBSERVED_REPEATS` + 1 times in eval mode on one image of another (both sides even).  Where the model runs
+    only at the input size the checker found for it (``drawn_sizes`` False: a fixed pool), every call is at that size.
+    Findings: an output other than the reference's (within :data:`FLOAT32_TOLERANCE`), calls on one input that
+    differ, tensors a call writes."""
     chooser = random.SystemRandom()
-    _, channels, low, _ = equivalence_input(spec, how.in_channels)
-    height = min(spec.input_size, chooser.randint(low, low + 8))
-    width = min(spec.input_size, 2 * chooser.randint(-(-low // 2), (low + 8) // 2))
-    x = torch.randn(_BATCH, channels, height, width, generator=torch.Generator().manual_seed(chooser.getrandbits(31)))
-    state = {name: value.float() for name, value in transfer.forward(values).items()}
-    _load_reference(reference, state)
-    size = f"{height}x{width}"
+    generator = torch.Generator().manual_seed(chooser.getrandbits(31))
+    channels, height, width = base.start.shape[1], base.start.shape[2], base.start.shape[3]
+    low, top = equivalence_input(spec, how.in_channels)[2], spec.input_size
+
+    def side(parity: int) -> int:
+        n = chooser.randint(low, max(low, min(top, low + 9)))
+        return n if n % 2 == parity or n + 1 > top else n + 1
+
+    odd, even = ((side(1), side(1)), (side(0), side(0))) if drawn_sizes else ((height, width), (height, width))
+    x = torch.randn(_BATCH, channels, *odd, generator=generator)
+    small = torch.randn(1, channels, *even, generator=generator)  # one image: the repeats are cheap
+    _load_reference(reference, {name: value.float() for name, value in transfer.forward(values).items()})
+    alignment = base.alignment
+    stem = alignment.found.stem
+    prepared = stem is not None and alignment.trace.ops[stem.index].inputs[0] != alignment.trace.input
+    # what the model returns holds what the reference computes (a backbone's last row: among the feature maps it
+    # returns; a classifier checked as a backbone returns logits only, which the structure reports)
+    last = alignment.row_ends.get(spec.stages[-1].name)
+    comparable = not alignment.headless or last in alignment.trace.outputs
+    passes = [(x, False), (x, True), *[(small, False)] * (1 + OBSERVED_REPEATS)]
     findings: list[Mismatch] = []
-    try:
-        runs = [_record(subject, x, False, how, torch.float32, grad=True) for _ in range(2)]
-    except TraceError as e:
-        return [Mismatch("model", None, "forward pass", f"runs in float32 with gradients at {size}", str(e),
-                         kind="computation")]  # fmt: skip
-    findings += _written(alignment, runs)
-    figure = _decisive(runs[0], _reference_rows(reference, runs[0].start, False), spec)
-    if figure is None or figure > FLOAT32_TOLERANCE:
-        text = "shape differs" if figure is None else f"differs by {figure:.1e}"
-        findings.append(Mismatch("fc", None, "output in float32", f"the reference's (within {FLOAT32_TOLERANCE:g})",
-                                 f"{text} (eval mode, gradients enabled, {size})", module=alignment.where("fc"),
-                                 kind="computation"))  # fmt: skip
-    first, again = (run.values.get(run.alignment.trace.output) for run in runs[:2])
-    if first is not None and again is not None and not torch.equal(first, again):
-        difference = _figure(again, first)
-        found = f"differ by {difference:.1e}" if difference is not None else "differ in shape"
-        findings.append(Mismatch("model", None, "deterministic", "two eval passes on one input equal",
-                                 f"{found} (float32, {size})", kind="computation"))  # fmt: skip
-    return findings
+    written: list[tuple[Iterable[str], bool]] = []
+    first: tuple[Tensor, ...] = ()  # the first call on the small input
+    for number, (input_, train) in enumerate(passes):
+        size = f"{input_.shape[2]}x{input_.shape[3]}"
+        try:
+            called = subject.call(input_, train)
+        except TraceError as e:
+            return [*_written(alignment, written), *findings,
+                    Mismatch("model", None, "forward pass", f"runs in float32 with gradients at {size}", str(e),
+                             kind="computation")]  # fmt: skip
+        written.append((called.written, train))
+        if number > 2:  # a repeat: the same as the first call on the small input
+            if not _same(called.outputs, first) and not any(m.property == "deterministic" for m in findings):
+                findings.append(_nondeterministic(first, called.outputs, f"{size}, call {number - 1} on it"))
+            continue
+        first = called.outputs
+        if not comparable:
+            continue
+        # a model that prepares its input before the stem: the reference reads what the model's stem reads
+        start = _record(subject, input_.double(), False, how).start.float() if prepared else input_
+        expected = _expected_output(alignment, _reference_rows(reference, start, train), spec)
+        figures = [f for f in (_figure(t, expected) for t in called.outputs if expected is not None) if f is not None]
+        figure = min(figures, default=None)  # the output the reference's has the shape of
+        if (figure is None or figure > FLOAT32_TOLERANCE) and not any(m.property == "output as used" for m in findings):
+            text = "shape differs" if figure is None else f"differs by {figure:.1e}"
+            mode = "train" if train else "eval"
+            findings.append(Mismatch("fc", None, "output as used", f"the reference's (within {FLOAT32_TOLERANCE:g})",
+                                     f"{text} ({mode} mode, float32, gradients enabled, {size}, not recorded)",
+                                     module=alignment.where("fc"), kind="computation"))  # fmt: skip
+    return [*_written(alignment, written), *findings]
 
 
 def _reverse(

@@ -381,8 +381,7 @@ def verdict_text(comparison: Comparison, best: Sequence[ResNetSpec] = ()) -> str
 def _phrase(m: Mismatch) -> str:
     """A computation finding in a few words: where, and what differs there."""
     if m.property.endswith(("output", "logits")):
-        what = m.property.removesuffix("output").rstrip(".") or "output"
-        return f"{_where(m)} {what}: {_text(m.found)}"
+        return f"{_where(m)} {m.property.removesuffix('.output')}: {_text(m.found)}"
     return f"{_where(m)} {m.property}: expected {_text(m.expected)}, found {_text(m.found)}"
 
 

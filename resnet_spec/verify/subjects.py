@@ -11,8 +11,8 @@
 
 Both answer the same questions, so a model is judged alike either way: its structural trace; the names and shapes of
 its tensors; a float64 copy of it with values drawn from a seed (the checker draws the same values for the reference);
-a recorded forward pass on an input the checker chooses, saying which tensors the pass wrote; the same in float32 with
-gradients enabled (the model as it is used).
+a recorded forward pass on an input the checker chooses, saying which tensors the pass wrote; a plain call of the copy,
+unrecorded, in float32 with gradients enabled (the model as it is used), its output and what it wrote.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ..trace import (
     trace_to_data,
 )
 
-__all__ = ["CUDA_TOLERANCE", "LocalSubject", "RemoteSubject", "Run", "Subject", "TensorInfo", "draw"]
+__all__ = ["CUDA_TOLERANCE", "Call", "LocalSubject", "RemoteSubject", "Run", "Subject", "TensorInfo", "draw"]
 
 CUDA_TOLERANCE = 1e-4  # float32 logits on two devices: other kernels, other summation orders
 
@@ -94,6 +94,14 @@ class Run:
     written: tuple[str, ...]  # parameters and buffers changed (in place, or replaced) by the pass
 
 
+@dataclass(frozen=True)
+class Call:
+    """One plain call of the model (nothing recorded): the tensors it returned and the tensors the call wrote."""
+
+    outputs: tuple[Tensor, ...]  # every tensor of the result, in order (a tensor, a tuple, a mapping ...)
+    written: tuple[str, ...]
+
+
 class Values(Mapping[int, Tensor]):
     """A run's values by number; :meth:`fetch` says which will be read, so that a subject elsewhere sends them in one
     answer rather than one at a time."""
@@ -134,9 +142,14 @@ class Subject:
         """Fill the copy with :func:`draw`'s values; return the same values, for the checker."""
         raise NotImplementedError
 
-    def run(self, x: Tensor, train: bool, dtype: torch.dtype = torch.float64, grad: bool = False) -> Run:
-        """One recorded forward pass of the copy (in ``dtype``, with gradients enabled when ``grad``); what it writes
-        to buffers is put back afterwards.  Raises TraceError."""
+    def run(self, x: Tensor, train: bool) -> Run:
+        """One recorded forward pass of the float64 copy, without gradients; what it writes to buffers is put back
+        afterwards.  Raises TraceError."""
+        raise NotImplementedError
+
+    def call(self, x: Tensor, train: bool) -> Call:
+        """The copy called as it is used: in float32 (its values rounded once), gradients enabled, nothing recorded
+        (no dispatch mode, no hook); what it writes to buffers is put back afterwards.  Raises TraceError."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -161,7 +174,8 @@ class _Copies:
         self.model = model
         self._copy: nn.Module | None = None
         self._tensors: dict[str, Tensor] = {}
-        self._casts: dict[torch.dtype, nn.Module] = {}  # the copy in other dtypes, made from its current values
+        # the copy in other dtypes (made from its current values), and their tensors
+        self._casts: dict[torch.dtype, tuple[nn.Module, dict[str, Tensor]]] = {}
 
     @property
     def copy(self) -> nn.Module:
@@ -193,26 +207,66 @@ class _Copies:
         draw(self.tensors, seed, zero)
         self._casts.clear()
 
-    def run(self, x: Tensor, train: bool, dtype: torch.dtype, grad: bool) -> Run:
-        model, tensors = self.copy, self.tensors
-        if dtype != torch.float64:
-            if dtype not in self._casts:
-                self._casts[dtype] = _cast(model, dtype)
-            model = self._casts[dtype]
-            tensors = dict(itertools.chain(model.named_parameters(), model.named_buffers()))
+    def _in(self, dtype: torch.dtype) -> tuple[nn.Module, dict[str, Tensor]]:
+        """The copy in ``dtype`` and its tensors (the float64 copy itself, or a cast made from its current values)."""
+        if dtype == torch.float64:
+            return self.copy, self.tensors
+        if dtype not in self._casts:
+            model = _cast(self.copy, dtype)
+            self._casts[dtype] = (model, dict(itertools.chain(model.named_parameters(), model.named_buffers())))
+        return self._casts[dtype]
+
+    @staticmethod
+    def _passing(
+        model: nn.Module, tensors: Mapping[str, Tensor], forward: Callable[[], Any]
+    ) -> tuple[Any, tuple[str, ...]]:
+        """``forward()``'s result and the tensors it wrote (``tensors``: the model's, before); the buffers are put back
+        afterwards.  A tensor is written where its identity, memory or version changed, and a buffer also where its
+        values did (a kernel's own update of running statistics bumps no version)."""
         saved = {name: t.detach().clone() for name, t in model.named_buffers()}
         before = _stamp(tensors)
         try:
-            trace, values = record_values(model, x.to(dtype), train=train, grad=grad)
+            result = forward()
+        finally:
             after = dict(itertools.chain(model.named_parameters(), model.named_buffers()))
             stamps = _stamp(after)
-            written = tuple(name for name in before if stamps.get(name) != before[name])
-        finally:
+            written = tuple(
+                name for name in before
+                if stamps.get(name) != before[name] or (name in saved and not _equal(after.get(name), saved[name]))
+            )  # fmt: skip
             with torch.no_grad():
-                for name, buffer in model.named_buffers():
-                    if name in saved and buffer.shape == saved[name].shape:
-                        buffer.copy_(saved[name])
+                for name in written:
+                    if name in saved and name in after and after[name].shape == saved[name].shape:
+                        after[name].copy_(saved[name])
+        return result, written
+
+    def run(self, x: Tensor, train: bool) -> Run:
+        model, tensors = self._in(torch.float64)
+        (trace, values), written = self._passing(model, tensors, lambda: record_values(model, x.double(), train=train))
         return Run(trace, Values(values), written)
+
+    def call(self, x: Tensor, train: bool) -> Call:
+        model, tensors = self._in(torch.float32)
+        mode = model.training
+
+        def forward() -> tuple[Tensor, ...]:
+            model.train(train)
+            try:
+                with torch.enable_grad():
+                    out = output_tensors(model(x.float()))
+            except Exception as e:  # any failure of the model's forward means the same thing to the user
+                raise TraceError(f"the model's forward pass failed on a CPU input of shape {tuple(x.shape)}: "
+                                 f"{type(e).__name__}: {e}") from e  # fmt: skip
+            finally:
+                model.train(mode)
+            return tuple(t.detach().as_subclass(Tensor).clone() for t in out)
+
+        output, written = self._passing(model, tensors, forward)
+        return Call(output, written)
+
+
+def _equal(tensor: Tensor | None, saved: Tensor) -> bool:
+    return tensor is not None and tensor.shape == saved.shape and bool(torch.equal(tensor.detach(), saved))
 
 
 def _cast(model: nn.Module, dtype: torch.dtype) -> nn.Module:
@@ -247,8 +301,11 @@ class LocalSubject(Subject):
         self._copies.draw(seed, zero)
         return self._copies.tensors
 
-    def run(self, x: Tensor, train: bool, dtype: torch.dtype = torch.float64, grad: bool = False) -> Run:
-        return self._copies.run(x, train, dtype, grad)
+    def run(self, x: Tensor, train: bool) -> Run:
+        return self._copies.run(x, train)
+
+    def call(self, x: Tensor, train: bool) -> Call:
+        return self._copies.call(x, train)
 
 
 # ---- the contained child ----------------------------------------------------------------------------------------
@@ -283,14 +340,19 @@ def _setup(target: str) -> tuple[Any, Any]:
             copies.draw(int(seed), tuple(zero))
             return None
         if kind == "run":
-            x, train, dtype, grad = payload
+            x, train = payload
             with phase("forward"):
-                run = copies.run(x, bool(train), getattr(torch, str(dtype)), bool(grad))
+                run = copies.run(x, bool(train))
             number = max(kept, default=-1) + 1
             kept[number] = run.values
             kept.pop(number - _KEPT_RUNS, None)
             return {"run": number, "trace": trace_to_data(run.trace), "values": list(run.values),
                     "written": list(run.written)}  # fmt: skip
+        if kind == "call":
+            x, train = payload
+            with phase("forward"):
+                called = copies.call(x, bool(train))
+            return {"outputs": list(called.outputs), "written": list(called.written)}
         if kind == "cuda":
             with phase("cuda"):
                 try:
@@ -398,8 +460,8 @@ class RemoteSubject(Subject):
         self._ask("draw", (seed, list(zero)), meanwhile=lambda: draw(self._values, seed, zero))
         return self._values
 
-    def run(self, x: Tensor, train: bool, dtype: torch.dtype = torch.float64, grad: bool = False) -> Run:
-        answer = self._ask("run", (x, train, str(dtype).removeprefix("torch."), grad))
+    def run(self, x: Tensor, train: bool) -> Run:
+        answer = self._ask("run", (x, train))
         try:
             number = int(answer["run"])
             numbers = frozenset(int(n) for n in answer["values"])
@@ -407,6 +469,17 @@ class RemoteSubject(Subject):
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TraceError(f"the model's process sent a malformed forward pass ({e})") from None
         return Run(trace_from_data(answer["trace"]), _RemoteValues(self, number, numbers), written)
+
+    def call(self, x: Tensor, train: bool) -> Call:
+        answer = self._ask("call", (x, train))
+        try:
+            outputs = tuple(answer["outputs"])
+            written = tuple(str(name) for name in answer["written"])
+        except (KeyError, TypeError) as e:
+            raise TraceError(f"the model's process sent a malformed call ({e})") from None
+        if not all(isinstance(t, Tensor) for t in outputs):
+            raise TraceError("the model's process sent a malformed call (an output that is not a tensor)")
+        return Call(outputs, written)
 
     def cuda_difference(self, shape: Sequence[int]) -> float | str:
         """The model's float32 logits on CUDA against its CPU ones (relative), or why it does not run on CUDA."""
