@@ -21,68 +21,29 @@ shown as warnings, and the tests pass.  An undecided verdict skips what it canno
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from functools import cache
 
 import pytest
-import torch
 
-from .conformance import load_target_spec
-from .contain import ContainedError
-from .pytest_plugin import option_values
-from .spec import ResNetSpec, SpecError
-from .subject import SubjectError
-from .trace import TraceError
-from .verify import Comparison, Mismatch, Verdict, compare_subject, equivalence_input
+from .pytest_plugin import Model, models_of
+from .verify import Mismatch, Verdict
 from .verify.report import finding_line, undecided_reason, verdict_text
-from .verify.subjects import CUDA_TOLERANCE, RemoteSubject
-
-
-@dataclass
-class _Subject:
-    target: str
-    spec: ResNetSpec
-    comparison: Comparison
-    cuda: float | str | None  # CUDA against CPU: the logits' difference, or why it was not measured
-
-
-@cache
-def _spec(arch: str, variant: str | None, shortcut: str | None) -> ResNetSpec:
-    try:
-        return load_target_spec(arch, variant, shortcut)
-    except (SpecError, LookupError) as e:
-        raise pytest.UsageError(f"--resnet-arch {arch!r}: {e}") from e
-
-
-def _config_spec(config: pytest.Config) -> ResNetSpec:
-    options = option_values(config)
-    return _spec(str(options["arch"]), options["variant"], options["shortcut"])
+from .verify.subjects import CUDA_TOLERANCE
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "row" in metafunc.fixturenames:
-        rows = list(_config_spec(metafunc.config).rows)
-        if metafunc.function.__name__ == "test_structure":
-            rows.append("model")
-        metafunc.parametrize("row", rows)
+    """Every test once per model (its label in the id), the row tests once per row of the model's entry."""
+    if "subject" not in metafunc.fixturenames:
+        return
+    models = models_of(metafunc.config)
+    if "row" not in metafunc.fixturenames:
+        metafunc.parametrize("subject", models, ids=[m.label for m in models])
+        return
+    extra = ["model"] if metafunc.function.__name__ == "test_structure" else []
+    pairs = [(m, row) for m in models for row in [*m.spec.rows, *extra]]
+    metafunc.parametrize(("subject", "row"), pairs, ids=[f"{m.label}:{row}" for m, row in pairs])
 
 
-@pytest.fixture(scope="session")
-def subject(pytestconfig: pytest.Config) -> _Subject:
-    """The one comparison every test views.  The model is imported, built and run in a contained process of its own:
-    this pytest process never runs its code (docs/threat-model.md)."""
-    target = str(option_values(pytestconfig)["impl"])
-    spec = _config_spec(pytestconfig)
-    try:
-        with RemoteSubject(target) as model:
-            comparison = compare_subject(model, spec, (spec.input_size, spec.input_size))
-            cuda = model.cuda_difference(equivalence_input(spec)) if torch.cuda.is_available() else None
-    except (SubjectError, TraceError, ContainedError) as e:
-        pytest.fail(f"--resnet-impl {target!r}: {e}", pytrace=False)
-    return _Subject(target, spec, comparison, cuda)
-
-
-def _judge(subject: _Subject, findings: list[Mismatch], undecided_skips: bool = True) -> None:
+def _judge(subject: Model, findings: list[Mismatch], undecided_skips: bool = True) -> None:
     """Fail with ``findings`` where the verdict is "not conformant"; warn with them where it is "equivalent"."""
     verdict = subject.comparison.verdict
     if not findings:
@@ -100,24 +61,24 @@ def _judge(subject: _Subject, findings: list[Mismatch], undecided_skips: bool = 
 _TOTALS = ("params", "MACs (conv+fc)")
 
 
-def test_structure(subject: _Subject, row: str) -> None:
+def test_structure(subject: Model, row: str) -> None:
     """The row read from the model's dataflow is the table's row."""
     found = [m for m in subject.comparison.mismatches
              if m.row == row and m.kind == "structure" and m.property not in _TOTALS]  # fmt: skip
     _judge(subject, found)
 
 
-def test_params(subject: _Subject) -> None:
+def test_params(subject: Model) -> None:
     """Parameters: the table's count (arithmetic over its layers), each tensor in one place of the table."""
     _judge(subject, [m for m in subject.comparison.mismatches if m.kind == "parameters"])
 
 
-def test_macs(subject: _Subject) -> None:
+def test_macs(subject: Model) -> None:
     """Multiply-adds of convs and the classifier at the table's input size, against the table's."""
     _judge(subject, [m for m in subject.comparison.mismatches if m.property == "MACs (conv+fc)"])
 
 
-def test_equivalence(subject: _Subject, row: str) -> None:
+def test_equivalence(subject: Model, row: str) -> None:
     """The numbers: where the logits differ, the row where the difference first shows fails."""
     eq = subject.comparison.equivalence
     if eq is None or eq.status == "skipped":
@@ -127,7 +88,7 @@ def test_equivalence(subject: _Subject, row: str) -> None:
     _judge(subject, [m for m in subject.comparison.mismatches if m.kind == "computation" and m.row == row])
 
 
-def test_verdict(subject: _Subject, request: pytest.FixtureRequest) -> None:
+def test_verdict(subject: Model, request: pytest.FixtureRequest) -> None:
     """The verdict, as ``compare`` gives it."""
     comparison = subject.comparison
     request.node.user_properties.append(("resnet_spec_verdict", comparison.verdict.value))
@@ -138,7 +99,7 @@ def test_verdict(subject: _Subject, request: pytest.FixtureRequest) -> None:
 
 
 @pytest.mark.cuda
-def test_cuda_equals_cpu(subject: _Subject) -> None:
+def test_cuda_equals_cpu(subject: Model) -> None:
     """The model's logits on the GPU equal its CPU logits (float32, drawn weights), measured in its own process."""
     if subject.cuda is None:
         pytest.skip("needs a CUDA device; none is available (torch.cuda.is_available() is False)")

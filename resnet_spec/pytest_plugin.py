@@ -1,35 +1,64 @@
 """The conformance suite as a pytest plugin: ``pytest --resnet-impl mypkg.models:resnet50 --resnet-arch resnet50``.
 
-Registered through the ``pytest11`` entry point; inactive unless ``--resnet-impl`` is given.  Then pytest also
-collects :mod:`resnet_spec.conformance_tests`, whose tests are views of one comparison of the model that TARGET builds
-(see docs/plugin.md): one structure test per Table 1 row, the parameters, the multiply-adds, the numbers per row, the
-verdict and, when a GPU is present, CUDA against CPU.  The session's exit status is the verdict's: 0 conforms, 1
-does not (failed tests), 2 undecided (the tests that cannot decide are skipped, and this module sets the status).
-Importing this module imports neither torch nor hypothesis.
+Registered through the ``pytest11`` entry point; inactive unless ``--resnet-impl`` is given.  Then the model each
+``--resnet-impl`` names is compared once, before collection, in a contained process of its own (this pytest process
+never runs its code; with pytest-xdist the comparisons are sent to the workers, not made again), and pytest also
+collects :mod:`resnet_spec.conformance_tests`, whose tests are views of those comparisons (see docs/plugin.md), with
+the model in their ids (``test_structure[resnet50:conv3_x]``).  A target that cannot be imported, built or traced,
+or an entry that does not exist, is one usage error (pytest's exit status 4).  The session's exit status is the
+verdict's: 0 conforms, 1 does not (failed tests), 2 undecided (the tests that cannot decide are skipped, and this
+module sets the status).  Importing this module imports neither torch nor hypothesis.
 """
 
 from __future__ import annotations
 
+import base64
+import copyreg
+import io
+import pickle
+import re
+import time
+import types
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-__all__ = ["option_values"]
+if TYPE_CHECKING:
+    from .spec import ResNetSpec
+    from .verify import Comparison
+
+__all__ = ["Model", "models_of"]
 
 _SUITE = Path(__file__).with_name("conformance_tests.py")
-_OPTIONS = ("impl", "arch", "variant", "shortcut")
 _VERDICT = "resnet_spec_verdict"  # the user property test_verdict reports (and pytest-xdist carries to the controller)
+_WORKER_KEY = "resnet_spec_models"  # the comparisons, as the controller sends them to pytest-xdist's workers
+_MODELS = pytest.StashKey[list["Model"]]()
+
+
+@dataclass(frozen=True)
+class Model:
+    """One ``--resnet-impl``: its label in the test ids, the target, the entry, the comparison, CUDA against CPU."""
+
+    label: str
+    target: str
+    spec: ResNetSpec
+    comparison: Comparison
+    cuda: float | str | None  # the logits' relative difference, or why the model does not run on CUDA; None: no GPU
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resnet-spec", "resnet-spec conformance suite (runs only with --resnet-impl)")
-    group.addoption("--resnet-impl", metavar="TARGET", help="the model to check: MODULE:EXPRESSION, as compare "
-                    "--impl takes it (package.module:factory, path/to/file.py:factory, or a call such as "
-                    "\"timm:create_model('resnet50d')\")")  # fmt: skip
-    group.addoption("--resnet-arch", metavar="NAME", help="the table entry it should be: resnet50, resnet20, ... "
-                    "or FILE.toml:NAME")  # fmt: skip
-    group.addoption("--resnet-variant", metavar="NAME", help="stride placement: v1 (the paper) or v1.5 (on the 3x3)")
-    group.addoption("--resnet-shortcut", metavar="OPTION", help="shortcut option A, B, C or none; default the table's")
+    group.addoption("--resnet-impl", metavar="TARGET", action="append", help="the model to check: MODULE:EXPRESSION, "
+                    "as compare --impl takes it (package.module:factory, path/to/file.py:factory, or a call such as "
+                    "\"timm:create_model('resnet50d')\"); repeat it to check several models")  # fmt: skip
+    group.addoption("--resnet-arch", metavar="NAME", action="append", help="the table entry it should be: resnet50, "
+                    "resnet20, ... or FILE.toml:NAME; once for every model, or once per --resnet-impl")  # fmt: skip
+    group.addoption("--resnet-variant", metavar="NAME", action="append", help="stride placement: v1 (the paper) or "
+                    "v1.5 (on the 3x3); once for every model, or once per --resnet-impl")  # fmt: skip
+    group.addoption("--resnet-shortcut", metavar="OPTION", action="append", help="shortcut option A, B, C or none "
+                    "(default the table's); once for every model, or once per --resnet-impl")  # fmt: skip
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
@@ -46,12 +75,126 @@ def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> 
     return pytest.Module.from_parent(parent, path=module_path, nodeid="resnet_spec/conformance_tests.py")
 
 
+@pytest.hookimpl(trylast=True)  # after the terminal reporter: the comparisons' progress lines go through it
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped with the reason where none is present")
-    if config.getoption("resnet_impl", None) and not config.getoption("resnet_arch", None):
+    targets = config.getoption("resnet_impl", None)
+    if not targets:
+        return
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and _WORKER_KEY in workerinput:  # a pytest-xdist worker: the controller compared
+        models: list[Model] = pickle.loads(base64.b64decode(workerinput[_WORKER_KEY]))  # our controller's data
+    else:
+        models = _compare_all(config, list(targets))
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(_ToWorkers(models), "resnet-spec-to-workers")
+    config.stash[_MODELS] = models
+    config.pluginmanager.register(_VerdictWatch(), "resnet-spec-verdict")
+
+
+def models_of(config: pytest.Config) -> list[Model]:
+    """The models of this session's ``--resnet-impl`` options, each with its comparison."""
+    return config.stash.get(_MODELS, [])
+
+
+def _per_model(config: pytest.Config, name: str, count: int) -> list[str | None]:
+    """An option given once (for every model) or once per ``--resnet-impl``; UsageError otherwise."""
+    values: list[str] | None = config.getoption(f"resnet_{name}", None)
+    if not values:
+        return [None] * count
+    if len(values) == 1:
+        return [values[0]] * count
+    if len(values) != count:
+        raise pytest.UsageError(f"--resnet-{name} is given {len(values)} times for {count} --resnet-impl: give it once "
+                                "(for every model) or once per --resnet-impl, in their order")  # fmt: skip
+    return list(values)
+
+
+def _label(target: str, taken: set[str]) -> str:
+    """The model's name in test ids: the target's expression (``torchvision.models:resnet50`` -> ``resnet50``,
+    ``timm:create_model('resnet50d')`` -> ``create_model-resnet50d``), unique in the session."""
+    expression = target.rpartition(":")[2] or target
+    label = re.sub(r"[^A-Za-z0-9_.]+", "-", expression).strip("-") or "model"
+    unique, n = label, 1
+    while unique in taken:
+        n += 1
+        unique = f"{label}-{n}"
+    taken.add(unique)
+    return unique
+
+
+def _compare_all(config: pytest.Config, targets: list[str]) -> list[Model]:
+    """Each target compared with its entry in a process of its own; anything that keeps a comparison from being made
+    is one usage error."""
+    from .conformance import load_target_spec
+    from .contain import ContainedError
+    from .spec import SpecError
+    from .subject import SubjectError, parse_target
+    from .trace import TraceError
+    from .verify import compare_subject, equivalence_input
+    from .verify.subjects import RemoteSubject
+
+    arches = _per_model(config, "arch", len(targets))
+    if None in arches:
         raise pytest.UsageError("--resnet-impl needs --resnet-arch NAME: the table entry the model should be")
-    if config.getoption("resnet_impl", None):
-        config.pluginmanager.register(_VerdictWatch(), "resnet-spec-verdict")
+    variants = _per_model(config, "variant", len(targets))
+    shortcuts = _per_model(config, "shortcut", len(targets))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    taken: set[str] = set()
+    models = []
+    for target, arch, variant, shortcut in zip(targets, arches, variants, shortcuts, strict=True):
+        try:
+            spec = load_target_spec(str(arch), variant, shortcut)
+        except (SpecError, LookupError, TypeError) as e:
+            raise pytest.UsageError(f"--resnet-arch {arch!r}: {e}") from None
+        try:
+            parse_target(target)
+        except SubjectError as e:
+            raise pytest.UsageError(str(e).replace("--impl ", "--resnet-impl ", 1)) from None
+        label = _label(target, taken)
+        if reporter is not None and config.option.verbose >= 0:
+            reporter.write(f"resnet-spec: comparing {label} ({target}) with {spec.label} ... ")
+        start = time.perf_counter()
+        try:
+            with RemoteSubject(target) as subject:
+                comparison = compare_subject(subject, spec, (spec.input_size, spec.input_size))
+                cuda = _cuda(subject, equivalence_input(spec))
+        except (TraceError, ContainedError) as e:
+            if reporter is not None and config.option.verbose >= 0:
+                reporter.write_line("failed")
+            message = str(e).replace("--impl ", "--resnet-impl ")  # the child speaks compare's flag
+            if "--resnet-impl" not in message:
+                message = f"--resnet-impl {target!r}: {message}"
+            raise pytest.UsageError(message) from None
+        if reporter is not None and config.option.verbose >= 0:
+            reporter.write_line(f"{comparison.verdict.value} ({time.perf_counter() - start:.1f} s)")
+        models.append(Model(label, target, spec, comparison, cuda))
+    return models
+
+
+def _cuda(subject: Any, shape: tuple[int, int, int, int]) -> float | str | None:
+    import torch
+
+    return subject.cuda_difference(shape) if torch.cuda.is_available() else None
+
+
+def _proxy(items: dict[str, Any]) -> types.MappingProxyType[str, Any]:
+    return types.MappingProxyType(items)
+
+
+class _ToWorkers:
+    """Sends the controller's comparisons to each pytest-xdist worker (registered only where xdist is)."""
+
+    def __init__(self, models: list[Model]) -> None:
+        buffer = io.BytesIO()
+        pickler = pickle.Pickler(buffer)
+        # the comparisons' read-only mappings travel as what they are
+        pickler.dispatch_table = {**copyreg.dispatch_table, types.MappingProxyType: lambda m: (_proxy, (dict(m),))}
+        pickler.dump(models)
+        self.payload = base64.b64encode(buffer.getvalue()).decode()
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_WORKER_KEY] = self.payload
 
 
 class _VerdictWatch:
@@ -72,8 +215,3 @@ class _VerdictWatch:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if "undecided" in self.verdicts:
             terminalreporter.write_line("resnet-spec: verdict undecided (exit status 2): test_verdict's skip says why")
-
-
-def option_values(config: pytest.Config) -> dict[str, object]:
-    """The suite's options as given (None where absent)."""
-    return {name: config.getoption(f"resnet_{name}", None) for name in _OPTIONS}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -88,9 +89,11 @@ class Target:
         try:
             return eval(self.expression, {"__builtins__": builtins.__dict__}, _Namespace(module))
         except _Unknown as e:
+            close = difflib.get_close_matches(str(e.name), [n for n in dir(module) if not n.startswith("_")], n=3)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
             raise SubjectError(
                 f"--impl {self.text!r}: {self.module!r} has no attribute {e.name!r} (and it is not a builtin or a "
-                "module)"
+                f"module){hint}"
             ) from None
         except AttributeError as e:
             raise SubjectError(f"--impl {self.text!r}: {e}") from e

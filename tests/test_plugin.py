@@ -80,8 +80,9 @@ def test_our_model_passes_every_test(tmp_path: Path) -> None:
     status, outcomes, output = _run(tmp_path, "resnet_spec:resnet20", "resnet20")
     assert status == 0, output
     rows = ["conv1", "conv2_x", "conv3_x", "conv4_x", "fc"]
-    expected = {f"test_structure[{r}]" for r in [*rows, "model"]} | {f"test_equivalence[{r}]" for r in rows}
-    expected |= {"test_params", "test_macs", "test_verdict"}
+    expected = {f"test_structure[resnet20:{r}]" for r in [*rows, "model"]}
+    expected |= {f"test_equivalence[resnet20:{r}]" for r in rows}
+    expected |= {"test_params[resnet20]", "test_macs[resnet20]", "test_verdict[resnet20]"}
     passed = {name.split("::", 1)[-1] for name, outcome in outcomes.items() if outcome == "PASSED"}
     assert passed == expected, output
     assert "needs a CUDA device" in output or torch.cuda.is_available()
@@ -95,7 +96,8 @@ def test_a_defect_in_one_row_fails_that_row_and_the_totals(tmp_path: Path) -> No
     status, outcomes, output = _run(tmp_path, "broken.py:make", "resnet20")
     assert status == 1, output
     # the 5x5 weight has no place in the table's 3x3 conv: the numbers are not computed (test_equivalence skips)
-    assert _failed(outcomes) == {"test_structure[conv3_x]", "test_params", "test_macs", "test_verdict"}, output
+    expected = {"test_structure[make:conv3_x]", "test_params[make]", "test_macs[make]", "test_verdict[make]"}
+    assert _failed(outcomes) == expected, output
     assert "conv3_x: conv3_2 (blocks.4.convs.1) conv2.kernel: expected (3, 3), found (5, 5)" in output
 
 
@@ -105,7 +107,7 @@ def test_a_defect_only_the_numbers_see_fails_the_computation_tests(tmp_path: Pat
     numbers differ in train mode from the first batch norm on, the stem's."""
     status, outcomes, output = _run(tmp_path, f"{TESTS / 'written_differently.py'}:frozen_bn", "resnet20")
     assert status == 1, output
-    assert _failed(outcomes) == {"test_equivalence[conv1]", "test_verdict"}, output
+    assert _failed(outcomes) == {"test_equivalence[frozen_bn:conv1]", "test_verdict[frozen_bn]"}, output
     assert "conv1 (stem.1) bn1.output: expected the table's bn (bn1) on the same input, found differs by" in output
 
 
@@ -115,9 +117,39 @@ def test_an_addition_that_drops_the_shortcut_fails_the_structure_and_the_numbers
     by the numbers from the first block on."""
     status, outcomes, output = _run(tmp_path, f"{TESTS / 'written_differently.py'}:add_alpha_zero", "resnet20")
     assert status == 1, output
-    stages = {f"test_structure[conv{i}_x]" for i in (2, 3, 4)}
-    assert stages | {"test_equivalence[conv2_x]", "test_verdict"} <= _failed(outcomes), output
-    assert outcomes["resnet_spec/conformance_tests.py::test_structure[conv1]"] == "PASSED", output
+    stages = {f"test_structure[add_alpha_zero:conv{i}_x]" for i in (2, 3, 4)}
+    assert stages | {"test_equivalence[add_alpha_zero:conv2_x]", "test_verdict[add_alpha_zero]"} <= _failed(outcomes)
+    assert outcomes["resnet_spec/conformance_tests.py::test_structure[add_alpha_zero:conv1]"] == "PASSED", output
+
+
+def test_a_bad_target_is_one_usage_error(tmp_path: Path) -> None:
+    """A typo in --resnet-impl: one line naming it (with what it may have meant), pytest's usage status 4, no test."""
+    status, outcomes, output = _run(tmp_path, "torchvision.models:resnet5", "resnet50", "-n", "2")
+    assert status == 4 and not outcomes, output
+    errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+    assert errors == ["ERROR: construction: --resnet-impl 'torchvision.models:resnet5': 'torchvision.models' has no "
+                      "attribute 'resnet5' (and it is not a builtin or a module); did you mean 'resnet50' or "
+                      "'resnet' or 'resnet152'?"], output  # fmt: skip
+    status, _, output = _run(tmp_path, "resnet_spec:resnet20", "resnet21")
+    assert status == 4 and "ERROR: --resnet-arch 'resnet21': <registry>: <name>: expected one of the" in output, output
+
+
+def test_two_models_in_one_session_are_told_apart(tmp_path: Path) -> None:
+    """Two --resnet-impl with an entry each: every test once per model, the model in its id; one that does not
+    conform fails its own tests only (with pytest-xdist: the workers get the controller's comparisons)."""
+    (tmp_path / "broken.py").write_text(
+        "from broken_resnets import Net\n"
+        "def make():\n    return Net(cifar_n=3, shortcut='B')  # projection shortcuts where the table pads\n"
+    )
+    command = ["--resnet-impl", "broken.py:make", "--resnet-arch", "resnet20", "-n", "2"]
+    status, outcomes, output = _run(tmp_path, "resnet_spec:resnet20", "resnet20", *command)
+    assert status == 1, output
+    failed = _failed(outcomes)
+    assert failed and all("[make" in name for name in failed), output
+    assert outcomes["resnet_spec/conformance_tests.py::test_verdict[resnet20]"] == "PASSED", output
+    arches = ["--resnet-arch", "resnet32", "--resnet-arch", "resnet44"]
+    status, _, output = _run(tmp_path, "resnet_spec:resnet20", "resnet20", "--resnet-impl", "broken.py:make", *arches)
+    assert status == 4 and "--resnet-arch is given 3 times for 2 --resnet-impl" in output, output
 
 
 def test_assert_conforms_gives_the_verdict_inside_a_test() -> None:

@@ -6,13 +6,16 @@ the median over pairs of command wall time / yardstick wall time, so that a mach
 a cold file cache) moves both halves of a pair alike.  Beside it, in this process, the comparison's two parts per depth
 (median of ``--repeats``): the structure alone (``compare_model(..., functional=False)``) and what the functional
 equivalence check adds (``check_equivalence``).  ``--suite`` adds one run of the test suite (``pytest -n auto``)
-divided by the median yardstick.  Wall time is ``time.perf_counter`` around ``subprocess.run``.
+divided by the median yardstick.  ``--plugin`` adds, per depth, the pytest plugin's whole run on the table's own
+network as a target (``pytest --resnet-impl resnet_spec:NAME --resnet-arch NAME -q``) against ``compare --impl``
+on the same target, in pairs, and the median ratio.  Wall time is ``time.perf_counter`` around ``subprocess.run``.
 
 Examples::
 
     python tools/bench_verify.py                          # every depth of the tables
     python tools/bench_verify.py --depths 50 101 --json
     python tools/bench_verify.py --suite
+    python tools/bench_verify.py --depths 50 152 --plugin
     python tools/bench_verify.py --command "{python} tools/compare.py --depth {depth} --format json"
 """
 
@@ -117,6 +120,32 @@ def measure_parts(depth: int, repeats: int) -> dict[str, float]:
     return {"structure_s_median": statistics.median(structure), "equivalence_s_median": statistics.median(equivalence)}
 
 
+def measure_plugin(depth: int, repeats: int, plugin_args: list[str], cwd: Path) -> dict[str, Any]:
+    """Paired timings of ``compare --impl`` and the pytest plugin on the same target (the table's own network), and
+    the median ratio plugin / compare."""
+    import importlib.metadata
+
+    from resnet_spec import families, residual_depths
+
+    name = next(depths[depth] for depths in map(residual_depths, families()) if depth in depths)
+    target = f"resnet_spec:{name}"
+    compare = [sys.executable, "tools/compare.py", "--arch", name, "--impl", target, "--quiet"]
+    installed = any(ep.value == "resnet_spec.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
+    plugin = [sys.executable, "-m", "pytest", *([] if installed else ["-p", "resnet_spec.pytest_plugin"]),
+              "--resnet-impl", target, "--resnet-arch", name, "-p", "no:cacheprovider", *plugin_args]  # fmt: skip
+    timed_run(compare, cwd)  # warm-up pair
+    timed_run(plugin, cwd)
+    pairs = [(timed_run(compare, cwd), timed_run(plugin, cwd)) for _ in range(repeats)]
+    statuses = sorted({c[1] for c, _ in pairs} | {p[1] for _, p in pairs})
+    return {
+        "plugin_command": shlex.join(plugin),
+        "compare_impl_s_median": statistics.median(c[0] for c, _ in pairs),
+        "plugin_s_median": statistics.median(p[0] for _, p in pairs),
+        "plugin_ratio_median": statistics.median(p[0] / c[0] for c, p in pairs),
+        "plugin_exit_statuses": statuses,
+    }
+
+
 def measure_suite(args: list[str], yardstick_s: float, cwd: Path) -> dict[str, Any]:
     """One run of the test suite, and its wall time in yardstick units."""
     argv = [sys.executable, "-m", "pytest", *args]
@@ -151,6 +180,13 @@ def render(result: dict[str, Any]) -> str:
         )
     if result["depths"]:
         lines.append(f"command: {result['depths'][0]['command']} (and the other depths)")
+    plugin = [d for d in result["depths"] if "plugin_s_median" in d]
+    if plugin:
+        lines += ["", f"{'depth':>6} {'compare --impl s':>16} {'plugin s':>9} {'ratio':>6}  exit"]
+        lines += [f"{d['depth']:>6} {d['compare_impl_s_median']:>16.3f} {d['plugin_s_median']:>9.3f} "
+                  f"{d['plugin_ratio_median']:>6.2f}  {','.join(map(str, d['plugin_exit_statuses']))}"
+                  for d in plugin]  # fmt: skip
+        lines.append(f"plugin: {plugin[0]['plugin_command']} (and the other depths)")
     suite = result.get("suite")
     if suite:
         lines += [
@@ -189,6 +225,8 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--repeats", type=int_in_range(1, MAX_REPEATS), default=5, help="timed pairs per depth (default 5)")
     p.add_argument("--suite", action="store_true", help="also time one run of the test suite")
     p.add_argument("--suite-args", default="-n auto -q", help="pytest arguments for --suite (default '-n auto -q')")
+    p.add_argument("--plugin", action="store_true", help="also time the pytest plugin against compare --impl")
+    p.add_argument("--plugin-args", default="-q", help="pytest arguments for --plugin (default '-q')")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = p.parse_args(argv)
     known = table_depths()
@@ -215,6 +253,8 @@ def _main(argv: list[str]) -> int:
         print(f"depth {depth} ...", file=sys.stderr, flush=True)
         result["depths"].append(measure_depth(args.command, depth, args.repeats, ROOT))
         result["depths"][-1].update(measure_parts(depth, args.repeats))
+        if args.plugin:
+            result["depths"][-1].update(measure_plugin(depth, args.repeats, shlex.split(args.plugin_args), ROOT))
     if args.suite:
         print("suite ...", file=sys.stderr, flush=True)
         yard = statistics.median(d["import_torch_s_median"] for d in result["depths"]) if result["depths"] else None
@@ -223,7 +263,7 @@ def _main(argv: list[str]) -> int:
         result["suite"] = measure_suite(shlex.split(args.suite_args), yard, ROOT)
     result["machine"]["loadavg_end"] = _loadavg()
     print(json.dumps(result, indent=2) if args.json else render(result))
-    failed = [d["depth"] for d in result["depths"] if any(d["exit_statuses"])]
+    failed = [d["depth"] for d in result["depths"] if any(d["exit_statuses"]) or any(d.get("plugin_exit_statuses", ()))]
     if failed or result.get("suite", {}).get("exit_status"):
         what = f"the command failed at depth(s) {failed}" if failed else "the test suite failed"
         raise UsageError(f"{what}; the timings above are not a measurement of a working command")
