@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import fnmatch
 import functools
 import io
 import itertools
@@ -85,7 +87,35 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors (raised, so that the caller decides the exit status and the JSON)."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        raise UsageError(message + self._did_you_mean(message))
+
+    def _did_you_mean(self, message: str) -> str:
+        """A hint for a mistyped flag or choice: the close ones (difflib), or the flag a value belongs to."""
+        parsers = [self, *(sub for a in self._actions if isinstance(a, argparse._SubParsersAction)
+                           for sub in a.choices.values())]  # fmt: skip
+        actions = [a for parser in parsers for a in parser._actions if a.option_strings]
+        flags = list(dict.fromkeys(flag for a in actions for flag in a.option_strings if flag.startswith("--")))
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            hints = []
+            for word in unknown.group(1).split():
+                close = (
+                    difflib.get_close_matches(word.split("=")[0], flags, n=2, cutoff=0.75) if word[:1] == "-" else []
+                )
+                if close:
+                    hints.append(f"{word}: did you mean {' or '.join(close)}?")
+            return f" ({'; '.join(hints)})" if hints else ""
+        choice = re.match(r"argument (\S+): invalid choice: '([^']*)'", message)
+        if choice:
+            flag, value = choice.groups()
+            own = next((a for a in actions if set(flag.split("/")) & set(a.option_strings)), None)
+            close = difflib.get_close_matches(value, [str(c) for c in own.choices or ()], n=2) if own else []
+            if close:
+                return f"; did you mean {' or '.join(map(repr, close))}?"
+            elsewhere = [a.option_strings[-1] for a in actions if a is not own and value in (a.choices or ())]
+            if elsewhere:
+                return f"; {value!r} is a choice of {' and '.join(elsewhere)}"
+        return ""
 
 
 def _version() -> str:
@@ -445,17 +475,44 @@ def _run_compare(args: argparse.Namespace, reporter: _Reporter) -> int:
     return outcome.exit_status
 
 
-def _print_list() -> int:
-    from .spec import families, list_specs, load_spec
+def _print_list(pattern: str | None = None, format: str = "text") -> int:
+    """The table entries by family (those whose name matches the glob ``pattern``), as text or JSON."""
+    from .spec import SpecError, families, knob_options, list_specs, load_spec
 
-    for family in families():
+    specs = [load_spec(name) for family in families() for name in list_specs(family)]
+    if pattern is not None:
+        specs = [spec for spec in specs if fnmatch.fnmatchcase(spec.name, pattern)]
+        if not specs:
+            raise UsageError(f"no table entry matches {pattern!r} (a glob such as '*50*'; resnet-spec list names all)")
+    if format == "json":
+
+        def accepted(name: str, knob: str, options: Sequence[str]) -> list[str]:
+            out = []
+            for option in options:
+                try:
+                    load_spec(name, **{knob: option})
+                except SpecError:  # an option that forms no network with this entry
+                    continue
+                out.append(option)
+            return out
+
+        knobs = knob_options()
+        entries = [
+            {"name": spec.name, "family": spec.family, "depth": spec.depth, "label": spec.label, "source": spec.source,
+             "paper": spec.table_source, "canonical": spec.canonical,
+             "knobs": {knob: accepted(spec.name, knob, options) for knob, options in knobs.items()}}
+            for spec in specs
+        ]  # fmt: skip
+        sys.stdout.write(json.dumps(entries, indent=2) + "\n")
+        return 0
+    for family in dict.fromkeys(spec.family for spec in specs):
         print(f"{family}:")
-        specs = [load_spec(name) for name in list_specs(family)]
-        papers = list(dict.fromkeys(spec.table_source for spec in specs))
-        papers.sort(key=lambda p: not any(s.canonical for s in specs if s.table_source == p))  # the paper's first
+        members = [spec for spec in specs if spec.family == family]
+        papers = list(dict.fromkeys(spec.table_source for spec in members))
+        papers.sort(key=lambda p: not any(s.canonical for s in members if s.table_source == p))  # the paper's first
         for paper in papers:  # grouped by paper (the table's source)
             print(f"  {paper}:")
-            for spec in (s for s in specs if s.table_source == paper):
+            for spec in (s for s in members if s.table_source == paper):
                 depth = f"depth {spec.depth}"
                 print(f"    {spec.name:<18} {depth:<11} {spec.label:<38} {spec.source}")
     return 0
@@ -669,7 +726,14 @@ def _parser() -> ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_compare_arguments(compare)
-    sub.add_parser("list", help="list the table entries", description="List the table entries by family.")
+    listing = sub.add_parser(
+        "list", help="list the table entries (matching a pattern)", description="List the table entries by family."
+    )
+    listing.add_argument("pattern", nargs="?", metavar="PATTERN", help="a glob on the names, such as '*50*'")
+    listing.add_argument(
+        "--format", choices=("text", "json"), default="text",
+        help="text (by family and paper) or JSON (with the options of each named deviation it accepts)",
+    )  # fmt: skip
     count = sub.add_parser(
         "count",
         help="parameters and operations of a table entry, per row (arithmetic, no model)",
@@ -706,7 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         reporter.prog = f"resnet-spec {args.command}" if args.command else "resnet-spec"
         if args.command == "list":
-            return _print_list()
+            return _print_list(args.pattern, args.format)
         if args.command == "count":
             return _run_count(args)
         if args.command == "conventions":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,40 @@ def test_an_unexpected_failure_is_exit_2_with_one_line(
     assert main(["list"]) == 2
     err = capsys.readouterr().err
     assert err == "resnet-spec list: error: run: internal error: ZeroDivisionError: deep inside\n", err
+
+
+def test_list_takes_a_pattern_and_gives_json_with_the_knobs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``resnet-spec list '*50*'``: the matching entries only; ``--format json``: each with the options of each named
+    deviation it accepts (a pre-activation network has shortcuts: 'none' forms no network)."""
+    assert main(["list", "*50*"]) == 0
+    out = capsys.readouterr().out
+    names = re.findall(r"^    (\S+)", out, re.M)
+    assert "resnet50" in names and "resnext50_32x4d" in names and all("50" in name for name in names), out
+    assert main(["list", "preact_resnet5?", "--format", "json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["name"] for e in entries] == ["preact_resnet50"]
+    assert entries[0]["depth"] == 50 and entries[0]["family"] == "imagenet"
+    assert "none" not in entries[0]["knobs"]["shortcut"] and "B" in entries[0]["knobs"]["shortcut"]
+    assert entries[0]["knobs"]["variant"] == ["v1", "v1.5"]
+    assert main(["list", "alexnet*"]) == 2
+    assert capsys.readouterr().err == (
+        "resnet-spec list: error: no table entry matches 'alexnet*' (a glob such as '*50*'; resnet-spec list names "
+        "all)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["count", "--depth", "50", "--ops", "flops"], "; 'flops' is a choice of --unit"),
+        (["count", "--depth", "50", "--ops", "papr"], "; did you mean 'paper'?"),
+        (["count", "--depth", "50", "--unti", "flops"], " (--unti: did you mean --unit?)"),
+        (["compare", "--depth", "50", "--variatn", "v1.5"], " (--variatn: did you mean --variant?)"),
+    ],
+)
+def test_a_mistyped_flag_or_choice_is_told_the_close_one(
+    args: list[str], hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(hint + "\n") and err.count("\n") == 1, err

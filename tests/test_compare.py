@@ -323,7 +323,18 @@ def test_cli_list_and_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_markdown_and_cifar_depths(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _main(capsys, "--depth", "56", "--format", "markdown")
     assert code == 0
-    assert "| conv4_x | 8x8 | 8x8 |" in out
+    assert out.startswith(
+        "### `resnet_spec resnet56` vs resnet56 (v1, shortcut A): conformant\n\n**verdict**: conforms"
+    )
+    assert "All 5 rows of Sec. 4.2, n = 9; Table 6, the parameters and the multiply-adds are the table's" in out
+    # a model that differs: only what differs, with the model's module names
+    code, out, _ = _main(capsys, "--depth", "20", "--format", "markdown", "--impl",
+                         f"{Path(__file__).parent / 'broken_resnets.py'}:Net(cifar_n=3, shortcut='B')")  # fmt: skip
+    assert code == 1
+    assert ": NOT conformant\n\n**verdict**: does NOT conform to resnet20 (v1, shortcut A)" in out
+    differing = out.split("Rows that differ", 1)[1].split("Findings", 1)[0]
+    assert re.findall(r"^\| (\S+) \|", differing, re.M) == ["row", "conv3_x", "conv4_x", "params", "MACs"], out
+    assert "| conv3_1 (blocks.3) | shortcut | zero_pad | projection |" in out, out
     code, out, _ = _main(capsys, "--depth", "1202")
     assert code == 0
     assert "19,421,274" in out  # FACTS.md: ResNet-1202 parameters with option A
@@ -369,3 +380,16 @@ def test_cli_our_model_conforms_to_consecutive_stages_of_equal_width_and_size(
     code, out, err = _main(capsys, "--arch", f"{table}:net", "--format", "json")
     assert code == 0, (out, err)
     assert len(json.loads(out)["rows"]) == stages + 2
+
+
+def test_a_diff_row_whose_summary_reads_alike_names_what_differs() -> None:
+    """A ReLU on the projection shortcut's output: the rows' one-line summaries are the table's, so the DIFF row's
+    found cell names the property that differs (the findings below give the blocks)."""
+    from resnet_spec.verify.report import render
+
+    with torch.device("meta"):
+        model = Net(depth=18, shortcut_relu=True)
+    comparison = compare_model(model, load_spec("resnet18"), functional=False)
+    lines = {line.split()[0]: line for line in render(comparison, "Net").splitlines() if line.endswith("DIFF")}
+    assert set(lines) == {"conv3_x", "conv4_x", "conv5_x"}, lines
+    assert all("x2; differs: shortcut path  DIFF" in line for line in lines.values()), lines

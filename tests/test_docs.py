@@ -164,6 +164,14 @@ def test_pycon_snippets_of_a_page_run_as_doctests(page: Path) -> None:
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("page", _doctest_pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_page_reads_the_same_to_plain_doctest(page: Path) -> None:
+    """``python -m doctest PAGE`` sees the page's pycon blocks as this suite does: each block's expected output ends
+    at a blank line, not at the closing fence (which plain doctest would expect as output)."""
+    unended = [b.where for b in fenced_blocks(page) if b.kind == "pycon" and b.lines and b.lines[-1].strip()]
+    assert not unended, f"pycon blocks without a blank line before the closing fence: {unended}"
+
+
 # The checker itself: a docs test that cannot fail would be a defect.
 @pytest.mark.parametrize(
     ("expected", "actual", "ok"),

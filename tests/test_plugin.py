@@ -134,6 +134,7 @@ def test_a_bad_target_is_one_usage_error(tmp_path: Path) -> None:
     assert status == 4 and "ERROR: --resnet-arch 'resnet21': <registry>: <name>: expected one of the" in output, output
 
 
+@pytest.mark.slow  # two more runs of the suite in processes of their own
 def test_two_models_in_one_session_are_told_apart(tmp_path: Path) -> None:
     """Two --resnet-impl with an entry each: every test once per model, the model in its id; one that does not
     conform fails its own tests only (with pytest-xdist: the workers get the controller's comparisons)."""
@@ -210,10 +211,10 @@ def test_the_plugin_from_the_wheel_in_a_fresh_environment(tmp_path: Path) -> Non
     assert red.returncode == 1, red.stdout + red.stderr
     failed = set(re.findall(r"^FAILED \S+::(\S+)", red.stdout, re.M))
     assert failed == {
-        "test_structure[conv3_x]",
-        "test_structure[conv4_x]",
-        "test_structure[conv5_x]",
-        "test_macs",
-        "test_equivalence[conv3_x]",
-        "test_verdict",
+        "test_structure[make:conv3_x]",
+        "test_structure[make:conv4_x]",
+        "test_structure[make:conv5_x]",
+        "test_macs[make]",
+        "test_equivalence[make:conv3_x]",
+        "test_verdict[make]",
     }, red.stdout

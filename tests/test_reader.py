@@ -209,7 +209,10 @@ def test_a_backbone_returning_feature_maps_reads_as_headless() -> None:
     found = compare_model(model, spec).mismatches
     assert [(m.row, m.property) for m in found if m.row != "model"] == [("fc", "head")], found
     assert "feature maps" in str(next(m.found for m in found if m.property == "head"))
-    assert compare_model(model, spec, headless=True).mismatches == ()
+    backbone = compare_model(model, spec, headless=True)
+    assert backbone.mismatches == ()
+    assert backbone.equivalence is not None and backbone.equivalence.status == "equal"
+    assert [check.row for check in backbone.equivalence.rows] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x"]
     with torch.device("meta"):
         classifier = Net(depth=18)
     assert [m.property for m in compare_model(classifier, spec, headless=True).mismatches if m.row == "fc"] == ["head"]

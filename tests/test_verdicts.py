@@ -166,3 +166,16 @@ def test_the_old_import_path_still_works_with_a_deprecation_warning() -> None:
 
     with pytest.warns(DeprecationWarning, match=r"resnet_spec.diff.compare_model moved to resnet_spec.verify"):
         assert old.compare_model is new
+
+
+def test_a_batch_norm_the_table_has_no_place_for_may_update_its_statistics_in_train_mode() -> None:
+    """Projection shortcuts (option B) checked against option A: their batch norms have no place in the table, and
+    their running statistics change in train mode as any batch norm's do; that is no finding of its own."""
+    import torch
+    from broken_resnets import Net
+
+    with torch.device("meta"):
+        model = Net(cifar_n=3, shortcut="B")
+    comparison = compare_model(model, load_spec("resnet20"))
+    assert comparison.verdict == "not conformant"
+    assert not [m for m in comparison.mismatches if m.property == "written by the forward pass"], comparison.mismatches

@@ -24,7 +24,7 @@ from typing import Any
 from ..spec import ResNetSpec
 from .compare import Comparison
 from .equivalence import Equivalence
-from .structure import Mismatch, Value
+from .structure import Mismatch, RowView, Value
 from .verdict import Verdict
 
 __all__ = [
@@ -280,16 +280,28 @@ def _table(headers: Sequence[str], lines: Sequence[Sequence[str]], markdown: boo
     ]
 
 
+def _found_cell(row: RowView, comparison: Comparison) -> str:
+    """The row as found; where it differs in what the row's one-line summary does not show (a shortcut's pool or
+    bias, a missing ReLU), the properties that differ are named in the cell itself."""
+    if row.ok or row.found != row.expected:
+        return row.found
+    differing = dict.fromkeys(m.property for m in comparison.mismatches if m.row == row.row and m.kind == "structure")
+    return f"{row.found}; differs: {', '.join(differing)}" if differing else row.found
+
+
 def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = (), markdown: bool = False) -> str:
-    """Text (or Markdown) laid out like Table 1: expected and found per row, a mark per row, then the mismatches."""
+    """Text laid out like Table 1: expected and found per row, a mark per row, the findings, the functional check,
+    the verdict.  ``markdown=True``: :func:`render_markdown`."""
+    if markdown:
+        return render_markdown(comparison, subject, best)
     spec = comparison.spec
     h, w = comparison.input_size
     title = f"{subject} vs {spec.label}: {spec.source}"
-    out = [f"## {title}" if markdown else title, ""]
+    out = [title, ""]
     out.append(f"input 1x{spec.in_channels}x{h}x{w}; '/2' marks a stride-2 conv; MACs are conv+fc multiply-adds")
     out.append("")
     lines = [
-        [r.row, r.expected_output, r.found_output, r.expected, r.found, "ok" if r.ok else "DIFF"]
+        [r.row, r.expected_output, r.found_output, r.expected, _found_cell(r, comparison), "ok" if r.ok else "DIFF"]
         for r in comparison.rows
     ]
     params_ok = comparison.expected_params == comparison.found.params
@@ -300,7 +312,7 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
                   "ok" if params_ok else "DIFF"])  # fmt: skip
     lines.append(["MACs", "", "", f"{comparison.expected_macs:,}{paper_text}", f"{comparison.found.macs:,}",
                   "ok" if macs_ok else "DIFF"])  # fmt: skip
-    out += _table(["row", "output", "found output", "expected", "found", ""], lines, markdown)
+    out += _table(["row", "output", "found output", "expected", "found", ""], lines, False)
     out.append("")
     kind = comparison.verdict
     if comparison.mismatches:
@@ -310,18 +322,70 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
             [_where(m) + (_places(m.blocks) if m.blocks else ""), m.property, _text(m.expected), _text(m.found)]
             for m in comparison.mismatches
         ]
-        out += _table(["where", "property", "expected", "found"], mismatch_lines, markdown)
+        out += _table(["where", "property", "expected", "found"], mismatch_lines, False)
         out.append("")
     eq = comparison.equivalence
     if eq is not None:
-        out += _equivalence_lines(eq, markdown)
-    out.append(("**verdict**: " if markdown else "verdict: ") + verdict_text(comparison, best))
+        out += _equivalence_lines(eq, False)
+    out.append("verdict: " + verdict_text(comparison, best))
     if eq is not None:
         out += [f"note: {note}" for note in eq.notes]
         if eq.status == "skipped":
             out.append(f"note: functional check skipped: {eq.reason}")
     out += [f"note: {note}" for note in (*comparison.info, *comparison.notes)]
     return "\n".join(out) + "\n"
+
+
+_MARKS = {Verdict.CONFORMANT: "conformant", Verdict.EQUIVALENT: "equivalent (written differently)",
+          Verdict.NOT_CONFORMANT: "NOT conformant", Verdict.UNDECIDED: "undecided"}  # fmt: skip
+
+
+def render_markdown(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()) -> str:
+    """Markdown for a CI summary: the verdict first, then only what differs (the Table 1 rows, the findings with the
+    model's module names, the functional check's rows), then the notes."""
+    spec = comparison.spec
+    h, w = comparison.input_size
+    kind = comparison.verdict
+    out = [f"### `{subject}` vs {spec.label}: {_MARKS[kind]}", "", f"**verdict**: {verdict_text(comparison, best)}", ""]
+    differing = [r for r in comparison.rows if not r.ok]
+    totals = [(name, f"{expected:,}", f"{found:,}") for name, expected, found in (
+        ("params", comparison.expected_params, comparison.found.params),
+        ("MACs", comparison.expected_macs, comparison.found.macs)) if expected != found]  # fmt: skip
+    if differing or totals:
+        out.append(f"Rows that differ from {spec.source} (input {h}x{w}):")
+        out.append("")
+        lines = [[r.row, r.expected, _found_cell(r, comparison)] for r in differing]
+        lines += [[name, expected, found] for name, expected, found in totals]
+        out += _table(["row", "expected", "found"], lines, True)
+        out.append("")
+    else:
+        rows = len(comparison.rows)
+        out += [f"All {rows} rows of {spec.source}, the parameters and the multiply-adds are the table's "
+                f"(input {h}x{w}).", ""]  # fmt: skip
+    if comparison.mismatches:
+        heading = "Findings that do not change the function" if kind == Verdict.EQUIVALENT else "Findings"
+        out += [f"{heading} ({len(comparison.mismatches)}):", ""]
+        lines = [[_where(m) + (_places(m.blocks) if m.blocks else ""), m.property, _text(m.expected), _text(m.found)]
+                 for m in comparison.mismatches]  # fmt: skip
+        out += _table(["where (module)", "property", "expected", "found"], lines, True)
+        out.append("")
+    eq = comparison.equivalence
+    if eq is not None and eq.rows:
+        bad = [r for r in eq.rows if not r.ok]
+        if bad:
+            out += [f"Functional check, rows that differ (maximum relative difference; tolerance {eq.tolerance:.1e}):",
+                    ""]  # fmt: skip
+            lines = [[r.row, "-" if r.eval is None else f"{r.eval:.1e}", "-" if r.train is None else f"{r.train:.1e}",
+                      "-" if r.local is None else f"{r.local:.1e}"] for r in bad]  # fmt: skip
+            out += _table(["row", "eval", "train", "row alone"], lines, True)
+            out.append("")
+        else:
+            out += [f"Functional check: every row equal in eval and train mode (tolerance {eq.tolerance:.1e}).", ""]
+    notes = [*(eq.notes if eq is not None else ()), *comparison.info, *comparison.notes]
+    if eq is not None and eq.status == "skipped":
+        notes.append(f"functional check skipped: {eq.reason}")
+    out += [f"- note: {note}" for note in notes]
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def _where(m: Mismatch) -> str:
