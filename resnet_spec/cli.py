@@ -228,7 +228,10 @@ def _add_compare_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="expect a backbone: the stem and the stages, no pool-and-fc head (a model returning feature maps)",
     )
-    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument(
+        "--format", choices=("text", "markdown", "json", "html"), default="text",
+        help="text, markdown (a CI summary: what differs), json, or html (one self-contained page, the network drawn)",
+    )  # fmt: skip
     p.add_argument(
         "--timeout",
         type=_seconds,
@@ -371,6 +374,13 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
         if request.format == "json":
             data = to_json(comparison, subject, best)
             return outcome(dumps(data), data)
+        if request.format == "html":
+            from .verify.html import ReportError, render_html
+
+            try:
+                return outcome(render_html(comparison, subject, best), None)
+            except ReportError as e:
+                raise UsageError(f"--format html: {e}") from None
         return outcome(render(comparison, subject, best, markdown=request.format == "markdown"), None)
 
 

@@ -22,6 +22,7 @@ def test_wheel_ships_the_tables_and_builds_resnet50(tmp_path: Path) -> None:
     for table in tables:
         assert f"resnet_spec/spec_tables/{table}" in names, f"{table} missing from {wheel.name}: {names}"
     assert "resnet_spec/py.typed" in names
+    assert "resnet_spec/verify/report.html.j2" in names  # the HTML report's template
 
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
