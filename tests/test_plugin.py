@@ -164,6 +164,30 @@ def test_assert_conforms_gives_the_verdict_inside_a_test() -> None:
         assert_conforms(broken, "resnet20")
 
 
+def test_a_failing_assert_conforms_shows_the_caller_and_a_finding_first(pytester: pytest.Pytester) -> None:
+    """In a user's test, the failure shows the user's line (not the library's source) and the message's first line
+    is the verdict with the first finding; the report follows."""
+    pytester.makepyfile(
+        test_user="""
+        import torch, torchvision
+        from resnet_spec import assert_conforms
+
+        def test_resnet50():
+            with torch.device("meta"):
+                model = torchvision.models.resnet50()
+            assert_conforms(model, "resnet50")
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q")
+    assert result.ret == 1
+    output = "\n".join(result.outlines)
+    assert "def assert_conforms" not in output and "__tracebackhide__" not in output, output
+    assert '>       assert_conforms(model, "resnet50")' in output, output
+    first = next(line for line in result.outlines if line.startswith("E ")).split(maxsplit=1)[1]
+    verdict = "ResNet: not conformant: does NOT conform to resnet50 (v1, shortcut B); the structure differs"
+    assert first.startswith(f"AssertionError: {verdict} (conv3_1 (layer2.0) stride placement and 3 more)"), first
+
+
 @pytest.mark.slow
 def test_the_plugin_from_the_wheel_in_a_fresh_environment(tmp_path: Path) -> None:
     """The done-when run: the wheel in a new virtual environment, torchvision's ResNet-50 green with -n auto."""
