@@ -191,10 +191,13 @@ def read_trace(trace: Trace) -> FoundNetwork:
     stem = units[convs[0].index] if convs else None
     last_block_end = max(in_blocks) if in_blocks else _unit_end_index(trace, units, convs)
     first_body = min(in_blocks) if in_blocks else (convs[1].index if len(convs) > 1 else len(ops))
-    stem_pool, pool_index = _stem_pool(ops, convs[0].index if convs else len(ops), first_body)
+    # a plain net (no additions) is one chain of convs: its stem ends at its pool, wherever that pool is
+    pool_end = first_body if in_blocks else (convs[-1].index if convs else len(ops))
+    stem_pool, pool_index = _stem_pool(ops, convs[0].index if convs else len(ops), pool_end)
     if stem_pool is not None:
         explained.add(pool_index)
-    stem_indices = {op.index for op in convs if op.index < min(first_body, pool_index)}
+    stem_end = pool_index if not in_blocks and stem_pool is not None else min(first_body, pool_index)
+    stem_indices = {op.index for op in convs if op.index < stem_end}
     stem_convs = tuple(units[i] for i in sorted(stem_indices))
     chain: list[ConvUnit] = []
     stray: list[ConvUnit] = []

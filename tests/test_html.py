@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,14 +83,22 @@ def test_in_a_browser_the_marked_blocks_are_where_the_findings_say(
     path = tmp_path / "report.html"
     path.write_text(page.replace("</body>", _READ_LAYOUT + "</body>"), encoding="utf-8")
     shot = tmp_path / "report.png"
+    # a profile of its own, at a short path (the browser's socket path must be short; pytest's tmp paths are not)
+    profile = tempfile.mkdtemp(prefix="rs-chromium-", dir="/tmp" if Path("/tmp").is_dir() else None)
     browser = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               "--force-device-scale-factor=1", "--window-size=1400,1700"]  # fmt: skip
-    dom = subprocess.run([*browser, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
+               "--force-device-scale-factor=1", "--window-size=1400,1700", f"--user-data-dir={profile}"]  # fmt: skip
+    env = {**os.environ, "TMPDIR": str(Path(profile).parent)}
+    try:
+        dom = subprocess.run([*browser, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120,
+                             env=env)  # fmt: skip
+        subprocess.run([*browser, f"--screenshot={shot}", path.as_uri()], capture_output=True, timeout=120,
+                       check=True, env=env)  # fmt: skip
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
     found = re.search(r'data-blocks="([^"]*)"', dom.stdout)
     assert found, dom.stderr[-2000:]
     blocks = {name: (x, y, w, h) for name, x, y, w, h in json.loads(html.unescape(found.group(1)))}
     assert len(blocks) == 18
-    subprocess.run([*browser, f"--screenshot={shot}", path.as_uri()], capture_output=True, timeout=120, check=True)
     image = Image.open(shot).convert("RGB")
     marked = set()
     for name, (x, y, w, h) in blocks.items():
