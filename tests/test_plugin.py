@@ -122,6 +122,7 @@ def test_an_addition_that_drops_the_shortcut_fails_the_structure_and_the_numbers
     assert outcomes["resnet_spec/conformance_tests.py::test_structure[add_alpha_zero:conv1]"] == "PASSED", output
 
 
+@pytest.mark.slow  # two runs of pytest in processes of their own
 def test_a_bad_target_is_one_usage_error(tmp_path: Path) -> None:
     """A typo in --resnet-impl: one line naming it (with what it may have meant), pytest's usage status 4, no test."""
     status, outcomes, output = _run(tmp_path, "torchvision.models:resnet5", "resnet50", "-n", "2")
