@@ -71,6 +71,7 @@ document.body.setAttribute("data-blocks", JSON.stringify(Array.from(document.que
 
 
 @pytest.mark.browser
+@pytest.mark.slow  # a ResNet-50 compared, and the browser started twice
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium); none is installed")
 def test_in_a_browser_the_marked_blocks_are_where_the_findings_say(
     resnet50d: tuple[Comparison, str], tmp_path: Path

@@ -42,8 +42,8 @@ SPOOFS: list[tuple[str, str, str]] = [
     (f"{MODELS}:updates_statistics_in_eval()", "resnet20", "statistics"),
     (f"{MODELS}:eval_noise()", "resnet20", "by computation"),
 ]
-# By default a patch of the checker and a watcher; every spoof under the slow marker.
-_QUICK = {"patch_verdict.py:model()", "dispatch_mode_only()"}
+# By default a patch of the checker; every spoof under the slow marker.
+_QUICK = {"patch_verdict.py:model()"}
 
 
 def _params() -> list[object]:
