@@ -283,7 +283,8 @@ def _transfer(
                         [t for t, _, r in claims if r == "bias"], values, tensors, tol)  # fmt: skip
             continue
         for tensor, target, _role in known:
-            assert target is not None  # filtered above; for the type checker
+            if target is None:  # filtered above
+                continue
             if tensors[tensor].numel() != math.prod(out.shapes[target]):
                 found = tuple(tensors[tensor].shape)
                 raise _Unmapped(*where, f"{_named(layer)}: the model's {tensor} has shape {found}, the table's "

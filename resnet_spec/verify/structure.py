@@ -362,7 +362,8 @@ def diff(alignment: Alignment) -> Structure:
             out.check(stage.name, None, "repeats", stage.repeats, len(group))
         for match in group:
             found_block = match.found
-            assert found_block is not None  # filtered above; for the type checker
+            if found_block is None:  # filtered above
+                continue
             with out.at(match.module):
                 if match.planned is not None:
                     _check_block(out, stage.name, match.planned, found_block, residual)
@@ -503,10 +504,8 @@ def _check_head_norm(out: _Collector, planned: tuple[Layer, ...], found: FoundNe
 
 def _locate(index: int, alignment: Alignment) -> tuple[str, str | None]:
     """The row and block an operator at ``index`` of the trace sits in (or just before)."""
-    matches = [m for m in alignment.blocks if m.found is not None]
-    for position, match in enumerate(matches):
-        found = match.found
-        assert found is not None  # filtered above; for the type checker
+    matches = [(m, m.found) for m in alignment.blocks if m.found is not None]
+    for position, (match, found) in enumerate(matches):
         if index <= found.span[1]:
             if index < found.span[0] and position == 0:
                 return (match.row, None)
