@@ -1,4 +1,4 @@
-"""The ``resnet-spec`` command (also ``python -m resnet_spec``): compare, count, conventions, list.
+"""The ``resnet-spec`` command (also ``python -m resnet_spec``): compare, count, conventions, identify, list.
 
 Also the entry points of the tools in a checkout (``tools/compare.py`` is ``resnet-spec compare``,
 ``tools/conventions.py`` is ``resnet-spec conventions``) and :func:`guarded`, the catch-all the other tools use.
@@ -6,8 +6,8 @@ Also the entry points of the tools in a checkout (``tools/compare.py`` is ``resn
 Exit status, for every subcommand (a contract scripts rely on):
 
 * 0: a complete verdict "conformant" or "equivalent" (``compare``), or the job done (``list``, ``count``;
-  ``conventions``: every measured figure agrees with its convention);
-* 1: a complete verdict "not conformant" (``conventions``: a figure disagrees);
+  ``conventions``: every measured figure agrees with its convention; ``identify``: at least one entry fits);
+* 1: a complete verdict "not conformant" (``conventions``: a figure disagrees; ``identify``: no entry fits);
 * 2: anything else (an undecided verdict, a wrong argument, a table that does not load, a model that cannot be
   imported, built or traced, one that exits, loops past ``--timeout`` or allocates past ``--memory``, an internal
   error), always with one line on stderr, and under ``--format json`` a JSON object
@@ -219,7 +219,12 @@ def _add_compare_arguments(p: argparse.ArgumentParser) -> None:
     shortcut = p.add_mutually_exclusive_group()
     shortcut.add_argument("--shortcut", help="shortcut option A, B or C (Sec. 3.3); default: the table's")
     shortcut.add_argument("--plain", action="store_true", help="the plain network: no shortcuts")
-    p.add_argument("--impl", metavar="TARGET", help="MODULE:EXPRESSION, the model to check (see below)")
+    p.add_argument(
+        "--impl",
+        metavar="TARGET",
+        help="MODULE:EXPRESSION or a model file (.onnx, .pt2, TorchScript, "
+        "a checkpoint), the model to check (see below)",
+    )
     p.add_argument(
         "--in-channels", type=int_in_range(1, MAX_IN_CHANNELS), help="input channels (default: the table's, 3)"
     )
@@ -338,6 +343,8 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
 
     with phase("table"):
         spec = _resolve_spec(request)
+    if request.impl is not None and _is_checkpoint(request.impl):
+        return _compare_checkpoint_job(request, spec)
     own = request.impl is None  # the reference network itself: its outputs would be compared with themselves
     if own:
         from .model import build
@@ -365,7 +372,13 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
             m.kind == "structure" for m in comparison.mismatches
         )
         best = (
-            best_matches(comparison.found, spec.family, comparison.input_size, headless=request.headless)
+            best_matches(
+                comparison.found,
+                spec.family,
+                comparison.input_size,
+                headless=request.headless,
+                inference=comparison.inference_form,
+            )
             if structural
             else []
         )
@@ -382,6 +395,47 @@ def compare_job(request: CompareRequest) -> CompareOutcome:
             except ReportError as e:
                 raise UsageError(f"--format html: {e}") from None
         return outcome(render(comparison, subject, best, markdown=request.format == "markdown"), None)
+
+
+def _is_checkpoint(impl: str) -> bool:
+    """Whether ``--impl`` names a checkpoint file (tensors by name, no network: judged by its names and shapes)."""
+    from pathlib import Path
+
+    from .verify.artifacts import CHECKPOINT_KINDS, ArtifactError, artifact_kind, is_artifact_path
+
+    if not is_artifact_path(impl) or not Path(impl).is_file():
+        return False
+    try:
+        return artifact_kind(impl) in CHECKPOINT_KINDS
+    except ArtifactError:  # not a file resnet-spec reads: the model's path says so
+        return False
+
+
+# Flags that mean nothing for a checkpoint (no activations, no input; the stem conv says the input channels).
+_CHECKPOINT_IGNORED = (("input_size", "--input-size"), ("headless", "--headless"), ("in_channels", "--in-channels"))
+
+
+def _compare_checkpoint_job(request: CompareRequest, spec: Any) -> CompareOutcome:
+    """``compare --impl CHECKPOINT``: the file's tensors against the entry (never conformant: names and shapes
+    cannot show strides, pools or activations).  Markdown is the text report."""
+    from .verify.checkpoints import compare_checkpoint, open_checkpoint, render, to_json, undecided_reason
+
+    if request.format == "html":
+        with phase("report"):
+            raise UsageError("--format html: a checkpoint's report is text, markdown or json (no network to draw)")
+    with phase("load"):
+        file, tensors = open_checkpoint(str(request.impl))
+    with phase("compare"):
+        result = compare_checkpoint(tensors, spec)
+    notes = [f"{flag} is ignored for a checkpoint: it holds weights, not a network that runs"
+             for field, flag in _CHECKPOINT_IGNORED if getattr(request, field)]  # fmt: skip
+    why = undecided_reason(result) if result.exit_status == 2 else ""
+    outcome = functools.partial(CompareOutcome, result.verdict.value, result.exit_status, why)
+    if request.format == "json":
+        data = to_json(result, file)
+        data["notes"] = [*data["notes"], *notes]
+        return outcome(json.dumps(data, indent=2) + "\n", data)
+    return outcome(render(result, file) + "".join(f"note: {note}\n" for note in notes), None)
 
 
 # ---- compare: the parent ------------------------------------------------------------------------------------------
@@ -451,10 +505,10 @@ def _run_compare(args: argparse.Namespace, reporter: _Reporter) -> int:
         overrides.append(("shortcut", "none" if args.plain else args.shortcut))
     impl = None
     if args.impl is not None:
-        from .subject import SubjectError, parse_target
+        from .subject import SubjectError, check_target
 
         try:
-            impl = parse_target(args.impl).text
+            impl = check_target(args.impl)
         except SubjectError as e:
             raise UsageError(str(e)) from None
     request = CompareRequest(
@@ -715,6 +769,56 @@ def _run_count(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- identify ----------------------------------------------------------------------------------------------------
+
+IDENTIFY_EPILOG = """\
+FILE is a .safetensors file or a torch.save state_dict (.pth, .pt, .bin), read with weights_only=True: a pickle
+that would run code is refused and nothing of it runs.  A checkpoint holds names and shapes, not strides, pools or
+activations: it tells which entries its weights fit, never that a network conforms
+(resnet-spec compare --arch NAME --impl FILE: the first row that differs).
+
+exit status: 0 at least one entry fits, 1 none does, 2 the file cannot be read or is refused (one line on stderr).
+"""
+
+
+def _add_identify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="a .safetensors file or a torch.save state_dict")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.add_argument("--memory", type=_memory, default="half", metavar="SIZE", help=argparse.SUPPRESS)
+
+
+@dataclass(frozen=True)
+class IdentifyRequest:
+    """A checkpoint file and how to report what it fits (the contained job's input)."""
+
+    path: str
+    format: str
+
+
+def identify_job(request: IdentifyRequest) -> tuple[int, str]:
+    """``identify``'s exit status and output: the entries the file's tensors fit."""
+    from .verify.checkpoints import identify, open_checkpoint, render, to_json
+
+    with phase("load"):
+        file, tensors = open_checkpoint(request.path)
+    with phase("identify"):
+        result = identify(tensors)
+    if request.format == "json":
+        return result.exit_status, json.dumps(to_json(result, file), indent=2) + "\n"
+    return result.exit_status, render(result, file)
+
+
+def _run_identify(args: argparse.Namespace) -> int:
+    if not os.path.isfile(args.file):
+        raise UsageError(f"{args.file}: no such file (expected a .safetensors file or a torch.save state_dict)")
+    request = IdentifyRequest(args.file, args.format)
+    result = run_contained(identify_job, request, timeout=args.timeout, memory=args.memory)  # a parser that crashes
+    status, text = result.value
+    sys.stdout.write(text)
+    return status
+
+
 # ---- the command --------------------------------------------------------------------------------------------------
 
 
@@ -750,6 +854,15 @@ def _parser() -> ArgumentParser:
         description="Parameters and counted operations of a table entry, per row of Table 1, for one image.",
     )
     _add_count_arguments(count)
+    identify = sub.add_parser(
+        "identify",
+        help="which table entries a checkpoint's weights fit (names and shapes; no code runs)",
+        description="Which table entries, under which named deviations and weight formats, a checkpoint's tensors "
+        "fill exactly (every key used once, every shape equal), and how to load it.",
+        epilog=IDENTIFY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_identify_arguments(identify)
     conventions = sub.add_parser(
         "conventions",
         help="our counts under each convention next to fvcore, FlopCounterMode and torchinfo",
@@ -785,6 +898,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_count(args)
         if args.command == "conventions":
             return _run_conventions(args)
-        raise UsageError("give a command: compare, count, conventions, list (see --help)")
+        if args.command == "identify":
+            return _run_identify(args)
+        raise UsageError("give a command: compare, count, conventions, identify, list (see --help)")
 
     return _guarded(reporter, job)

@@ -51,7 +51,8 @@ def assert_conforms(
         structural = comparison.verdict == "not conformant" and any(
             m.kind == "structure" for m in comparison.mismatches
         )
-        best = best_matches(comparison.found, spec.family, comparison.input_size) if structural else []
+        best = best_matches(comparison.found, spec.family, comparison.input_size,
+                            inference=comparison.inference_form) if structural else []  # fmt: skip
         raise AssertionError(f"{name}: {comparison.verdict}: {verdict_text(comparison, best)}\n\n"
                              f"{render(comparison, name, best)}")  # fmt: skip
     return comparison

@@ -24,7 +24,8 @@ Our names are torchvision's (``conv1, bn1, layer1.0.conv1, ..., layer2.0.downsam
 Every conversion is checked, not guessed: each source key is used exactly once, each shape equals the one the spec
 predicts, and the format's stride placement equals the spec's; otherwise :class:`ConversionError` lists every
 missing, unexpected and mis-shaped key.  ``num_batches_tracked`` may be absent from a source (PyTorch's loader
-tolerates that too); it is then 0, and Caffe has no such counter.
+tolerates that too); it is then 0, and Caffe has no such counter.  :func:`format_layout` lists the keys and shapes
+a format holds for a network, each with the module of ours it fills (how a checkpoint file is identified).
 
 Caffe block names (``res4b22``) follow the released prototxts, derived from a network's repeats: a network whose
 stages all have at most 6 blocks (ResNet-50, ``res4a`` ... ``res4f``) letters every block; a deeper one
@@ -53,10 +54,12 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "ConversionError",
+    "FormatKey",
     "WeightFormat",
     "caffe_block_names",
     "caffe_params_to_state_dict",
     "convert_state_dict",
+    "format_layout",
     "load_checkpoint",
     "state_dict_layout",
 ]
@@ -168,10 +171,13 @@ def _layout(spec: ResNetSpec, num_classes: int | None, in_channels: int | None) 
     for name, value, minimum in (("num_classes", num_classes, 0), ("in_channels", in_channels, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
             raise ValueError(f"expected {name} an integer >= {minimum}, got {value!r}")
-    plan = layout_plan(spec, spec.min_input_size(), num_classes=num_classes, in_channels=in_channels)
+    return _layout_of(layout_plan(spec, spec.min_input_size(), num_classes=num_classes, in_channels=in_channels))
+
+
+def _layout_of(plan: Plan) -> _Layout:
     fc = [layer for layer in plan.head if layer.kind == "fc"]
-    fc_shape = (plan.num_classes, spec.out_channels) if fc else None
-    return _Layout(spec, plan, _caffe_convs(plan), fc_shape, f"fc{plan.num_classes}")
+    fc_shape = (plan.num_classes, plan.spec.out_channels) if fc else None
+    return _Layout(plan.spec, plan, _caffe_convs(plan), fc_shape, f"fc{plan.num_classes}")
 
 
 def _caffe_convs(plan: Plan) -> tuple[_ConvBN, ...] | str:
@@ -206,6 +212,36 @@ def state_dict_layout(
     """Every key of the state_dict the spec's model has (our names), with its shape, from the layout plan."""
     spec = as_spec(spec, "state_dict_layout")
     return _ours_layout(_layout(spec, num_classes, in_channels))
+
+
+@dataclass(frozen=True)
+class FormatKey:
+    """One tensor of a weight format's state_dict: its shape, and the module of ours (a layer of the plan) it fills."""
+
+    shape: tuple[int, ...]  # as the format stores it
+    module: str  # the plan's layer it belongs to ("layer1.0.bn1"): its row and block
+    ours: str | None  # our state_dict key it becomes; None: folded into others (Caffe's conv bias, BN factor)
+    optional: bool = False  # may be absent: num_batches_tracked (PyTorch's loader allows that), a Caffe conv bias
+
+
+def format_layout(plan: Plan, source: str = "ours") -> dict[str, FormatKey]:
+    """Every key a state_dict of the ``source`` format holds for the network ``plan`` lays out, in the plan's order.
+
+    The keys and shapes :func:`convert_state_dict` reads (``plan`` carries the spec, ``num_classes`` and
+    ``in_channels``: :func:`~resnet_spec.spec.layout_plan`); where the format's downsampling blocks carry their
+    stride is not a matter of names and is checked there, not here.  Raises :class:`ConversionError` when the
+    format has no names for the network (the Caffe release names no deep stem).
+    """
+    fmt = _format(source)
+    layout = _layout_of(plan)
+    if fmt.naming == "caffe":
+        return _caffe_layout(layout)
+    return {
+        _source_key(fmt.naming, key, layout): FormatKey(
+            _source_shape(fmt.naming, key, shape), key.rpartition(".")[0], key, key.endswith(".num_batches_tracked")
+        )
+        for key, shape in _ours_layout(layout).items()
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -359,20 +395,57 @@ def _caffe_pairs(layout: _Layout) -> tuple[_ConvBN, ...]:
     return layout.convs
 
 
+def _caffe_keys(cb: _ConvBN) -> dict[str, str]:
+    """The Caffe keys of one conv-BN pair's three layers (Convolution, BatchNorm, Scale), by what each blob is."""
+    return {
+        "weight": f"{cb.caffe_conv}.weight",
+        "bias": f"{cb.caffe_conv}.bias",
+        "mean": f"{cb.caffe_bn}.mean",
+        "variance": f"{cb.caffe_bn}.variance",
+        "factor": f"{cb.caffe_bn}.moving_average_factor",
+        "gamma": f"{cb.caffe_scale}.weight",
+        "beta": f"{cb.caffe_scale}.bias",
+    }
+
+
+def _caffe_fc_keys(layout: _Layout) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The InnerProduct's blobs: ours ("weight", "bias") -> (Caffe key, shape); none for a headless model."""
+    if layout.fc_shape is None:
+        return {}
+    return {blob: (f"{layout.caffe_fc}.{blob}", shape) for blob, shape in
+            (("weight", layout.fc_shape), ("bias", layout.fc_shape[:1]))}  # fmt: skip
+
+
+def _caffe_layout(layout: _Layout) -> dict[str, FormatKey]:
+    out: dict[str, FormatKey] = {}
+    for cb in _caffe_pairs(layout):
+        keys, channels = _caffe_keys(cb), (cb.channels,)
+        out[keys["weight"]] = FormatKey(cb.weight_shape, cb.conv, f"{cb.conv}.weight")
+        out[keys["bias"]] = FormatKey(channels, cb.conv, None, optional=True)
+        out[keys["mean"]] = FormatKey(channels, cb.bn, f"{cb.bn}.running_mean")
+        out[keys["variance"]] = FormatKey(channels, cb.bn, f"{cb.bn}.running_var")
+        out[keys["factor"]] = FormatKey((1,), cb.bn, None)
+        out[keys["gamma"]] = FormatKey(channels, cb.bn, f"{cb.bn}.weight")
+        out[keys["beta"]] = FormatKey(channels, cb.bn, f"{cb.bn}.bias")
+    for blob, (key, shape) in _caffe_fc_keys(layout).items():
+        out[key] = FormatKey(shape, "fc", f"fc.{blob}")
+    return out
+
+
 def _read_caffe(ledger: _Ledger, layout: _Layout) -> dict[str, Tensor]:
     ours: dict[str, Tensor] = {}
     for cb in _caffe_pairs(layout):
-        channels = (cb.channels,)
-        weight = ledger.take(f"{cb.caffe_conv}.weight", cb.weight_shape)
-        bias = ledger.take(f"{cb.caffe_conv}.bias", channels, optional=True)
-        mean = ledger.take(f"{cb.caffe_bn}.mean", channels)
-        variance = ledger.take(f"{cb.caffe_bn}.variance", channels)
-        factor = ledger.take(f"{cb.caffe_bn}.moving_average_factor", (1,))
-        gamma = ledger.take(f"{cb.caffe_scale}.weight", channels)
-        beta = ledger.take(f"{cb.caffe_scale}.bias", channels)
+        keys, channels = _caffe_keys(cb), (cb.channels,)
+        weight = ledger.take(keys["weight"], cb.weight_shape)
+        bias = ledger.take(keys["bias"], channels, optional=True)
+        mean = ledger.take(keys["mean"], channels)
+        variance = ledger.take(keys["variance"], channels)
+        factor = ledger.take(keys["factor"], (1,))
+        gamma = ledger.take(keys["gamma"], channels)
+        beta = ledger.take(keys["beta"], channels)
         if weight is None or mean is None or variance is None or factor is None or gamma is None or beta is None:
             continue  # the ledger has the problem
-        if bias is None and f"{cb.caffe_conv}.bias" in ledger.source:
+        if bias is None and keys["bias"] in ledger.source:
             continue
         # Caffe's batch_norm_layer.cpp: scale = blobs[2] == 0 ? 0 : 1 / blobs[2]; statistics = blobs[0:2] * scale.
         scale = torch.where(factor == 0, torch.zeros_like(factor), 1 / factor)
@@ -385,27 +458,25 @@ def _read_caffe(ledger: _Ledger, layout: _Layout) -> dict[str, Tensor]:
         ours[f"{cb.bn}.running_mean"] = running_mean
         ours[f"{cb.bn}.running_var"] = variance * scale
         ours[f"{cb.bn}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
-    if layout.fc_shape is not None:
-        for blob, shape in (("weight", layout.fc_shape), ("bias", layout.fc_shape[:1])):
-            value = ledger.take(f"{layout.caffe_fc}.{blob}", shape)
-            if value is not None:
-                ours[f"fc.{blob}"] = value
+    for blob, (key, shape) in _caffe_fc_keys(layout).items():
+        value = ledger.take(key, shape)
+        if value is not None:
+            ours[f"fc.{blob}"] = value
     return ours
 
 
 def _write_caffe(ours: Mapping[str, Tensor], layout: _Layout) -> dict[str, Tensor]:
     caffe: dict[str, Tensor] = {}
     for cb in _caffe_pairs(layout):
-        mean = ours[f"{cb.bn}.running_mean"]
-        caffe[f"{cb.caffe_conv}.weight"] = ours[f"{cb.conv}.weight"]
-        caffe[f"{cb.caffe_bn}.mean"] = mean
-        caffe[f"{cb.caffe_bn}.variance"] = ours[f"{cb.bn}.running_var"]
-        caffe[f"{cb.caffe_bn}.moving_average_factor"] = torch.ones(1, dtype=mean.dtype, device=mean.device)
-        caffe[f"{cb.caffe_scale}.weight"] = ours[f"{cb.bn}.weight"]
-        caffe[f"{cb.caffe_scale}.bias"] = ours[f"{cb.bn}.bias"]
-    if layout.fc_shape is not None:
-        caffe[f"{layout.caffe_fc}.weight"] = ours["fc.weight"]
-        caffe[f"{layout.caffe_fc}.bias"] = ours["fc.bias"]
+        keys, mean = _caffe_keys(cb), ours[f"{cb.bn}.running_mean"]
+        caffe[keys["weight"]] = ours[f"{cb.conv}.weight"]
+        caffe[keys["mean"]] = mean
+        caffe[keys["variance"]] = ours[f"{cb.bn}.running_var"]
+        caffe[keys["factor"]] = torch.ones(1, dtype=mean.dtype, device=mean.device)
+        caffe[keys["gamma"]] = ours[f"{cb.bn}.weight"]
+        caffe[keys["beta"]] = ours[f"{cb.bn}.bias"]
+    for blob, (key, _) in _caffe_fc_keys(layout).items():
+        caffe[key] = ours[f"fc.{blob}"]
     return caffe
 
 

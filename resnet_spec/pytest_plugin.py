@@ -129,7 +129,7 @@ def _compare_all(config: pytest.Config, targets: list[str]) -> list[Model]:
     from .conformance import load_target_spec
     from .contain import ContainedError
     from .spec import SpecError
-    from .subject import SubjectError, parse_target
+    from .subject import SubjectError, check_target
     from .trace import TraceError
     from .verify import compare_subject, equivalence_input
     from .verify.subjects import RemoteSubject
@@ -148,7 +148,7 @@ def _compare_all(config: pytest.Config, targets: list[str]) -> list[Model]:
         except (SpecError, LookupError, TypeError) as e:
             raise pytest.UsageError(f"--resnet-arch {arch!r}: {e}") from None
         try:
-            parse_target(target)
+            check_target(target, checkpoints=False)
         except SubjectError as e:
             raise pytest.UsageError(str(e).replace("--impl ", "--resnet-impl ", 1)) from None
         label = _label(target, taken)

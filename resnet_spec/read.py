@@ -226,7 +226,8 @@ def read_trace(trace: Trace) -> FoundNetwork:
     known = {"conv", "bn", "norm", "relu", "activation", "add", "maxpool", "avgpool", "global_pool", "mean",
              "adaptive_avgpool", "adaptive_maxpool", "linear", "pad", "cat", "view", "dropout", "softmax"}  # fmt: skip
     recognised = {i for read in reads for i in read.recognised}
-    other = tuple(sorted({op.aten for op in ops if op.kind not in known and op.inputs and op.index not in recognised}))
+    other = tuple(sorted({_what(op) if op.aten.startswith("resnet_spec.") else op.aten for op in ops
+                          if op.kind not in known and op.inputs and op.index not in recognised}))  # fmt: skip
     macs = sum(int(op.attrs.get("macs", 0)) for op in ops if op.kind in ("conv", "linear"))
     return FoundNetwork(
         input_shape=trace.input_shape,
@@ -274,6 +275,8 @@ def _what(op: Op) -> str:
     """How a finding names an operator: its kind when the reader knows it, else its ATen overload."""
     if op.kind == "activation":
         return str(op.attrs.get("function", op.name))
+    if op.aten.startswith("resnet_spec.onnx_operator") and len(op.operands) > 2:
+        return f"ONNX {op.operands[1][1]} (node {op.operands[2][1]!r})"  # a graph's operator the interpreter lacks
     if op.kind in ("other", "affine"):
         return op.aten
     return op.kind

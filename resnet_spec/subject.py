@@ -37,7 +37,7 @@ from torch import nn
 
 from .contain import phase
 
-__all__ = ["SubjectError", "Target", "make_subject", "parse_target"]
+__all__ = ["SubjectError", "Target", "check_target", "make_subject", "parse_target"]
 
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _FORMS = (
@@ -149,6 +149,26 @@ def parse_target(text: str) -> Target:
             f"--impl {text!r}: {expression.strip()!r} is not a Python expression ({e.msg}); {_FORMS}"
         ) from None
     return Target(text=text, module=module, expression=expression.strip(), is_file=is_file)
+
+
+def check_target(text: str, *, checkpoints: bool = True) -> str:
+    """An ``--impl`` value checked without importing or loading anything: a ``MODULE:EXPRESSION`` target, or the path
+    of a file resnet-spec reads (an ONNX graph, a torch.export program, a TorchScript archive; a checkpoint where
+    ``checkpoints``).  Returns it as given.  Raises :class:`SubjectError`."""
+    from .verify.artifacts import CHECKPOINT_KINDS, ArtifactError, artifact_kind, is_artifact_path
+
+    if not is_artifact_path(text):
+        return parse_target(text).text
+    if not Path(text).is_file():
+        raise SubjectError(f"--impl {text!r}: no such file")
+    try:
+        kind = artifact_kind(text)
+    except ArtifactError as e:
+        raise SubjectError(f"--impl {e}") from None
+    if kind in CHECKPOINT_KINDS and not checkpoints:
+        raise SubjectError(f"--impl {text!r}: a {kind} checkpoint holds tensors, not a network, so it cannot be run; "
+                           "compare it against an entry with resnet-spec compare --impl FILE --arch NAME")  # fmt: skip
+    return text
 
 
 def _required_arguments(fn: Any) -> list[str]:

@@ -820,6 +820,8 @@ def to_meta(model: nn.Module) -> nn.Module:
     tensors = [*model.parameters(), *model.buffers()]
     if tensors and all(t.device.type == "meta" for t in tensors):
         return model
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TraceError("a TorchScript module cannot move to the meta device")
     try:
         memo: dict[int, Any] = {}
         for t in tensors:
@@ -844,28 +846,32 @@ def materialize(model: nn.Module, dtype: torch.dtype | None = None, *, values: b
     """
     try:
         on_meta = any(t.device.type == "meta" for t in (*model.parameters(), *model.buffers()) if not is_lazy(t))
-        clone = copy.deepcopy(model) if on_meta else to_meta(model)
+        # a scripted module cannot move to meta: copied as it is, its every tensor then replaced below
+        scripted = isinstance(model, torch.jit.ScriptModule)
+        clone = copy.deepcopy(model) if on_meta or scripted else to_meta(model)
     except TraceError:
         raise
     except Exception as e:  # any failure to copy the model means the same thing to the user
         raise TraceError(f"cannot copy the model: {type(e).__name__}: {e}") from e
     # Not Module.to_empty: on meta tensors it calls empty_like, a Python reference that imports sympy (~0.6 s).
-    allocated: dict[int, torch.Tensor] = {}  # id(meta tensor) -> its CPU tensor, so that tied tensors stay tied
+    allocated: dict[object, torch.Tensor] = {}  # a tensor (its id) -> its CPU tensor, so that tied tensors stay tied
     for module in clone.modules():
         stores: tuple[dict[str, Any], ...] = (module._parameters, module._buffers)
         for store in stores:
-            for key, tensor in store.items():
+            for name, tensor in store.items():
                 if tensor is None or is_lazy(tensor):
                     continue
-                if id(tensor) not in allocated:
+                # a scripted module hands out a new Python object per access: its tensors are told apart by memory
+                key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype) if scripted else id(tensor)
+                if key not in allocated:
                     kind = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
                     if values:
-                        value = torch.full(tuple(tensor.shape), 1 if key == "running_var" else 0, dtype=kind)
+                        value = torch.full(tuple(tensor.shape), 1 if name == "running_var" else 0, dtype=kind)
                     else:
                         value = torch.empty(tuple(tensor.shape), dtype=kind)
                     is_param = isinstance(tensor, nn.Parameter)
-                    allocated[id(tensor)] = nn.Parameter(value, tensor.requires_grad) if is_param else value
-                store[key] = allocated[id(tensor)]
+                    allocated[key] = nn.Parameter(value, tensor.requires_grad) if is_param else value
+                store[name] = allocated[key]
     return clone
 
 

@@ -83,7 +83,7 @@ def _cases(tmp_path: Path, resnet18: Any) -> dict[str, tuple[Callable[[], object
         "compare_model(None)": (
             lambda: compare_model(None, "resnet18"),  # type: ignore[arg-type]
             TypeError,
-            "compare_model: expected model an nn.Module or a 'MODULE:EXPRESSION' string",
+            "compare_model: expected model an nn.Module, a 'MODULE:EXPRESSION' string",
         ),
         "assert_conforms(a malformed target)": (
             lambda: assert_conforms("torchvision.models", "resnet18"),
@@ -103,8 +103,8 @@ def _cases(tmp_path: Path, resnet18: Any) -> dict[str, tuple[Callable[[], object
     }
 
 
-_MODEL = "assert_conforms: expected model an nn.Module or a 'MODULE:EXPRESSION' string such as "
-_MODEL += "'torchvision.models:resnet50', "
+_MODEL = "assert_conforms: expected model an nn.Module, a 'MODULE:EXPRESSION' string such as "
+_MODEL += "'torchvision.models:resnet50' or a model file's path, "
 
 
 CASES = [

@@ -8,7 +8,10 @@ a cold file cache) moves both halves of a pair alike.  Beside it, in this proces
 equivalence check adds (``check_equivalence``).  ``--suite`` adds one run of the test suite (``pytest -n auto``)
 divided by the median yardstick.  ``--plugin`` adds, per depth, the pytest plugin's whole run on the table's own
 network as a target (``pytest --resnet-impl resnet_spec:NAME --resnet-arch NAME -q``) against ``compare --impl``
-on the same target, in pairs, and the median ratio.  Wall time is ``time.perf_counter`` around ``subprocess.run``.
+on the same target, in pairs, and the median ratio.  ``--onnx`` adds, per depth, torchvision's ResNet of that depth
+exported to ONNX (random init, eval mode, any input size) verified with ``compare --impl FILE.onnx`` against the live
+model ``compare --impl torchvision.models:resnetN``, in pairs, and the median ratio onnx / live.  Wall time is
+``time.perf_counter`` around ``subprocess.run``.
 
 Examples::
 
@@ -16,6 +19,7 @@ Examples::
     python tools/bench_verify.py --depths 50 101 --json
     python tools/bench_verify.py --suite
     python tools/bench_verify.py --depths 50 152 --plugin
+    python tools/bench_verify.py --depths 152 --onnx
     python tools/bench_verify.py --command "{python} tools/compare.py --depth {depth} --format json"
 """
 
@@ -29,6 +33,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -146,6 +151,39 @@ def measure_plugin(depth: int, repeats: int, plugin_args: list[str], cwd: Path) 
     }
 
 
+def measure_onnx(depth: int, repeats: int, cwd: Path, directory: Path) -> dict[str, Any]:
+    """Paired timings of ``compare --impl`` on torchvision's ResNet of ``depth`` live and exported to ONNX, and the
+    median ratio onnx / live."""
+    import warnings
+
+    import torch
+    import torchvision
+
+    path = directory / f"resnet{depth}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            getattr(torchvision.models, f"resnet{depth}")().eval(),
+            (torch.randn(2, 3, 64, 64),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}},
+        )
+    base = [sys.executable, "tools/compare.py", "--arch", f"resnet{depth}", "--variant", "v1.5", "--quiet", "--impl"]
+    live, onnx = [*base, f"torchvision.models:resnet{depth}"], [*base, str(path)]
+    timed_run(live, cwd)  # warm-up pair
+    timed_run(onnx, cwd)
+    pairs = [(timed_run(live, cwd), timed_run(onnx, cwd)) for _ in range(repeats)]
+    return {
+        "onnx_command": shlex.join(onnx),
+        "live_s_median": statistics.median(c[0] for c, _ in pairs),
+        "onnx_s_median": statistics.median(o[0] for _, o in pairs),
+        "onnx_ratio_median": statistics.median(o[0] / c[0] for c, o in pairs),
+        "onnx_exit_statuses": sorted({c[1] for c, _ in pairs} | {o[1] for _, o in pairs}),
+    }
+
+
 def measure_suite(args: list[str], yardstick_s: float, cwd: Path) -> dict[str, Any]:
     """One run of the test suite, and its wall time in yardstick units."""
     argv = [sys.executable, "-m", "pytest", *args]
@@ -187,6 +225,13 @@ def render(result: dict[str, Any]) -> str:
                   f"{d['plugin_ratio_median']:>6.2f}  {','.join(map(str, d['plugin_exit_statuses']))}"
                   for d in plugin]  # fmt: skip
         lines.append(f"plugin: {plugin[0]['plugin_command']} (and the other depths)")
+    onnx = [d for d in result["depths"] if "onnx_s_median" in d]
+    if onnx:
+        lines += ["", f"{'depth':>6} {'live s':>8} {'onnx s':>8} {'ratio':>6}  exit"]
+        lines += [f"{d['depth']:>6} {d['live_s_median']:>8.3f} {d['onnx_s_median']:>8.3f} "
+                  f"{d['onnx_ratio_median']:>6.2f}  {','.join(map(str, d['onnx_exit_statuses']))}"
+                  for d in onnx]  # fmt: skip
+        lines.append(f"onnx: {onnx[0]['onnx_command']} (and the other depths), live: --impl torchvision.models:resnetN")
     suite = result.get("suite")
     if suite:
         lines += [
@@ -227,6 +272,9 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--suite-args", default="-n auto -q", help="pytest arguments for --suite (default '-n auto -q')")
     p.add_argument("--plugin", action="store_true", help="also time the pytest plugin against compare --impl")
     p.add_argument("--plugin-args", default="-q", help="pytest arguments for --plugin (default '-q')")
+    p.add_argument(
+        "--onnx", action="store_true", help="also time torchvision's ResNet exported to ONNX against it live"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = p.parse_args(argv)
     known = table_depths()
@@ -255,6 +303,9 @@ def _main(argv: list[str]) -> int:
         result["depths"][-1].update(measure_parts(depth, args.repeats))
         if args.plugin:
             result["depths"][-1].update(measure_plugin(depth, args.repeats, shlex.split(args.plugin_args), ROOT))
+        if args.onnx:
+            with tempfile.TemporaryDirectory() as directory:
+                result["depths"][-1].update(measure_onnx(depth, args.repeats, ROOT, Path(directory)))
     if args.suite:
         print("suite ...", file=sys.stderr, flush=True)
         yard = statistics.median(d["import_torch_s_median"] for d in result["depths"]) if result["depths"] else None

@@ -83,6 +83,14 @@ class Alignment:
     tensors: Mapping[str, tuple[Slot, ...]]  # a model tensor the forward reads -> the planned tensors it fills
     row_ends: Mapping[str, int]  # row -> the value it ends with (absent where the model has no such row)
     modules: Mapping[str, str] = field(default_factory=dict)  # row or block -> the user's module there
+    # The inference form (a graph with no train mode): each planned batch norm folded into the conv before it (the
+    # found conv has no norm after it) -> the conv's bias that holds it ("" where the exporter dropped a zero bias).
+    folded: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def inference(self) -> bool:
+        """Whether batch norms were found folded into their convs (compared with the table's inference form)."""
+        return bool(self.folded)
 
     @property
     def trace(self) -> Trace:
@@ -229,7 +237,9 @@ def _found_blocks(found: FoundNetwork, spec: ResNetSpec) -> tuple[FoundBlock, ..
 class _Placer:
     """Collects places and slots while the units of the found network are laid against the plan's layers."""
 
-    def __init__(self, plan: Plan, trace: Trace | None) -> None:
+    def __init__(self, plan: Plan, trace: Trace | None, inference: bool = False) -> None:
+        self.inference = inference
+        self.folded: dict[str, str] = {}
         self.order = list(plan.layers)
         self.position = {id(layer): i for i, layer in enumerate(self.order)}
         self.trace = trace
@@ -293,6 +303,12 @@ class _Placer:
         """A conv unit (conv, norm, activation) on a planned conv: the norm and activation on the layers after it."""
         members = [i for i in unit.members if self.op(i) is not None]
         self.put(unit.index, row, block, conv)
+        if conv is not None and self.inference and unit.norm_after is None and not unit.bn_after:
+            norm = self.after(conv, ("bn",))
+            if norm is not None:  # the inference form: this batch norm is the conv's bias
+                op = self.op(unit.index)
+                bias = op.arg_names[2] if op is not None and len(op.arg_names) > 2 else ""
+                self.folded[norm.name] = bias
         if conv is None:
             for index in members[1:]:
                 self.put(index, row, block, None)
@@ -325,17 +341,19 @@ def _block_ops(found: FoundBlock) -> list[int]:
 
 
 def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | None = None, *,
-          headless: bool = False, in_channels: int | None = None) -> Alignment:  # fmt: skip
+          headless: bool = False, in_channels: int | None = None, inference: bool = False) -> Alignment:  # fmt: skip
     """Lay ``found`` (a reading of a model) against the plan of ``spec`` at ``input_size`` (the table's when None).
 
-    ``headless`` expects a backbone (no pool-and-fc head); ``in_channels`` replaces the table's input channels.
+    ``headless`` expects a backbone (no pool-and-fc head); ``in_channels`` replaces the table's input channels;
+    ``inference`` reads a graph without a train mode, whose batch norms may be folded into the convs before them
+    (:attr:`Alignment.folded`).
     """
     size = input_size or (spec.input_size, spec.input_size)
     plan = layout_plan(spec, size, num_classes=0 if headless else None, in_channels=in_channels)
     found = _first_preactivation(_plain_deep_stem(found, spec), spec)
     blocks = _found_blocks(found, spec)
     trace = found.trace
-    placer = _Placer(plan, trace)
+    placer = _Placer(plan, trace, inference)
     modules: dict[str, str] = {}
 
     # conv1: the stem's convs in order, each with its norm and activation
@@ -407,6 +425,7 @@ def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | N
         tensors=MappingProxyType({k: tuple(v) for k, v in placer.tensors.items()}),
         row_ends=MappingProxyType(row_ends),
         modules=MappingProxyType(modules),
+        folded=MappingProxyType(placer.folded),
     )
 
 

@@ -16,6 +16,7 @@ from ..read import FoundNetwork, read_trace
 from ..spec import ResNetSpec, SpecError, as_spec, families, knob_options, list_specs, load_spec
 from ..trace import TraceError
 from .alignment import Alignment, align
+from .artifacts import CHECKPOINT_KINDS, Artifact, ArtifactError, artifact_kind, is_artifact_path
 from .equivalence import Equivalence, check_equivalence
 from .structure import Mismatch, RowView, diff
 from .subjects import LocalSubject, RemoteSubject, Subject
@@ -43,6 +44,12 @@ class Comparison:
     info: tuple[str, ...] = field(default=())  # how the model was read (the CPU fallback, which output)
     complete: bool = True  # the reader understood every operator from the stem to the logits
     alignment: Alignment | None = None
+    artifact: Artifact | None = None  # a model file (ONNX, torch.export, TorchScript): what it is
+
+    @property
+    def inference_form(self) -> bool:
+        """Compared with the table's inference form: the batch norms found folded into the convs before them."""
+        return self.alignment is not None and self.alignment.inference
 
     @property
     def verdict(self) -> Verdict:
@@ -66,10 +73,11 @@ def _pair(n: int) -> tuple[int, int]:
 
 def structural_comparison(
     found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | None = None, *, headless: bool = False,
-    in_channels: int | None = None,
+    in_channels: int | None = None, inference: bool = False,
 ) -> Comparison:  # fmt: skip
-    """The structure alone: ``found`` aligned with ``spec`` and diffed (no numbers)."""
-    alignment = align(found, spec, input_size, headless=headless, in_channels=in_channels)
+    """The structure alone: ``found`` aligned with ``spec`` and diffed (no numbers).  ``inference``: a graph without a
+    train mode, whose batch norms may be folded into its convs (compared with the table's inference form)."""
+    alignment = align(found, spec, input_size, headless=headless, in_channels=in_channels, inference=inference)
     structure = diff(alignment)
     return Comparison(spec, alignment.input_size, alignment.found, structure.mismatches, structure.rows,
                       structure.expected_params, structure.expected_macs, structure.notes, None, found.notes,
@@ -90,9 +98,11 @@ def compare_model(
 ) -> Comparison:
     """Trace ``model`` at ``input_size`` (the table's when None), diff it against ``spec``, and check its function.
 
-    ``model`` is an ``nn.Module`` (traced and run in this process: its code has run here already) or a
+    ``model`` is an ``nn.Module`` (traced and run in this process: its code has run here already), a
     ``MODULE:EXPRESSION`` target such as ``"torchvision.models:resnet50"`` (imported, built and run in a contained
-    child process that answers in data only: this process never runs its code; see docs/threat-model.md).
+    child process that answers in data only: this process never runs its code; see docs/threat-model.md), or the
+    path of a model file: an ONNX graph, a ``torch.export`` program or a TorchScript archive (loaded in that child;
+    nothing of its author's Python runs; docs/artifacts.md).
     ``input_size`` is one int (square) or (height, width).
 
     The model is traced on the meta device (no memory, no time).  One that cannot run there (a data-dependent
@@ -128,6 +138,15 @@ def subject_of(model: object, caller: str, *, timeout: float | None = DEFAULT_TI
         return model
     if isinstance(model, nn.Module):
         return LocalSubject(model)
+    if isinstance(model, str) and is_artifact_path(model):
+        try:
+            kind = artifact_kind(model)
+        except ArtifactError as e:
+            raise ValueError(f"{caller}: model {model!r}: {e}") from None
+        if kind in CHECKPOINT_KINDS:
+            raise ValueError(f"{caller}: model {model!r} is a {kind} checkpoint: it holds tensors, not a network; "
+                             "compare it with resnet_spec.verify.checkpoints.compare_checkpoint")  # fmt: skip
+        return RemoteSubject(model, timeout=timeout, memory=memory)
     if isinstance(model, str):
         from ..subject import SubjectError, parse_target
 
@@ -138,8 +157,8 @@ def subject_of(model: object, caller: str, *, timeout: float | None = DEFAULT_TI
             raise ValueError(f"{caller}: model {model!r}: {reason}") from None
         return RemoteSubject(model, timeout=timeout, memory=memory)
     raise TypeError(
-        f"{caller}: expected model an nn.Module or a 'MODULE:EXPRESSION' string such as "
-        f"'torchvision.models:resnet50', got {type(model).__name__}"
+        f"{caller}: expected model an nn.Module, a 'MODULE:EXPRESSION' string such as "
+        f"'torchvision.models:resnet50' or a model file's path, got {type(model).__name__}"
     )
 
 
@@ -161,17 +180,25 @@ def compare_subject(
 ) -> Comparison:  # fmt: skip
     """:func:`compare_model` for a :class:`~resnet_spec.verify.subjects.Subject` (arguments already checked)."""
     channels = spec.in_channels if in_channels is None else in_channels
+    artifact = subject.artifact
+    if artifact is not None:  # a file fixed to one input runs there
+        size = artifact.input_size or size
+        batch = artifact.batch or batch
     try:
         trace = subject.trace((batch, channels, *size), _cpu_sizes(spec, size))
     except TraceError as e:
         raise TraceError(_input_hint(subject, spec, size, channels, batch) or str(e)) from e
     traced = (trace.input_shape[2], trace.input_shape[3])
-    comparison = structural_comparison(read_trace(trace), spec, traced, headless=headless, in_channels=in_channels)
+    inference = artifact is not None and artifact.inference
+    comparison = structural_comparison(read_trace(trace), spec, traced, headless=headless, in_channels=in_channels,
+                                       inference=inference)  # fmt: skip
+    comparison = replace(comparison, artifact=artifact)
     if subject.note:
         comparison = replace(comparison, info=(*comparison.info, subject.note))
     if not functional:
         return comparison
-    return _with_equivalence(comparison, check_equivalence(subject, spec, headless=headless, in_channels=in_channels))
+    return _with_equivalence(comparison, check_equivalence(subject, spec, headless=headless, in_channels=in_channels,
+                                                           inference=comparison.inference_form))  # fmt: skip
 
 
 def _with_equivalence(comparison: Comparison, eq: Equivalence) -> Comparison:
@@ -228,12 +255,13 @@ def _may_conform(found: FoundNetwork, spec: ResNetSpec) -> bool:
 
 
 def best_matches(
-    found: FoundNetwork, family: str, input_size: tuple[int, int], *, headless: bool = False
+    found: FoundNetwork, family: str, input_size: tuple[int, int], *, headless: bool = False, inference: bool = False
 ) -> list[ResNetSpec]:
     """Every known table entry of ``family``, under any option of every named deviation (``variants.toml``'s
     knobs: stride variant, shortcut option, stem pool), whose structure ``found`` has exactly.
 
-    Entries as their table defines them come first, so a plain network is named ``plain34`` rather than
+    ``inference`` reads a graph whose batch norms may be folded into its convs (the inference form).  Entries as
+    their table defines them come first, so a plain network is named ``plain34`` rather than
     ``resnet34`` with ``shortcut="none"``; each distinct network is listed once.
     """
     names = [name for name in list_specs(family) if _may_conform(found, load_spec(name))]
@@ -254,7 +282,7 @@ def best_matches(
         if key in seen:
             continue
         seen.add(key)
-        comparison = structural_comparison(found, spec, input_size, headless=headless)
+        comparison = structural_comparison(found, spec, input_size, headless=headless, inference=inference)
         if comparison.complete and not comparison.mismatches:
             matches.append(spec)
     return matches

@@ -204,6 +204,8 @@ class _Transfer:
     sources: dict[str, _Source] = field(default_factory=dict)
     constants: dict[str, float] = field(default_factory=dict)
     folded: dict[str, str] = field(default_factory=dict)  # planned running mean -> the model's conv bias it absorbs
+    fixed: set[str] = field(default_factory=set)  # constants of the inference form: never drawn for the reference
+    inference: set[str] = field(default_factory=set)  # running means of batch norms folded into a graph's convs
     notes: list[str] = field(default_factory=list)
     permuted: list[str] = field(default_factory=list)
 
@@ -316,7 +318,7 @@ def _transfer(
     if hand_norms:
         out.notes.append(f"{hand_norms} batch norms written by hand, each read by the assignment of its tensors to "
                          "weight, bias, mean and variance that reproduces its output")  # fmt: skip
-    if out.folded:
+    if len(out.folded) > len(alignment.folded):
         out.notes.append(f"{len(out.folded)} conv biases before a batch norm, folded into its running mean to compare "
                          "the function (a redundant parameter each)")  # fmt: skip
     return out
@@ -571,13 +573,16 @@ class _How:
     spec: ResNetSpec
     headless: bool
     in_channels: int | None
+    inference: bool = False  # a graph whose batch norms may be folded into its convs
+    train: bool = True  # the model has a train mode (a graph or an eval-mode program has none)
+    batch: int = 2  # the batch it runs at (a program exported at a fixed batch)
 
 
 def _record(subject: Subject, x: Tensor, train: bool, how: _How) -> _Run:
     """One recorded run of the model, read and aligned like any trace."""
     run = subject.run(x, train)
     aligned = align(read_trace(run.trace), how.spec, (x.shape[2], x.shape[3]), headless=how.headless,
-                    in_channels=how.in_channels)  # fmt: skip
+                    in_channels=how.in_channels, inference=how.inference)  # fmt: skip
     stem = aligned.found.stem
     values = run.values
     first = aligned.trace.ops[stem.index].inputs[0] if stem is not None else -1
@@ -687,8 +692,13 @@ def check_equivalence(
     in_channels: int | None = None,
     max_macs: int = MAX_MACS,
     max_params: int = MAX_PARAMS,
+    inference: bool = False,
 ) -> Equivalence:
     """Whether ``model`` computes the network of ``spec`` for every choice of weights (see the module docstring).
+
+    ``inference``: the model is a graph whose batch norms may be folded into the convs before them (an ONNX export):
+    each folded batch norm is compared as its conv's bias, the table's inference form.  A model file without a train
+    mode (``Subject.artifact``) is compared in eval mode only, at the input it is fixed to where it is.
 
     ``model`` is not modified (a float64 CPU copy is checked; a model on the meta device is materialised); a
     :class:`~resnet_spec.verify.subjects.Subject` is a model wherever it runs (a contained child: ``RemoteSubject``).
@@ -699,7 +709,7 @@ def check_equivalence(
     shape = equivalence_input(spec, in_channels)
     subject = model if isinstance(model, Subject) else LocalSubject(model)
     try:
-        return _check(subject, spec, shape, tol, headless, in_channels, max_macs, max_params)
+        return _check(subject, spec, shape, tol, headless, in_channels, max_macs, max_params, inference)
     except _Skipped as e:
         return Equivalence("skipped", str(e), None, None, shape, tol)
     except _Unmapped as e:
@@ -708,8 +718,9 @@ def check_equivalence(
 
 def _check(
     subject: Subject, spec: ResNetSpec, shape: tuple[int, int, int, int], tol: float, headless: bool,
-    in_channels: int | None, max_macs: int, max_params: int,
+    in_channels: int | None, max_macs: int, max_params: int, inference: bool = False,
 ) -> Equivalence:  # fmt: skip
+    artifact = subject.artifact
     macs = count(spec, (shape[2], shape[3])).total
     try:
         infos = subject.tensors()
@@ -723,9 +734,15 @@ def _check(
         _SEED
     )  # the checker's copy of the model's drawn values; the reference reads them
     generator = torch.Generator().manual_seed(_SEED)
-    how = _How(spec, headless, in_channels)
+    train = artifact is None or artifact.train
+    batch = artifact.batch if artifact is not None and artifact.batch else _BATCH
+    how = _How(spec, headless, in_channels, inference, train, batch)
+    candidates = [(batch, *c[1:]) for c in _input_shapes(spec, shape, max_macs)]
+    if artifact is not None and artifact.input_size is not None:  # a file fixed to its input: tried last
+        fixed = (batch, shape[1], *artifact.input_size)
+        candidates = [c for c in candidates if c != fixed] + [fixed]
     error: Exception | None = None
-    for candidate in _input_shapes(spec, shape, max_macs):
+    for candidate in candidates:
         x = torch.randn(candidate, generator=generator, dtype=torch.float64)
         try:
             base = _record(subject, x, False, how)
@@ -741,21 +758,24 @@ def _check(
     for module in reference.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.momentum = 0.0  # train mode leaves the running statistics as transferred: later passes reuse them
+    _inference_form(transfer, base.alignment, reference)
 
     # direction 1: the model's drawn weights in the reference, eval then train
     _load_reference(reference, transfer.forward(drawn))
     runs = {"eval": base}
-    try:
-        runs["train"] = _record(subject, x, True, how)
-    except TraceError as e:
-        raise _Skipped(f"the model does not run in train mode on the CPU: {e}") from e
+    if train:  # a file without a train mode (its note says so) is compared in eval mode only
+        try:
+            runs["train"] = _record(subject, x, True, how)
+        except TraceError as e:
+            raise _Skipped(f"the model does not run in train mode on the CPU: {e}") from e
+
     found = {mode: _rows(run) for mode, run in runs.items()}
     # a row read otherwise in train mode (a batch norm written by hand, normalising by the batch's statistics: the
     # reader finds no batch norm there) ends at another value: its train figure says nothing, the logits still do
     unread = {
         row
         for row in spec.rows
-        if row != "fc" and _placed(runs["train"].alignment, row) != _placed(base.alignment, row)
+        if row != "fc" and train and _placed(runs["train"].alignment, row) != _placed(base.alignment, row)
     }
     for row in unread:
         found["train"].pop(row, None)
@@ -776,10 +796,10 @@ def _check(
             v is not None and v <= tol for mode, v in figures[row].items() if not (mode == "train" and row in unread)
         )
         shapes = (tuple(expected["eval"][row].shape), tuple(got.shape) if got is not None else ())
-        checks.append(RowCheck(row, figures[row]["eval"], figures[row]["train"], *shapes, ok, row_local,
-                               row not in unread))  # fmt: skip
+        checks.append(RowCheck(row, figures[row]["eval"], figures[row].get("train"), *shapes, ok, row_local,
+                               row not in unread and train))  # fmt: skip
     outcome: tuple[Direction, str, float | None, _Run, Mapping[str, Tensor]] | None = None
-    for mode in ("eval", "train"):
+    for mode in runs:
         figure = _decisive(runs[mode], expected[mode], spec)
         if figure is None or figure > tol:
             outcome = ("model", mode, figure, runs[mode], transfer.forward(drawn))
@@ -893,8 +913,8 @@ def _observe(
         return n if n % 2 == parity or n + 1 > top else n + 1
 
     odd, even = ((side(1), side(1)), (side(0), side(0))) if drawn_sizes else ((height, width), (height, width))
-    x = torch.randn(_BATCH, channels, *odd, generator=generator)
-    small = torch.randn(1, channels, *even, generator=generator)  # one image: the repeats are cheap
+    x = torch.randn(how.batch, channels, *odd, generator=generator)
+    small = torch.randn(1 if drawn_sizes else how.batch, channels, *even, generator=generator)  # the repeats: cheap
     _load_reference(reference, {name: value.float() for name, value in transfer.forward(values).items()})
     alignment = base.alignment
     stem = alignment.found.stem
@@ -903,7 +923,8 @@ def _observe(
     # returns; a classifier checked as a backbone returns logits only, which the structure reports)
     last = alignment.row_ends.get(spec.stages[-1].name)
     comparable = not alignment.headless or last in alignment.trace.outputs
-    passes = [(x, False), (x, True), *[(small, False)] * (1 + OBSERVED_REPEATS)]
+    passes = [(x, False), *([(x, True)] if how.train else []), *[(small, False)] * (1 + OBSERVED_REPEATS)]
+    first_repeat = len(passes) - OBSERVED_REPEATS
     findings: list[Mismatch] = []
     written: list[tuple[Iterable[str], bool]] = []
     first: tuple[Tensor, ...] = ()  # the first call on the small input
@@ -916,9 +937,10 @@ def _observe(
                     Mismatch("model", None, "forward pass", f"runs in float32 with gradients at {size}", str(e),
                              kind="computation")]  # fmt: skip
         written.append((called.written, train))
-        if number > 2:  # a repeat: the same as the first call on the small input
+        if number >= first_repeat:  # a repeat: the same as the first call on the small input
             if not _same(called.outputs, first) and not any(m.property == "deterministic" for m in findings):
-                findings.append(_nondeterministic(first, called.outputs, f"{size}, call {number - 1} on it"))
+                findings.append(_nondeterministic(first, called.outputs,
+                                                  f"{size}, call {number - first_repeat + 2} on it"))  # fmt: skip
             continue
         first = called.outputs
         if not comparable:
@@ -937,6 +959,28 @@ def _observe(
     return [*_written(alignment, written), *findings]
 
 
+def _inference_form(transfer: _Transfer, alignment: Alignment, reference: ResNet) -> None:
+    """The table's inference form where the model's batch norms are folded into its convs: each such batch norm of
+    the reference computes ``x + b`` (scale 1, variance ``1 - eps``, mean ``-b``, no shift), ``b`` the conv's bias (or
+    zero where the graph has none), and those values are never drawn."""
+    if not alignment.folded:
+        return
+    modules = dict(reference.named_modules())
+    for norm, bias in alignment.folded.items():
+        module = modules.get(norm)
+        eps = float(module.eps) if isinstance(module, nn.BatchNorm2d) else 1e-5
+        transfer.constants[f"{norm}.weight"] = 1.0
+        transfer.constants[f"{norm}.running_var"] = 1.0 - eps
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            transfer.sources.pop(f"{norm}.{key}", None)
+            transfer.fixed.add(f"{norm}.{key}")
+        transfer.inference.add(f"{norm}.running_mean")
+        if not bias:
+            transfer.folded.pop(f"{norm}.running_mean", None)
+    transfer.notes.append(f"the table's inference form: {len(alignment.folded)} batch norms folded into the convs "
+                          "before them, each compared as its conv's bias")  # fmt: skip
+
+
 def _reverse(
     subject: Subject, reference: ResNet, transfer: _Transfer, x: Tensor, how: _How, tol: float, spec: ResNetSpec
 ) -> tuple[tuple[Direction, str, float | None, _Run, Mapping[str, Tensor]] | None, Mapping[str, Tensor]]:
@@ -946,12 +990,15 @@ def _reverse(
     conv bias is zero.  Eval mode: a degree of freedom the model lacks shows there (train mode was compared in the
     first direction).  Returns the outcome where the outputs differ, and the model's values (as the checker drew them:
     the model holds them now)."""
-    values = subject.draw(_SEED + 1, zero=tuple(transfer.folded.values()))
+    zero = tuple(bias for mean, bias in transfer.folded.items() if mean not in transfer.inference)
+    values = subject.draw(_SEED + 1, zero=zero)
     state = transfer.forward(values)
     own: dict[str, Tensor] = {}
     held: set[tuple[str, ...]] = set()
     for name, shape in transfer.shapes.items():
         source = transfer.sources.get(name)
+        if name in transfer.fixed:
+            continue
         if source is None or source.tensors in held:
             if not name.endswith("num_batches_tracked"):
                 own[name] = torch.empty(shape, dtype=torch.float64)
@@ -1083,6 +1130,11 @@ def _op_finding(
         expected = module(x).flatten(1)
     else:
         expected = module(x)
+    norm = (
+        _planned_after(list(alignment.plan.layers), layer, "bn") if layer.kind == "conv" and alignment.folded else None
+    )
+    if norm is not None and norm.name in alignment.folded:  # the inference form: the conv holds its batch norm
+        expected = reference.get_submodule(norm.name)(expected)
     difference = _figure(y.reshape(expected.shape) if y.numel() == expected.numel() else y, expected)
     if difference is not None and difference <= tol:
         return None

@@ -32,7 +32,7 @@ __all__ = [
 ]  # fmt: skip
 
 JSON_KEYS = ("conformant", "subject", "spec", "input_size", "rows", "mismatches", "totals", "best_matches", "notes",
-             "verdict", "equivalence")  # fmt: skip
+             "verdict", "equivalence", "artifact")  # fmt: skip
 
 
 _STR = {"type": "string"}
@@ -122,6 +122,21 @@ _REPORT = _object(
                         "direction": {"enum": ["model", "reference", None]},
                         "difference": {"type": ["number", "null"]},
                         "permuted": {"type": "array", "items": _STR},
+                    }
+                ),
+            ]
+        },
+        "artifact": {
+            "oneOf": [
+                {"type": "null"},
+                _object(
+                    {
+                        "kind": {"enum": ["onnx", "torch.export", "torchscript"]},
+                        "train_mode": {"type": "boolean"},
+                        "input_size": {"type": ["array", "null"], "items": _INT},
+                        "batch": {"type": ["integer", "null"]},
+                        "inference_form": _NULLABLE_STR,
+                        "folded_batch_norms": _INT,
                     }
                 ),
             ]
@@ -227,6 +242,26 @@ def to_json(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = (
         "notes": [*comparison.info, *comparison.notes],
         "verdict": comparison.verdict.value,
         "equivalence": _equivalence_json(comparison.equivalence),
+        "artifact": _artifact_json(comparison),
+    }
+
+
+INFERENCE_FORM = "inference form: batch norms folded into the convs"
+
+
+def _artifact_json(comparison: Comparison) -> dict[str, Any] | None:
+    """What a model file is (None for code): its kind, its modes, the input it is fixed to, the inference form."""
+    artifact = comparison.artifact
+    if artifact is None:
+        return None
+    folded = comparison.alignment.folded if comparison.alignment is not None else {}
+    return {
+        "kind": artifact.kind,
+        "train_mode": artifact.train,
+        "input_size": list(artifact.input_size) if artifact.input_size is not None else None,
+        "batch": artifact.batch,
+        "inference_form": INFERENCE_FORM if folded else None,
+        "folded_batch_norms": len(folded),
     }
 
 
@@ -403,7 +438,7 @@ def finding_line(m: Mismatch) -> str:
 def verdict_text(comparison: Comparison, best: Sequence[ResNetSpec] = ()) -> str:
     """The verdict as one sentence (after "verdict: ")."""
     spec, eq, kind = comparison.spec, comparison.equivalence, comparison.verdict
-    label = spec.label
+    label = f"{spec.label}, {INFERENCE_FORM}" if comparison.inference_form else spec.label
     if kind == Verdict.CONFORMANT:
         if eq is None or eq.status != "equal":
             return f"conforms to {label}"

@@ -109,6 +109,7 @@ def _stride_index(strides: Sequence[int]) -> int | None:
 class _Collector:
     mismatches: list[Mismatch] = field(default_factory=list)
     module: str = ""  # the user's module the checks are about now
+    inference: bool = False  # the inference form: a batch norm may be folded into the conv before it
 
     def check(self, row: str, block: str | None, prop: str, expected: Value, found: Value) -> bool:
         if expected != found:
@@ -152,10 +153,12 @@ def _check_conv_unit(
     out.check(row, block, f"{prefix}.padding", _pair(expected.padding), found.padding)
     out.check(row, block, f"{prefix}.dilation", (1, 1), found.dilation)
     out.check(row, block, f"{prefix}.groups", expected.groups, found.groups)
+    norm = found.norm_after or ("bn" if found.bn_after else None)
+    if out.inference and bn_after and norm is None:
+        return  # the inference form: the batch norm is folded into this conv (its bias, or none where that is zero)
     out.check(
         row, block, f"{prefix}.bias", "no bias (BN follows)", "bias before BN" if found.bias else "no bias (BN follows)"
     )
-    norm = found.norm_after or ("bn" if found.bn_after else None)
     out.check(row, block, f"{prefix}.bn", _norm_text("bn" if bn_after else None), _norm_text(norm))
     if norm == "bn" and bn_after:
         out.check(row, block, f"{prefix}.bn.affine", "learned scale and shift", _affine_text(found.norm_affine))
@@ -255,7 +258,7 @@ def _check_shortcut(out: _Collector, row: str, planned: PlannedBlock, found: Fou
     found_pool = found.shortcut.pool
     if pools or found_pool is not None:
         out.check(row, name, "shortcut.pool", _pool_text(pools[0]) if pools else "none", _found_pool_text(found_pool))
-    conv_ok = True
+    conv_ok, folded = True, False
     if convs and found.shortcut.conv is not None:
         index = convs[0]
         conv = _planned_conv(shortcut[index])
@@ -263,10 +266,13 @@ def _check_shortcut(out: _Collector, row: str, planned: PlannedBlock, found: Fou
         # a pool the plan does not have takes the stride from the conv: one finding (the pool), not two
         stride = found_pool is None or bool(pools)
         _check_conv(out, row, name, "shortcut", conv, found.shortcut.conv, stride=stride, bn_after=bn_after)
-        conv_ok = found.shortcut.conv.bn_after == bn_after
+        folded = out.inference and bn_after and found.shortcut.conv.norm_after is None \
+            and not found.shortcut.conv.bn_after  # fmt: skip
+        conv_ok = found.shortcut.conv.bn_after == bn_after or folded
     if e_kind in ("identity", "projection") and conv_ok:
         # what else the shortcut path computes (a ReLU on the projection's output) is a finding (Sec. 3.3)
-        expected_ops = tuple(layer.kind for layer in shortcut if layer.kind in ("conv", "bn"))
+        expected_ops = tuple(layer.kind for layer in shortcut if layer.kind in ("conv", "bn")
+                             and not (layer.kind == "bn" and convs and folded))  # fmt: skip
         ops = tuple(kind for kind in found.shortcut.ops if kind not in ("avgpool", "maxpool"))
         out.check(row, name, "shortcut path", _ops_text(expected_ops), _ops_text(ops))
 
@@ -285,8 +291,11 @@ def _found_pool_text(pool: FoundPool | None) -> str:
 
 def _check_addition(out: _Collector, row: str, name: str, found: FoundBlock, pre: bool, se: bool = False) -> None:
     """Post-activation: the branch's BN feeds the addition and a ReLU follows it; pre-activation: the branch's last
-    conv feeds it and nothing follows (He et al. 2016, Fig. 4(e)).  With SE, its channel-wise scale feeds it."""
-    end = "se" if se else "conv" if pre else "bn"
+    conv feeds it and nothing follows (He et al. 2016, Fig. 4(e)).  With SE, its channel-wise scale feeds it.  In the
+    inference form the last conv holds its BN."""
+    folded = out.inference and not pre and not se and found.convs and found.convs[-1].norm_after is None \
+        and not found.convs[-1].bn_after  # fmt: skip
+    end = "se" if se else "conv" if pre or folded else "bn"
     end_text = {"se": "SE scale", "conv": "conv", "bn": "BN"}
     found_end = end_text.get(found.branch_end, found.branch_end)
     if pre:
@@ -342,7 +351,7 @@ def diff(alignment: Alignment) -> Structure:
     """
     spec, plan, found, size = alignment.spec, alignment.plan, alignment.found, alignment.input_size
     headless = alignment.headless
-    out = _Collector()
+    out = _Collector(inference=alignment.inference)
     expected_sizes = spec.row_output_sizes(*size)
     rows: list[RowView] = []
     param_rows: dict[str, str] = {}
@@ -442,6 +451,11 @@ def diff(alignment: Alignment) -> Structure:
             out.check(stage_row, block_name, "unused parameter", "every parameter used in forward", name)
     _check_tied(out, alignment)
     counts = count(spec, size, num_classes=0 if headless else None, in_channels=alignment.plan.in_channels)
+    expected_rows = {row: row_count.params for row, row_count in counts.rows.items()}
+    for norm, bias in alignment.folded.items():  # the inference form: a BN's scale and shift are its conv's bias
+        layer = alignment.layer(norm)
+        expected_rows[layer.row] += (layer.out_shape[0] if bias else 0) - 2 * layer.out_shape[0]
+    expected_params = sum(expected_rows.values())
     found_rows: dict[str, int] = dict.fromkeys(spec.rows, 0)
     for name, where in param_rows.items():
         stage_row = where if where in found_rows else _stage_of(where, spec)
@@ -449,16 +463,16 @@ def diff(alignment: Alignment) -> Structure:
             found_rows[stage_row] += found.param_sizes.get(name, 0)
     explained_rows = {m.row for m in out.mismatches}
     if found.param_sizes:
-        for row, row_count in counts.rows.items():
-            if row not in explained_rows and row_count.params != found_rows[row]:
+        for row, row_params in expected_rows.items():
+            if row not in explained_rows and row_params != found_rows[row]:
                 with out.at(alignment.where(row)):
-                    out.check(row, None, "params", row_count.params, found_rows[row])
-    out.check("model", None, "params", counts.params, found.params)
+                    out.check(row, None, "params", row_params, found_rows[row])
+    out.check("model", None, "params", expected_params, found.params)
     out.check("model", None, "MACs (conv+fc)", counts.total, found.macs)
     if found.other_ops:
         notes.append("operators the reader does not interpret: " + ", ".join(found.other_ops))
     complete = _complete(found)
-    return Structure(tuple(_one_per_cause(out.mismatches)), tuple(rows), counts.params, counts.total, tuple(notes),
+    return Structure(tuple(_one_per_cause(out.mismatches)), tuple(rows), expected_params, counts.total, tuple(notes),
                      complete)  # fmt: skip
 
 

@@ -38,6 +38,7 @@ from ..trace import (
     trace_model,
     trace_to_data,
 )
+from .artifacts import Artifact, ArtifactError, OnnxGraph, is_artifact_path, load_artifact, script_artifact
 
 __all__ = ["CUDA_TOLERANCE", "Call", "LocalSubject", "RemoteSubject", "Run", "Subject", "TensorInfo", "draw"]
 
@@ -129,6 +130,7 @@ class Subject:
     """The questions the checker asks of a model (see the module docstring)."""
 
     note: str | None = None  # how the model was built, where not the plain way
+    artifact: Artifact | None = None  # a model file: what it is (no train mode, a fixed input, an inference graph)
 
     def trace(self, input_shape: tuple[int, ...], cpu_sizes: Sequence[tuple[int, int]] = ()) -> Trace:
         """The structural trace (meta device; the CPU where the model cannot run on meta).  Raises TraceError."""
@@ -253,7 +255,9 @@ class _Copies:
             model.train(train)
             try:
                 with torch.enable_grad():
-                    out = output_tensors(model(x.float()))
+                    # an ONNX graph as deployed: onnxruntime runs it, with the copy's values
+                    out = list(model.deployed(x.float())) if isinstance(model, OnnxGraph) else \
+                        output_tensors(model(x.float()))  # fmt: skip
             except Exception as e:  # any failure of the model's forward means the same thing to the user
                 raise TraceError(f"the model's forward pass failed on a CPU input of shape {tuple(x.shape)}: "
                                  f"{type(e).__name__}: {e}") from e  # fmt: skip
@@ -285,6 +289,9 @@ class LocalSubject(Subject):
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self._copies = _Copies(model)
+        if isinstance(model, torch.jit.ScriptModule):  # a traced one has the mode it was traced in only
+            self.artifact = script_artifact(model)
+            self.note = self.artifact.note
 
     def trace(self, input_shape: tuple[int, ...], cpu_sizes: Sequence[tuple[int, int]] = ()) -> Trace:
         return trace_model(self.model, input_shape, cpu_sizes=cpu_sizes)
@@ -314,10 +321,19 @@ _KEPT_RUNS = 8  # runs whose values the child keeps for the checker (the checker
 
 
 def _setup(target: str) -> tuple[Any, Any]:
-    """In the child: import and build the model; the handler of the checker's questions."""
-    from ..subject import make_subject
+    """In the child: import and build the model (or load the model file); the handler of the checker's questions."""
+    from ..subject import SubjectError, make_subject
 
-    model, note = make_subject(target)  # phases import, construction
+    artifact: Artifact | None = None
+    if is_artifact_path(target):
+        with phase("load"):
+            try:
+                model, artifact = load_artifact(target)
+            except ArtifactError as e:
+                raise SubjectError(str(e)) from None
+        note = artifact.note
+    else:
+        model, note = make_subject(target)  # phases import, construction
     copies = _Copies(model)
     kept: dict[int, Values] = {}  # the last runs' values, by run number, for the checker to read
 
@@ -366,7 +382,7 @@ def _setup(target: str) -> tuple[Any, Any]:
             return {int(n): values[int(n)] for n in wanted if int(n) in values}
         raise ValueError(f"unknown request {kind!r}")
 
-    return handle, {"note": note}
+    return handle, {"note": note, "artifact": artifact.as_data() if artifact is not None else None}
 
 
 class _RemoteValues(Values):
@@ -414,6 +430,11 @@ class RemoteSubject(Subject):
             raise
         info = self.server.info
         self.note = info.get("note") if isinstance(info, dict) else None
+        try:
+            data = info.get("artifact") if isinstance(info, dict) else None
+            self.artifact = Artifact.from_data(data) if isinstance(data, dict) else None
+        except (KeyError, TypeError, ValueError, IndexError):
+            self.artifact = None
         self._infos: list[TensorInfo] | None = None
         self._values: dict[str, Tensor] = {}
 
