@@ -693,6 +693,12 @@ def conventions_main(argv: Sequence[str] | None = None, prog: str = "resnet-spec
     return _guarded(reporter, lambda: _run_conventions(_conventions_parser(prog).parse_args(argv)))
 
 
+def _add_hidden_limits(p: argparse.ArgumentParser) -> None:
+    """``--timeout`` and ``--memory`` for a contained job whose help does not show them (compare's does)."""
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.add_argument("--memory", type=_memory, default="half", metavar="SIZE", help=argparse.SUPPRESS)
+
+
 def _add_count_arguments(p: argparse.ArgumentParser) -> None:
     from .counting import CONVENTIONS, UNITS
 
@@ -702,8 +708,7 @@ def _add_count_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--unit", default="macs", choices=UNITS, help="macs (default) or flops (2 per multiply-add)")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS", help=argparse.SUPPRESS)
-    p.add_argument("--memory", type=_memory, default="half", metavar="SIZE", help=argparse.SUPPRESS)
+    _add_hidden_limits(p)
 
 
 @dataclass(frozen=True)
@@ -784,8 +789,7 @@ exit status: 0 at least one entry fits, 1 none does, 2 the file cannot be read o
 def _add_identify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="a .safetensors file or a torch.save state_dict")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS", help=argparse.SUPPRESS)
-    p.add_argument("--memory", type=_memory, default="half", metavar="SIZE", help=argparse.SUPPRESS)
+    _add_hidden_limits(p)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,11 @@ class ConvUnit:
     norm_params: tuple[str, ...] = ()  # the normalisation's parameters (a subset of params)
 
     @property
+    def norm(self) -> str | None:
+        """The normalisation reading the conv ("bn", "group_norm", ...), None where none does."""
+        return self.norm_after or ("bn" if self.bn_after else None)
+
+    @property
     def cell(self) -> str:
         """The paper's notation, with the stride when it is not 1: '3x3, 64' or '1x1, 128 /2'."""
         text = f"{'x'.join(str(k) for k in self.kernel)}, {self.out_channels}"

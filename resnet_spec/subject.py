@@ -164,10 +164,11 @@ def check_target(text: str, *, checkpoints: bool = True) -> str:
     try:
         kind = artifact_kind(text)
     except ArtifactError as e:
-        raise SubjectError(f"--impl {e}") from None
+        raise SubjectError(f"--impl {text!r}: {str(e).removeprefix(f'{text}: ')}") from None
     if kind in CHECKPOINT_KINDS and not checkpoints:
         raise SubjectError(f"--impl {text!r}: a {kind} checkpoint holds tensors, not a network, so it cannot be run; "
-                           "compare it against an entry with resnet-spec compare --impl FILE --arch NAME")  # fmt: skip
+                           "compare its names and shapes with an entry (resnet-spec compare --impl FILE --arch NAME, "
+                           "resnet_spec.verify.checkpoints.compare_checkpoint)")  # fmt: skip
     return text
 
 

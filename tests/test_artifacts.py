@@ -87,6 +87,7 @@ def test_files_are_recognised_by_their_content(resnet18_onnx: Path, tmp_path: Pa
         compare_model(str(text), "resnet18")
 
 
+@pytest.mark.slow  # docs/artifacts.md shows these cases in the default run
 def test_an_onnx_resnet18_conforms_in_inference_form(resnet18_onnx: Path) -> None:
     """The TorchScript-based exporter folds every batch norm into its conv (shared zero biases): the graph is
     compared with the table's inference form, in eval mode, its weights drawn and run by onnxruntime too."""
@@ -99,6 +100,7 @@ def test_an_onnx_resnet18_conforms_in_inference_form(resnet18_onnx: Path) -> Non
     assert all(row.train is None for row in comparison.equivalence.rows)  # a graph has no train mode
 
 
+@pytest.mark.slow  # docs/artifacts.md shows these cases in the default run
 def test_the_json_carries_the_artifact_and_the_inference_form(resnet18_onnx: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     code = main(["compare", "--impl", str(resnet18_onnx), "--arch", "resnet18", "--variant", "v1.5",
@@ -112,6 +114,7 @@ def test_the_json_carries_the_artifact_and_the_inference_form(resnet18_onnx: Pat
     assert data["artifact"]["folded_batch_norms"] == 20
 
 
+@pytest.mark.slow  # docs/artifacts.md shows these cases in the default run
 def test_a_relu_removed_by_hand_is_named_at_its_row(resnet18_onnx: Path, tmp_path: Path) -> None:
     broken = _without_a_relu(resnet18_onnx, tmp_path / "broken.onnx", "layer3/layer3.1")
     comparison = compare_model(str(broken), load_spec("resnet18", variant="v1.5"))
@@ -122,6 +125,7 @@ def test_a_relu_removed_by_hand_is_named_at_its_row(resnet18_onnx: Path, tmp_pat
     assert comparison.equivalence is not None and comparison.equivalence.block == "conv4_2"
 
 
+@pytest.mark.slow  # docs/artifacts.md shows these cases in the default run
 def test_an_unknown_operator_is_reported_at_its_place(resnet18_onnx: Path, tmp_path: Path) -> None:
     odd = _with_an_unknown_operator(resnet18_onnx, tmp_path / "odd.onnx", "layer2/layer2.0")
     comparison = compare_model(str(odd), load_spec("resnet18", variant="v1.5"))
@@ -133,6 +137,7 @@ def test_an_unknown_operator_is_reported_at_its_place(resnet18_onnx: Path, tmp_p
     assert any("com.example.Mystery" in note for note in comparison.notes)
 
 
+@pytest.mark.slow  # docs/artifacts.md shows these cases in the default run
 def test_a_torchscript_archive_gets_the_live_verdict(tmp_path: Path) -> None:
     path = tmp_path / "resnet18.pt"
     with warnings.catch_warnings():

@@ -138,16 +138,21 @@ def measure_plugin(depth: int, repeats: int, plugin_args: list[str], cwd: Path) 
     installed = any(ep.value == "resnet_spec.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
     plugin = [sys.executable, "-m", "pytest", *([] if installed else ["-p", "resnet_spec.pytest_plugin"]),
               "--resnet-impl", target, "--resnet-arch", name, "-p", "no:cacheprovider", *plugin_args]  # fmt: skip
-    timed_run(compare, cwd)  # warm-up pair
-    timed_run(plugin, cwd)
-    pairs = [(timed_run(compare, cwd), timed_run(plugin, cwd)) for _ in range(repeats)]
-    statuses = sorted({c[1] for c, _ in pairs} | {p[1] for _, p in pairs})
+    return paired(compare, plugin, repeats, cwd, "compare_impl", "plugin")
+
+
+def paired(base: list[str], other: list[str], repeats: int, cwd: Path, base_name: str, name: str) -> dict[str, Any]:
+    """``base`` and ``other`` timed in pairs after a warm-up pair: each one's median, the median ratio other / base,
+    the exit statuses and ``other``'s command, under keys ``{base_name}_s_median`` and ``{name}_...``."""
+    timed_run(base, cwd)  # warm-up pair
+    timed_run(other, cwd)
+    pairs = [(timed_run(base, cwd), timed_run(other, cwd)) for _ in range(repeats)]
     return {
-        "plugin_command": shlex.join(plugin),
-        "compare_impl_s_median": statistics.median(c[0] for c, _ in pairs),
-        "plugin_s_median": statistics.median(p[0] for _, p in pairs),
-        "plugin_ratio_median": statistics.median(p[0] / c[0] for c, p in pairs),
-        "plugin_exit_statuses": statuses,
+        f"{name}_command": shlex.join(other),
+        f"{base_name}_s_median": statistics.median(b[0] for b, _ in pairs),
+        f"{name}_s_median": statistics.median(o[0] for _, o in pairs),
+        f"{name}_ratio_median": statistics.median(o[0] / b[0] for b, o in pairs),
+        f"{name}_exit_statuses": sorted({b[1] for b, _ in pairs} | {o[1] for _, o in pairs}),
     }
 
 
@@ -172,16 +177,7 @@ def measure_onnx(depth: int, repeats: int, cwd: Path, directory: Path) -> dict[s
         )
     base = [sys.executable, "tools/compare.py", "--arch", f"resnet{depth}", "--variant", "v1.5", "--quiet", "--impl"]
     live, onnx = [*base, f"torchvision.models:resnet{depth}"], [*base, str(path)]
-    timed_run(live, cwd)  # warm-up pair
-    timed_run(onnx, cwd)
-    pairs = [(timed_run(live, cwd), timed_run(onnx, cwd)) for _ in range(repeats)]
-    return {
-        "onnx_command": shlex.join(onnx),
-        "live_s_median": statistics.median(c[0] for c, _ in pairs),
-        "onnx_s_median": statistics.median(o[0] for _, o in pairs),
-        "onnx_ratio_median": statistics.median(o[0] / c[0] for c, o in pairs),
-        "onnx_exit_statuses": sorted({c[1] for c, _ in pairs} | {o[1] for _, o in pairs}),
-    }
+    return paired(live, onnx, repeats, cwd, "live", "onnx")
 
 
 def measure_suite(args: list[str], yardstick_s: float, cwd: Path) -> dict[str, Any]:
@@ -218,20 +214,9 @@ def render(result: dict[str, Any]) -> str:
         )
     if result["depths"]:
         lines.append(f"command: {result['depths'][0]['command']} (and the other depths)")
-    plugin = [d for d in result["depths"] if "plugin_s_median" in d]
-    if plugin:
-        lines += ["", f"{'depth':>6} {'compare --impl s':>16} {'plugin s':>9} {'ratio':>6}  exit"]
-        lines += [f"{d['depth']:>6} {d['compare_impl_s_median']:>16.3f} {d['plugin_s_median']:>9.3f} "
-                  f"{d['plugin_ratio_median']:>6.2f}  {','.join(map(str, d['plugin_exit_statuses']))}"
-                  for d in plugin]  # fmt: skip
-        lines.append(f"plugin: {plugin[0]['plugin_command']} (and the other depths)")
-    onnx = [d for d in result["depths"] if "onnx_s_median" in d]
-    if onnx:
-        lines += ["", f"{'depth':>6} {'live s':>8} {'onnx s':>8} {'ratio':>6}  exit"]
-        lines += [f"{d['depth']:>6} {d['live_s_median']:>8.3f} {d['onnx_s_median']:>8.3f} "
-                  f"{d['onnx_ratio_median']:>6.2f}  {','.join(map(str, d['onnx_exit_statuses']))}"
-                  for d in onnx]  # fmt: skip
-        lines.append(f"onnx: {onnx[0]['onnx_command']} (and the other depths), live: --impl torchvision.models:resnetN")
+    lines += _paired_lines(result, "compare_impl", "compare --impl s", "plugin", "plugin s", "plugin")
+    lines += _paired_lines(result, "live", "live s", "onnx", "onnx s",
+                           "onnx", " live: --impl torchvision.models:resnetN")  # fmt: skip
     suite = result.get("suite")
     if suite:
         lines += [
@@ -243,6 +228,20 @@ def render(result: dict[str, Any]) -> str:
         if d["stderr_tail"]:
             lines += ["", f"depth {d['depth']} exited {d['exit_statuses']}; stderr tail:", d["stderr_tail"]]
     return "\n".join(lines)
+
+
+def _paired_lines(result: dict[str, Any], base_name: str, base_title: str, name: str, title: str, label: str,
+                  more: str = "") -> list[str]:  # fmt: skip
+    """The table of a :func:`paired` measurement, one line per depth that has it (nothing where none has)."""
+    rows = [d for d in result["depths"] if f"{name}_s_median" in d]
+    if not rows:
+        return []
+    lines = ["", f"{'depth':>6} {base_title:>{len(base_title)}} {title:>8} {'ratio':>6}  exit"]
+    lines += [f"{d['depth']:>6} {d[f'{base_name}_s_median']:>{len(base_title)}.3f} {d[f'{name}_s_median']:>8.3f} "
+              f"{d[f'{name}_ratio_median']:>6.2f}  {','.join(map(str, d[f'{name}_exit_statuses']))}"
+              for d in rows]  # fmt: skip
+    lines.append(f"{label}: {rows[0][f'{name}_command']} (and the other depths){',' if more else ''}{more}")
+    return lines
 
 
 def _loadavg() -> list[float] | None:

@@ -303,7 +303,7 @@ class _Placer:
         """A conv unit (conv, norm, activation) on a planned conv: the norm and activation on the layers after it."""
         members = [i for i in unit.members if self.op(i) is not None]
         self.put(unit.index, row, block, conv)
-        if conv is not None and self.inference and unit.norm_after is None and not unit.bn_after:
+        if conv is not None and self.inference and unit.norm is None:
             norm = self.after(conv, ("bn",))
             if norm is not None:  # the inference form: this batch norm is the conv's bias
                 op = self.op(unit.index)

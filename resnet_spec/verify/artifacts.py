@@ -414,6 +414,7 @@ class OnnxGraph(nn.Module):
         bound: dict[tuple[int, int], str] = {}  # (node, input position) -> the tensor path it reads
         # the graph's Identity of an initializer (the TorchScript exporter's shared values): read through
         alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in initializers}
+        self._alias = alias
         for index, proto in enumerate(graph.node):
             if proto.op_type == "Identity" and proto.output[0] in alias:
                 continue
@@ -453,8 +454,12 @@ class OnnxGraph(nn.Module):
                     self._transposed.add(path)
             self._holder(node.scope, scopes)
         self._bound = bound
-        self._scopes = {name: module for name, module in scopes.items()}
-        self._runtime = _Runtime(self._deployable(model, bound))
+        self._runs = [  # each node's computation (a weight held transposed: said to its operator)
+            _operator(node, tuple(bound.get((position, slot)) in self._transposed for slot in range(len(node.inputs))))
+            for position, node in enumerate(self._nodes)
+        ]
+        self._scopes = scopes
+        self._runtime = _Runtime(self._deployable(model))
 
     def _any_batch(self, target: list[int], node: _Node) -> list[int]:
         """A reshape's target with the graph's fixed batch as "whatever the batch is" (exporters write the example's
@@ -506,7 +511,7 @@ class OnnxGraph(nn.Module):
         scopes[scope] = module
         return module
 
-    def _deployable(self, model: Any, bound: Mapping[tuple[int, int], str]) -> bytes:
+    def _deployable(self, model: Any) -> bytes:
         """The graph for onnxruntime: every parameter and statistic an input (one per use), so that the checker's
         values run without a new session; the image input of any shape; the reshapes' batch as :meth:`_any_batch`."""
         import onnx
@@ -514,9 +519,7 @@ class OnnxGraph(nn.Module):
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
         graph = copy.graph
-        initializers = {t.name for t in model.graph.initializer}
-        alias = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.input[0] in
-                 initializers}  # fmt: skip
+        alias = self._alias
         kept = list(graph.node)
         del graph.node[:]
         position = 0
@@ -526,7 +529,7 @@ class OnnxGraph(nn.Module):
             new = graph.node.add()
             new.CopyFrom(proto)
             for slot in range(len(new.input)):
-                path = bound.get((position, slot))
+                path = self._bound.get((position, slot))
                 if path is not None:
                     new.input[slot] = self._feeds[path]
                 elif new.input[slot] in alias:
@@ -540,8 +543,7 @@ class OnnxGraph(nn.Module):
                 tensor.CopyFrom(onnx.numpy_helper.from_array(torch.tensor(value).numpy(), tensor.name))
         del graph.initializer[:]
         graph.initializer.extend(constants)
-        tensors: dict[str, Tensor] = dict(self.named_parameters())
-        tensors.update(dict(self.named_buffers()))
+        tensors = self._tensors()
         for path, feed in self._feeds.items():
             shape = tuple(tensors[path].shape)
             graph.input.append(onnx.helper.make_tensor_value_info(
@@ -552,10 +554,13 @@ class OnnxGraph(nn.Module):
             dim.dim_param = f"resnet_spec_d{d}"
         return copy.SerializeToString()
 
+    def _tensors(self) -> dict[str, Tensor]:
+        """Every parameter and statistic by its path in this module."""
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+
     def deployed(self, x: Tensor) -> tuple[Tensor, ...]:
         """The graph run by onnxruntime on ``x`` (float32) with this module's current values: the model as deployed."""
-        tensors: dict[str, Tensor] = dict(self.named_parameters())
-        tensors.update(dict(self.named_buffers()))
+        tensors = self._tensors()
         feeds = {self.input_name: x.detach().float().numpy()}
         for path, feed in self._feeds.items():
             value = tensors[path].detach().float()
@@ -564,8 +569,7 @@ class OnnxGraph(nn.Module):
 
     def forward(self, x: Tensor) -> Any:
         values: dict[str, Any] = {self.input_name: x, "": None}
-        tensors: dict[str, Tensor] = dict(self.named_parameters())
-        tensors.update(dict(self.named_buffers()))
+        tensors = self._tensors()
         for position, node in enumerate(self._nodes):
             args = []
             for slot, name in enumerate(node.inputs):
@@ -578,10 +582,8 @@ class OnnxGraph(nn.Module):
                     args.append(self._constants[name])
                 else:
                     raise ArtifactError(f"node {node.name!r} ({node.op}) reads {name!r}, which nothing computes")
-            transposed = tuple((position, slot) in self._bound and self._bound[(position, slot)] in self._transposed
-                               for slot in range(len(node.inputs)))  # fmt: skip
             scope = self._scopes.get(node.scope, self)
-            run = _operator(node, transposed)
+            run = self._runs[position]
             result = scope(run, *args) if scope is not self else run(*args)
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(node.outputs, results, strict=False):

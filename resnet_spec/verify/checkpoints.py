@@ -46,6 +46,8 @@ from ..spec import (
 )
 from ..spec import variants as table_variants
 from .artifacts import CHECKPOINT_KINDS, ArtifactError, artifact_kind, read_checkpoint
+from .report import json_object
+from .report import table as text_table
 from .verdict import Verdict
 
 __all__ = [
@@ -846,14 +848,6 @@ def _render_identification(result: Identification, file: CheckpointFile) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
-    return out
-
-
 def _render_comparison(result: CheckpointComparison, file: CheckpointFile) -> str:
     spec = result.spec
     lines = [f"{_header(file, result.tensors, result.elements)} vs {spec.label}: {spec.source}"]
@@ -861,11 +855,11 @@ def _render_comparison(result: CheckpointComparison, file: CheckpointFile) -> st
                  + _io_text(result.num_classes, result.in_channels))  # fmt: skip
     if result.rows:
         lines += ["", "a checkpoint shows each conv's kernel and channels, not its stride; no pools", ""]
-        lines += _table(("row", "expected", "found", ""),
+        lines += text_table(("row", "expected", "found", ""),
                         [(r.row, r.expected, r.found, "ok" if r.ok else "DIFF") for r in result.rows])  # fmt: skip
     if result.findings:
         lines += ["", f"{len(result.findings)} finding(s):"]
-        lines += _table(("where", "finding"), [(f.block or f.row, _finding_text(f, named=False))
+        lines += text_table(("where", "finding"), [(f.block or f.row, _finding_text(f, named=False))
                                                for f in result.findings[:_SHOWN_FINDINGS]])  # fmt: skip
         if len(result.findings) > _SHOWN_FINDINGS:
             lines.append(f"... and {len(result.findings) - _SHOWN_FINDINGS} more")
@@ -966,11 +960,7 @@ _INT = {"type": "integer"}
 _SHAPE = {"type": "array", "items": _INT}
 
 
-def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": list(properties), "additionalProperties": False, "properties": properties}
-
-
-_FIT = _object(
+_FIT = json_object(
     {
         "entry": _STR,
         "label": _STR,
@@ -983,24 +973,24 @@ _FIT = _object(
         "load": _STR,
     }
 )
-_ARTIFACT = _object({"kind": {"enum": list(CHECKPOINT_KINDS)}, "path": _STR, "tensors": _INT, "elements": _INT})
-_CANNOT_TELL = {"type": "array", "items": _object({"property": _STR, "text": _STR})}
+_ARTIFACT = json_object({"kind": {"enum": list(CHECKPOINT_KINDS)}, "path": _STR, "tensors": _INT, "elements": _INT})
+_CANNOT_TELL = {"type": "array", "items": json_object({"property": _STR, "text": _STR})}
 
 JSON_SCHEMA: Mapping[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "resnet-spec identify FILE / compare --impl CHECKPOINT --format json",
     "oneOf": [
-        _object({
+        json_object({
             "artifact": _ARTIFACT,
             "exit_status": {"enum": [0, 1]},
             "fits": {"type": "array", "items": _FIT},
-            "groups": {"type": "array", "items": _object({"entry": _STR, "labels": {"type": "array", "items": _STR},
+            "groups": {"type": "array", "items": json_object({"entry": _STR, "labels": {"type": "array", "items": _STR},
                                                           "knobs": {"type": "object"}})},  # knob -> options
             "cannot_tell": _CANNOT_TELL,
         }),
-        _object({
+        json_object({
             "artifact": _ARTIFACT,
-            "spec": _object({key: _STR for key in ("name", "label", "family", "variant", "shortcut", "source")}),
+            "spec": json_object({key: _STR for key in ("name", "label", "family", "variant", "shortcut", "source")}),
             "format": {"type": ["string", "null"]},
             "formats": {"type": "array", "items": _STR},
             "mapped": _INT,
@@ -1010,10 +1000,10 @@ JSON_SCHEMA: Mapping[str, Any] = {
             "exit_status": {"enum": [1, 2]},
             "first_difference": {"type": ["string", "null"]},
             "reason": _STR,
-            "rows": {"type": "array", "items": _object({"row": _STR, "expected": _STR, "found": _STR,
+            "rows": {"type": "array", "items": json_object({"row": _STR, "expected": _STR, "found": _STR,
                                                         "expected_blocks": _INT, "found_blocks": _INT,
                                                         "ok": {"type": "boolean"}})},
-            "findings": {"type": "array", "items": _object({
+            "findings": {"type": "array", "items": json_object({
                 "row": _STR, "block": {"type": ["string", "null"]}, "key": _STR,
                 "problem": {"enum": list(FINDING_PROBLEMS)},
                 "expected": {"oneOf": [_SHAPE, _INT, {"type": "null"}]},

@@ -16,7 +16,7 @@ from ..read import FoundNetwork, read_trace
 from ..spec import ResNetSpec, SpecError, as_spec, families, knob_options, list_specs, load_spec
 from ..trace import TraceError
 from .alignment import Alignment, align
-from .artifacts import CHECKPOINT_KINDS, Artifact, ArtifactError, artifact_kind, is_artifact_path
+from .artifacts import Artifact
 from .equivalence import Equivalence, check_equivalence
 from .structure import Mismatch, RowView, diff
 from .subjects import LocalSubject, RemoteSubject, Subject
@@ -138,20 +138,11 @@ def subject_of(model: object, caller: str, *, timeout: float | None = DEFAULT_TI
         return model
     if isinstance(model, nn.Module):
         return LocalSubject(model)
-    if isinstance(model, str) and is_artifact_path(model):
-        try:
-            kind = artifact_kind(model)
-        except ArtifactError as e:
-            raise ValueError(f"{caller}: model {model!r}: {e}") from None
-        if kind in CHECKPOINT_KINDS:
-            raise ValueError(f"{caller}: model {model!r} is a {kind} checkpoint: it holds tensors, not a network; "
-                             "compare it with resnet_spec.verify.checkpoints.compare_checkpoint")  # fmt: skip
-        return RemoteSubject(model, timeout=timeout, memory=memory)
     if isinstance(model, str):
-        from ..subject import SubjectError, parse_target
+        from ..subject import SubjectError, check_target
 
         try:
-            parse_target(model)  # before any process starts
+            check_target(model, checkpoints=False)  # before any process starts
         except SubjectError as e:  # its words name --impl: here the argument is model
             reason = str(e).removeprefix(f"--impl {model!r}: ")
             raise ValueError(f"{caller}: model {model!r}: {reason}") from None

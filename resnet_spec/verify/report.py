@@ -28,7 +28,8 @@ from .structure import Mismatch, RowView, Value
 from .verdict import Verdict
 
 __all__ = [
-    "JSON_KEYS", "JSON_SCHEMA", "dumps", "finding_line", "render", "to_json", "undecided_reason", "verdict_text",
+    "JSON_KEYS", "JSON_SCHEMA", "dumps", "finding_line", "json_object", "render", "table", "to_json",
+    "undecided_reason", "verdict_text",
 ]  # fmt: skip
 
 JSON_KEYS = ("conformant", "subject", "spec", "input_size", "rows", "mismatches", "totals", "best_matches", "notes",
@@ -41,19 +42,20 @@ _VALUE = {"$ref": "#/$defs/value"}
 _NULLABLE_STR = {"type": ["string", "null"]}
 
 
-def _object(properties: dict[str, Any]) -> dict[str, Any]:
+def json_object(properties: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema object with exactly ``properties``, every one required."""
     return {"type": "object", "required": list(properties), "additionalProperties": False, "properties": properties}
 
 
-_REPORT = _object(
+_REPORT = json_object(
     {
         "conformant": {"type": "boolean"},
         "subject": _STR,
-        "spec": _object({key: _STR for key in ("name", "label", "family", "variant", "shortcut", "source")}),
+        "spec": json_object({key: _STR for key in ("name", "label", "family", "variant", "shortcut", "source")}),
         "input_size": {"type": "array", "items": _INT, "minItems": 2, "maxItems": 2},
         "rows": {
             "type": "array",
-            "items": _object(
+            "items": json_object(
                 {
                     "row": _STR,
                     "expected_output": _STR,
@@ -66,7 +68,7 @@ _REPORT = _object(
         },
         "mismatches": {
             "type": "array",
-            "items": _object(
+            "items": json_object(
                 {
                     "row": _STR,
                     "block": _NULLABLE_STR,
@@ -79,10 +81,10 @@ _REPORT = _object(
                 }
             ),
         },
-        "totals": _object(
+        "totals": json_object(
             {
-                "params": _object({"expected": _INT, "found": _INT}),
-                "macs": _object({"expected": _INT, "found": _INT}),
+                "params": json_object({"expected": _INT, "found": _INT}),
+                "macs": json_object({"expected": _INT, "found": _INT}),
                 "paper_flops": {"type": ["number", "null"]},
             }
         ),
@@ -92,7 +94,7 @@ _REPORT = _object(
         "equivalence": {
             "oneOf": [
                 {"type": "null"},
-                _object(
+                json_object(
                     {
                         "status": {"enum": ["equal", "differs", "unmapped", "skipped"]},
                         "reason": _STR,
@@ -103,7 +105,7 @@ _REPORT = _object(
                         "tolerance": {"type": "number"},
                         "rows": {
                             "type": "array",
-                            "items": _object(
+                            "items": json_object(
                                 {
                                     "row": _STR,
                                     "eval": {"type": ["number", "null"]},
@@ -129,7 +131,7 @@ _REPORT = _object(
         "artifact": {
             "oneOf": [
                 {"type": "null"},
-                _object(
+                json_object(
                     {
                         "kind": {"enum": ["onnx", "torch.export", "torchscript"]},
                         "train_mode": {"type": "boolean"},
@@ -143,7 +145,8 @@ _REPORT = _object(
         },
     }
 )
-# The schema of every JSON document `compare --format json` prints: a report, or an error (no verdict, exit 2).
+# The schema of every JSON document `compare --format json` prints for a model: a report, or an error (no verdict,
+# exit 2).  A checkpoint's comparison is another document: resnet_spec.verify.checkpoints.JSON_SCHEMA.
 JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "resnet-spec compare --format json",
@@ -303,7 +306,8 @@ def _equivalence_json(eq: Equivalence | None) -> dict[str, Any] | None:
     }
 
 
-def _table(headers: Sequence[str], lines: Sequence[Sequence[str]], markdown: bool) -> list[str]:
+def table(headers: Sequence[str], lines: Sequence[Sequence[str]], markdown: bool = False) -> list[str]:
+    """Rows under headers: columns padded to their widest cell (or a Markdown table)."""
     if markdown:
         out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines]
@@ -347,7 +351,7 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
                   "ok" if params_ok else "DIFF"])  # fmt: skip
     lines.append(["MACs", "", "", f"{comparison.expected_macs:,}{paper_text}", f"{comparison.found.macs:,}",
                   "ok" if macs_ok else "DIFF"])  # fmt: skip
-    out += _table(["row", "output", "found output", "expected", "found", ""], lines, False)
+    out += table(["row", "output", "found output", "expected", "found", ""], lines, False)
     out.append("")
     kind = comparison.verdict
     if comparison.mismatches:
@@ -357,7 +361,7 @@ def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()
             [_where(m) + (_places(m.blocks) if m.blocks else ""), m.property, _text(m.expected), _text(m.found)]
             for m in comparison.mismatches
         ]
-        out += _table(["where", "property", "expected", "found"], mismatch_lines, False)
+        out += table(["where", "property", "expected", "found"], mismatch_lines, False)
         out.append("")
     eq = comparison.equivalence
     if eq is not None:
@@ -391,7 +395,7 @@ def render_markdown(comparison: Comparison, subject: str, best: Sequence[ResNetS
         out.append("")
         lines = [[r.row, r.expected, _found_cell(r, comparison)] for r in differing]
         lines += [[name, expected, found] for name, expected, found in totals]
-        out += _table(["row", "expected", "found"], lines, True)
+        out += table(["row", "expected", "found"], lines, True)
         out.append("")
     else:
         rows = len(comparison.rows)
@@ -402,7 +406,7 @@ def render_markdown(comparison: Comparison, subject: str, best: Sequence[ResNetS
         out += [f"{heading} ({len(comparison.mismatches)}):", ""]
         lines = [[_where(m) + (_places(m.blocks) if m.blocks else ""), m.property, _text(m.expected), _text(m.found)]
                  for m in comparison.mismatches]  # fmt: skip
-        out += _table(["where (module)", "property", "expected", "found"], lines, True)
+        out += table(["where (module)", "property", "expected", "found"], lines, True)
         out.append("")
     eq = comparison.equivalence
     if eq is not None and eq.rows:
@@ -412,7 +416,7 @@ def render_markdown(comparison: Comparison, subject: str, best: Sequence[ResNetS
                     ""]  # fmt: skip
             lines = [[r.row, "-" if r.eval is None else f"{r.eval:.1e}", "-" if r.train is None else f"{r.train:.1e}",
                       "-" if r.local is None else f"{r.local:.1e}"] for r in bad]  # fmt: skip
-            out += _table(["row", "eval", "train", "row alone"], lines, True)
+            out += table(["row", "eval", "train", "row alone"], lines, True)
             out.append("")
         else:
             out += [f"Functional check: every row equal in eval and train mode (tolerance {eq.tolerance:.1e}).", ""]
@@ -555,7 +559,7 @@ def _equivalence_lines(eq: Equivalence, markdown: bool) -> list[str]:
         ]
         for r in eq.rows
     ]
-    out += _table(["row", "eval", "train", "row alone", ""], lines, markdown)
+    out += table(["row", "eval", "train", "row alone", ""], lines, markdown)
     out.append("")
     return out
 

@@ -111,6 +111,10 @@ class _Collector:
     module: str = ""  # the user's module the checks are about now
     inference: bool = False  # the inference form: a batch norm may be folded into the conv before it
 
+    def folded(self, unit: ConvUnit, bn_after: bool) -> bool:
+        """Whether the table's batch norm after this conv is folded into it (the inference form: no norm reads it)."""
+        return self.inference and bn_after and unit.norm is None
+
     def check(self, row: str, block: str | None, prop: str, expected: Value, found: Value) -> bool:
         if expected != found:
             self.mismatches.append(Mismatch(row, block, prop, expected, found, module=self.module, kind=_kind(prop)))
@@ -153,8 +157,8 @@ def _check_conv_unit(
     out.check(row, block, f"{prefix}.padding", _pair(expected.padding), found.padding)
     out.check(row, block, f"{prefix}.dilation", (1, 1), found.dilation)
     out.check(row, block, f"{prefix}.groups", expected.groups, found.groups)
-    norm = found.norm_after or ("bn" if found.bn_after else None)
-    if out.inference and bn_after and norm is None:
+    norm = found.norm
+    if out.folded(found, bn_after):
         return  # the inference form: the batch norm is folded into this conv (its bias, or none where that is zero)
     out.check(
         row, block, f"{prefix}.bias", "no bias (BN follows)", "bias before BN" if found.bias else "no bias (BN follows)"
@@ -266,8 +270,7 @@ def _check_shortcut(out: _Collector, row: str, planned: PlannedBlock, found: Fou
         # a pool the plan does not have takes the stride from the conv: one finding (the pool), not two
         stride = found_pool is None or bool(pools)
         _check_conv(out, row, name, "shortcut", conv, found.shortcut.conv, stride=stride, bn_after=bn_after)
-        folded = out.inference and bn_after and found.shortcut.conv.norm_after is None \
-            and not found.shortcut.conv.bn_after  # fmt: skip
+        folded = out.folded(found.shortcut.conv, bn_after)
         conv_ok = found.shortcut.conv.bn_after == bn_after or folded
     if e_kind in ("identity", "projection") and conv_ok:
         # what else the shortcut path computes (a ReLU on the projection's output) is a finding (Sec. 3.3)
@@ -293,8 +296,7 @@ def _check_addition(out: _Collector, row: str, name: str, found: FoundBlock, pre
     """Post-activation: the branch's BN feeds the addition and a ReLU follows it; pre-activation: the branch's last
     conv feeds it and nothing follows (He et al. 2016, Fig. 4(e)).  With SE, its channel-wise scale feeds it.  In the
     inference form the last conv holds its BN."""
-    folded = out.inference and not pre and not se and found.convs and found.convs[-1].norm_after is None \
-        and not found.convs[-1].bn_after  # fmt: skip
+    folded = not pre and not se and bool(found.convs) and out.folded(found.convs[-1], True)
     end = "se" if se else "conv" if pre or folded else "bn"
     end_text = {"se": "SE scale", "conv": "conv", "bn": "BN"}
     found_end = end_text.get(found.branch_end, found.branch_end)
