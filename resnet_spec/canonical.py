@@ -393,7 +393,9 @@ def _bias_adds(trace: Trace) -> Trace:
         other = _other_const(after)
         if other is None or other[0] != "const" or other[1].shape[-1:] != op.shape[-1:] or _alpha(after) != 1.0:
             continue
-        attrs = dict(op.attrs, bias=True, equivalence="linear.bias_add")
+        # which tensors are the weight and which the bias: the merged operator's arguments no longer say
+        attrs = dict(op.attrs, bias=True, equivalence="linear.bias_add", weights=op.attrs.get("weights", op.params),
+                     biases=after.params)  # fmt: skip
         merged = dataclasses.replace(after, kind="linear", inputs=op.inputs, params=op.params + after.params,
                                      attrs=MappingProxyType(attrs), operands=op.operands)  # fmt: skip
         groups.append(([op, after], merged))

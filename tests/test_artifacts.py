@@ -155,6 +155,24 @@ def test_a_torchscript_archive_gets_the_live_verdict(tmp_path: Path) -> None:
                                           functional=False).mismatches  # fmt: skip
 
 
+@pytest.mark.slow
+def test_a_classifier_as_matmul_and_add_conforms(resnet18_onnx: Path, tmp_path: Path) -> None:
+    """Older exporters write the classifier as MatMul (its weight stored (in, out)) and Add: the same layer."""
+    graph = onnx.load(str(resnet18_onnx))
+    gemm = next(n for n in graph.graph.node if n.op_type == "Gemm")
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in graph.graph.initializer}
+    graph.graph.initializer.extend([onnx.numpy_helper.from_array(values[gemm.input[1]].T.copy(), "fc_w"),
+                                    onnx.numpy_helper.from_array(values[gemm.input[2]], "fc_b")])  # fmt: skip
+    position = list(graph.graph.node).index(gemm)
+    graph.graph.node.remove(gemm)
+    graph.graph.node.insert(position, onnx.helper.make_node("Add", ["mm", "fc_b"], [gemm.output[0]], name="/fc/Add"))
+    graph.graph.node.insert(position, onnx.helper.make_node("MatMul", [gemm.input[0], "fc_w"], ["mm"], name="/fc/MM"))
+    path = tmp_path / "matmul.onnx"
+    onnx.save(graph, str(path))
+    comparison = compare_model(str(path), load_spec("resnet18", variant="v1.5"))
+    assert comparison.verdict == "conformant", (comparison.mismatches, comparison.equivalence)
+
+
 def test_a_checkpoint_is_not_a_network(tmp_path: Path) -> None:
     path = tmp_path / "weights.pth"
     torch.save(build("resnet18").state_dict(), path)

@@ -62,8 +62,9 @@ def test_a_model_on_the_cpu_is_not_modified() -> None:
         ({}, "conformant", None),
         ({"hand_bn": True}, "equivalent", "batch norms written by hand"),
         ({"conv_classifier": True}, "equivalent", None),  # applied before the pool: 64x the classifier's MACs
+        ({"matmul_classifier": True}, "conformant", None),  # x @ w.t() + b: read as the linear layer it is
     ],
-    ids=["as-written", "hand-bn", "conv-classifier"],
+    ids=["as-written", "hand-bn", "conv-classifier", "matmul-classifier"],
 )
 def test_models_written_differently_are_equivalent(knobs: dict, verdict: str, note: str | None) -> None:
     comparison = compare_model(_meta(Cifar20, **knobs), load_spec("resnet20"))

@@ -40,7 +40,8 @@ class Cifar20(nn.Module):
     """ResNet-20 of Sec. 4.2 (3x3 convs, 16/32/64 channels, option A), written independently, with defects on knobs.
 
     ``hand_bn``: every batch norm by hand; ``frozen_bn``: every batch norm frozen (running statistics in train
-    mode); ``conv_classifier``: the classifier as a 1x1 conv before the pool; the
+    mode); ``conv_classifier``: the classifier as a 1x1 conv before the pool; ``matmul_classifier``: the classifier
+    as a matrix product and a bias vector added; the
     rest are the silent passes a structural reader alone lets through.
     """
 
@@ -53,6 +54,7 @@ class Cifar20(nn.Module):
         stem_scale: float = 1.0,
         logits_scale: float = 1.0,
         sigmoid: bool = False,
+        matmul_classifier: bool = False,
     ) -> None:
         super().__init__()
         self.add_alpha, self.stem_scale, self.logits_scale, self.sigmoid = add_alpha, stem_scale, logits_scale, sigmoid
@@ -68,7 +70,7 @@ class Cifar20(nn.Module):
                                    nn.Conv2d(width, width, 3, 1, 1, bias=False), norm(width)])
                 )  # fmt: skip
                 channels = width
-        self.conv_classifier = conv_classifier
+        self.conv_classifier, self.matmul_classifier = conv_classifier, matmul_classifier
         self.head = nn.Conv2d(64, 10, 1) if conv_classifier else nn.Linear(64, 10)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -81,6 +83,8 @@ class Cifar20(nn.Module):
             x = F.relu(out.add_(shortcut, alpha=self.add_alpha))
         if self.conv_classifier:
             logits = self.head(x).mean((2, 3))
+        elif self.matmul_classifier:  # a matrix product, then the bias vector added
+            logits = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1) @ self.head.weight.t() + self.head.bias
         else:
             logits = self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
         logits = logits * self.logits_scale

@@ -271,7 +271,7 @@ class _Placer:
                 self.tensors.setdefault(tensor, []).append(Slot(layer.name, target, role))
 
         weights = op.attrs.get("weights")
-        if op.kind == "conv" and weights is not None:  # a convolution written otherwise: its layout by the numbers
+        if op.kind in ("conv", "linear") and weights is not None:  # written otherwise: its layout by the numbers
             for tensor in weights:
                 fill(tensor, "weight")
             for tensor in op.attrs.get("biases", ()):
