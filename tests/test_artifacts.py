@@ -173,6 +173,45 @@ def test_a_classifier_as_matmul_and_add_conforms(resnet18_onnx: Path, tmp_path: 
     assert comparison.verdict == "conformant", (comparison.mismatches, comparison.equivalence)
 
 
+def test_a_float_attribute_reads_as_the_decimal_written() -> None:
+    """ONNX stores float attributes in float32: a batch norm's epsilon of 1e-5 is read as 1e-5, not 9.9999997e-06
+    (which would be a finding: another epsilon)."""
+    from resnet_spec.verify.artifacts import _attrs
+
+    node = onnx.helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-5, momentum=0.9)
+    assert _attrs(node) == {"epsilon": 1e-5, "momentum": 0.9}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    ["resnet20", "preact_resnet110", "preact_resnet164", "seresnet50", "resnext50_32x4d", "plain20"],
+    ids=["option A", "pre-activation, identity first", "pre-activation, BN folded into the stem", "SE", "ResNeXt",
+         "plain"],
+)  # fmt: skip
+def test_every_kind_of_table_entry_conforms_as_onnx(name: str, tmp_path: Path) -> None:
+    """Our own network of each kind, exported: the zero-padding shortcut's slices and zeros, batch norms the exporter
+    cannot fold (a pre-activation reading the stem's output) and one it folds into the stem conv (the next row's),
+    squeeze-and-excitation, grouped convs."""
+    spec = load_spec(name)
+    size = 32 if spec.input_size <= 32 else 64
+    path = _export_onnx(build(spec), tmp_path / f"{name}.onnx", dynamo=False, size=size)
+    comparison = compare_model(str(path), spec)
+    assert comparison.verdict == "conformant", (comparison.mismatches, comparison.equivalence)
+    assert comparison.equivalence is not None and all(row.ok for row in comparison.equivalence.rows)
+
+
+@pytest.mark.slow
+def test_a_defect_after_a_fold_across_rows_is_located_at_its_block(tmp_path: Path) -> None:
+    """ResNet-164's first pre-activation is folded into the stem conv: rows and blocks after it are still compared
+    on their own inputs, so a ReLU removed in conv2_18 is found there, not at the fold."""
+    path = _export_onnx(build("preact_resnet164"), tmp_path / "preact164.onnx", dynamo=False, size=32)
+    broken = _without_a_relu(path, tmp_path / "broken.onnx", "layer1/layer1.17/")
+    comparison = compare_model(str(broken), "preact_resnet164")
+    assert comparison.exit_status == 1
+    assert {m.block for m in comparison.mismatches} == {"conv2_18"}, comparison.mismatches
+
+
 def test_a_checkpoint_is_not_a_network(tmp_path: Path) -> None:
     path = tmp_path / "weights.pth"
     torch.save(build("resnet18").state_dict(), path)

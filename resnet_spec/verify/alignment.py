@@ -84,8 +84,11 @@ class Alignment:
     row_ends: Mapping[str, int]  # row -> the value it ends with (absent where the model has no such row)
     modules: Mapping[str, str] = field(default_factory=dict)  # row or block -> the user's module there
     # The inference form (a graph with no train mode): each planned batch norm folded into the conv before it (the
-    # found conv has no norm after it) -> the conv's bias that holds it ("" where the exporter dropped a zero bias).
+    # found conv has no norm after it, and no found operator sits on the batch norm) -> the conv's bias that holds it
+    # ("" where the exporter dropped a zero bias); and the planned conv that holds it (in the row before, for the
+    # pre-activation of a block right after the stem).
     folded: Mapping[str, str] = field(default_factory=dict)
+    holders: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def inference(self) -> bool:
@@ -177,15 +180,17 @@ def _plain_deep_stem(found: FoundNetwork, spec: ResNetSpec) -> FoundNetwork:
     return replace(found, stem_convs=(*found.stem_convs, *found.chain[:need]), chain=found.chain[need:])
 
 
-def _first_preactivation(found: FoundNetwork, spec: ResNetSpec) -> FoundNetwork:
+def _first_preactivation(found: FoundNetwork, spec: ResNetSpec, inference: bool = False) -> FoundNetwork:
     """In a pre-activation net without a stem pool, "stem conv, then the first block's BN-ReLU read by its conv and
     its projection" computes what "stem conv-BN-ReLU, then a block whose projection reads the stem's output" does:
-    the reader sees the second.  Against a pre-activation table, the BN-ReLU is the first block's."""
+    the reader sees the second.  Against a pre-activation table, the BN-ReLU is the first block's.  In the inference
+    form that BN may be folded into the stem conv: the ReLU after the stem is then the block's."""
     if spec.order != "pre" or spec.stem.pool is not None or not found.blocks or not found.stem_convs:
         return found
     stem, first = found.stem_convs[-1], found.blocks[0]
     kind = first.shortcut.kind if first.shortcut is not None else "none"
-    if not stem.bn_after or stem.activation_after != "relu" or first.preactivation or kind in ("identity", "none"):
+    normed = stem.bn_after or (inference and stem.norm is None)
+    if not normed or stem.activation_after != "relu" or first.preactivation or kind in ("identity", "none"):
         return found
     moved = frozenset(stem.norm_params)
     trace = found.trace
@@ -202,8 +207,9 @@ def _first_preactivation(found: FoundNetwork, spec: ResNetSpec) -> FoundNetwork:
     )
     first = replace(
         first,
-        preactivation=("bn", "relu"),
+        preactivation=("bn", "relu") if found.stem_convs[-1].bn_after else ("relu",),
         shortcut_reads_preactivation=True,
+        input_value=conv_output,  # the block now starts at the stem conv's output
         params=first.params | moved,
         preactivation_ops=tuple(found.stem_convs[-1].members[1:]),
     )
@@ -240,6 +246,7 @@ class _Placer:
     def __init__(self, plan: Plan, trace: Trace | None, inference: bool = False) -> None:
         self.inference = inference
         self.folded: dict[str, str] = {}
+        self.holders: dict[str, str] = {}
         self.order = list(plan.layers)
         self.position = {id(layer): i for i, layer in enumerate(self.order)}
         self.trace = trace
@@ -309,6 +316,7 @@ class _Placer:
                 op = self.op(unit.index)
                 bias = op.arg_names[2] if op is not None and len(op.arg_names) > 2 else ""
                 self.folded[norm.name] = bias
+                self.holders[norm.name] = conv.name
         if conv is None:
             for index in members[1:]:
                 self.put(index, row, block, None)
@@ -350,7 +358,7 @@ def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | N
     """
     size = input_size or (spec.input_size, spec.input_size)
     plan = layout_plan(spec, size, num_classes=0 if headless else None, in_channels=in_channels)
-    found = _first_preactivation(_plain_deep_stem(found, spec), spec)
+    found = _first_preactivation(_plain_deep_stem(found, spec), spec, inference)
     blocks = _found_blocks(found, spec)
     trace = found.trace
     placer = _Placer(plan, trace, inference)
@@ -414,6 +422,8 @@ def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | N
             row_ends[match.row] = match.found.output_value  # the last block of a row wins
     if head.present and head.logits >= 0:
         row_ends["fc"] = head.logits
+    placed = {place.layer for place in placer.places.values()}
+    folded = {norm: bias for norm, bias in placer.folded.items() if norm not in placed}  # a BN found is not folded
     return Alignment(
         spec=spec,
         plan=plan,
@@ -425,7 +435,8 @@ def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | N
         tensors=MappingProxyType({k: tuple(v) for k, v in placer.tensors.items()}),
         row_ends=MappingProxyType(row_ends),
         modules=MappingProxyType(modules),
-        folded=MappingProxyType(placer.folded),
+        folded=MappingProxyType(folded),
+        holders=MappingProxyType({norm: conv for norm, conv in placer.holders.items() if norm in folded}),
     )
 
 
@@ -439,19 +450,18 @@ def _place_block(placer: _Placer, row: str, planned: PlannedBlock | None, found:
     for i, unit in enumerate(found.convs):
         placer.unit(unit, branch[i] if i < len(branch) else None, row, name)
     # pre-activation: the BN and ReLU before the first conv
-    leading: list[Layer | None] = []
+    leading: list[Layer] = []
     for layer in layers:
         if layer.kind == "conv":
             break
         if layer.role == "branch" and layer.kind in ("bn", "relu"):
             leading.append(layer)
-    for index, planned_layer in zip(found.preactivation_ops, [*leading, *[None] * len(found.preactivation_ops)],
-                                    strict=False):  # fmt: skip
+    for index in found.preactivation_ops:  # each on the next planned layer of its kind (a folded BN has no operator)
         op = placer.op(index)
-        fits = (
-            planned_layer is not None and op is not None and (op.kind in ("bn", "norm")) == (planned_layer.kind == "bn")
-        )
-        placer.put(index, row, name, planned_layer if fits else None)
+        kind = "bn" if op is not None and op.kind in ("bn", "norm") else "relu"
+        at = next((i for i, layer in enumerate(leading) if layer.kind == kind), None)
+        placer.put(index, row, name, leading[at] if at is not None else None)
+        leading = leading[at + 1 :] if at is not None else leading
     # squeeze-and-excitation: its two convs (with their activations), its squeeze and its gate
     se = [layer for layer in layers if layer.role == "se"]
     se_convs = [layer for layer in se if layer.kind == "conv"]

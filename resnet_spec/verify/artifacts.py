@@ -308,11 +308,16 @@ _SEGMENT = re.compile(r"[^0-9A-Za-z_]")
 
 
 def _attrs(node: Any) -> dict[str, Any]:
+    """A node's attributes as Python values; a float (ONNX stores float32) as the decimal it was written as (an
+    epsilon of 1e-5 reads 9.9999997e-06 in float32: the shortest decimal that rounds to it is the one meant)."""
+    import numpy
     import onnx
 
     out: dict[str, Any] = {}
     for attribute in node.attribute:
         value = onnx.helper.get_attribute_value(attribute)
+        if attribute.type == onnx.AttributeProto.FLOAT:
+            value = float(str(numpy.float32(value)))
         out[attribute.name] = value.decode() if isinstance(value, bytes) else value
     return out
 
@@ -582,6 +587,8 @@ class OnnxGraph(nn.Module):
                     args.append(self._constants[name])
                 else:
                     raise ArtifactError(f"node {node.name!r} ({node.op}) reads {name!r}, which nothing computes")
+            if node.op in _READ_THE_INPUT:  # a tensor made from nothing: on the input's device, in its dtype
+                args.insert(0, x)
             scope = self._scopes.get(node.scope, self)
             run = self._runs[position]
             result = scope(run, *args) if scope is not self else run(*args)
@@ -793,7 +800,8 @@ def _pad(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
     mode = node.attrs.get("mode", "constant")
 
     def run(x: Tensor, pads: Any = None, value: Any = None, axes: Any = None) -> Tensor:
-        pads = list(node.attrs.get("pads", pads or []))
+        given = node.attrs.get("pads", pads)
+        pads = [int(n) for n in (given.tolist() if isinstance(given, Tensor) else given or [])]
         rank = len(pads) // 2
         dims = [int(a) % x.dim() for a in axes] if axes else list(range(x.dim() - rank, x.dim()))
         full_b, full_e = [0] * x.dim(), [0] * x.dim()
@@ -915,6 +923,45 @@ def _softmax(log: bool) -> Callable[[_Node, tuple[bool, ...]], Callable[..., Any
     return factory
 
 
+def _slice(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
+    a = node.attrs
+
+    def run(x: Any, starts: Any = None, ends: Any = None, axes: Any = None, steps: Any = None) -> Any:
+        starts, ends = a.get("starts", starts), a.get("ends", ends)
+        rank = len(x) if isinstance(x, list) else x.dim()
+        axes = a.get("axes", axes) or list(range(len(starts)))
+        steps = steps or [1] * len(starts)
+        index: list[slice] = [slice(None)] * rank
+        for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+            index[int(axis) % rank] = slice(int(start), int(end), int(step))  # ONNX clamps as Python does
+        if isinstance(x, list):
+            return x[index[0]]
+        if any(i.step is not None and i.step < 0 for i in index):  # reversed: shape arithmetic on the CPU
+            return torch.from_numpy(x.numpy()[tuple(index)].copy())
+        return x[tuple(index)]
+
+    return run
+
+
+def _constant_of_shape(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
+    import onnx
+
+    given = node.attrs.get("value")
+    value = torch.from_numpy(onnx.numpy_helper.to_array(given).copy()).reshape(-1)[0] if given is not None else None
+
+    def run(x: Tensor, shape: Any) -> Tensor:
+        sizes = [int(n) for n in (shape.tolist() if isinstance(shape, Tensor) else shape)]
+        if value is not None and not value.is_floating_point():  # integers: shape arithmetic, on the CPU
+            return torch.full(sizes, int(value), dtype=torch.int64)
+        return torch.full(sizes, 0.0 if value is None else float(value), dtype=x.dtype, device=x.device)
+
+    return run
+
+
+# Operators that make a tensor from nothing: they are given the graph's input first (its device and dtype).
+_READ_THE_INPUT = frozenset({"ConstantOfShape"})
+
+
 def _cast(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
     return lambda x: x
 
@@ -969,6 +1016,8 @@ _OPERATORS: Mapping[str, Callable[[_Node, tuple[bool, ...]], Callable[..., Any]]
     "Shape": _shape,
     "Gather": _gather,
     "Constant": _constant,
+    "ConstantOfShape": _constant_of_shape,
+    "Slice": _slice,
     "Cast": _cast,
 }
 

@@ -609,7 +609,7 @@ def _reference_rows(reference: ResNet, x: Tensor, train: bool) -> dict[str, Tens
 
 
 def _local_rows(reference: ResNet, start: Tensor, found: Mapping[str, Tensor], spec: ResNetSpec,
-                train: bool) -> dict[str, float | None]:  # fmt: skip
+                train: bool, folds: _Folds) -> dict[str, float | None]:  # fmt: skip
     """Each row of the reference run on the model's own previous row output, against the model's row output."""
     reference.train(train)
     out: dict[str, float | None] = {}
@@ -618,12 +618,12 @@ def _local_rows(reference: ResNet, start: Tensor, found: Mapping[str, Tensor], s
         for row in spec.rows:
             got = found.get(row)
             try:
-                expected = None if previous is None else reference.forward_row(row, previous)
+                expected = None if previous is None else folds.apply(row, reference.forward_row(row, previous))
             except (RuntimeError, ValueError):  # the previous row's output has a shape this row cannot take
                 expected = None
             same = got is not None and expected is not None and got.shape == expected.shape
             out[row] = _relative(got, expected) if same and got is not None and expected is not None else None
-            previous = got
+            previous = None if got is None else folds.undo(row, got)
     return out
 
 
@@ -780,12 +780,14 @@ def _check(
     for row in unread:
         found["train"].pop(row, None)
     expected = {mode: _reference_rows(reference, run.start, mode == "train") for mode, run in runs.items()}
+    folds = _Folds(base.alignment, reference)
+    expected["eval"] = {row: folds.apply(row, value) for row, value in expected["eval"].items()}
     # a backbone (headless) is compared up to its last stage: the head is not part of it
     rows = spec.rows[: spec.rows.index(spec.stages[-1].name) + 1] if headless else spec.rows
     figures = {row: {mode: _figure(found[mode].get(row), expected[mode][row]) for mode in runs} for row in rows}
     differ = any(v is None or v > tol for row in figures.values() for v in row.values())
     # the row alone, where some row differs: which rows differ by themselves (not computed when every row is equal)
-    local = {mode: _local_rows(reference, run.start, found[mode], spec, mode == "train") if differ else {}
+    local = {mode: _local_rows(reference, run.start, found[mode], spec, mode == "train", folds) if differ else {}
              for mode, run in runs.items()}  # fmt: skip
     checks = []
     for row in rows:
@@ -981,6 +983,36 @@ def _inference_form(transfer: _Transfer, alignment: Alignment, reference: ResNet
                           "before them, each compared as its conv's bias")  # fmt: skip
 
 
+class _Folds:
+    """Rows whose last conv holds the next row's batch norm (the inference form: the pre-activation of the block
+    after the stem, folded into the stem conv): in the model such a row ends after that batch norm.  :meth:`apply`
+    gives the reference's row output that ending; :meth:`undo` takes it off a model's row output before the
+    reference's next row reads it (eval mode: the only mode such a model has)."""
+
+    def __init__(self, alignment: Alignment, reference: ResNet) -> None:
+        self.norms: dict[str, Any] = {}  # row -> the next row's batch norm its last conv holds
+        for norm, conv in alignment.holders.items():
+            row = alignment.layer(conv).row
+            if row != alignment.layer(norm).row:
+                self.norms[row] = reference.get_submodule(norm)
+        self.ends = {alignment.row_ends[row]: row for row in self.norms if row in alignment.row_ends}
+
+    def apply(self, row: str, value: Tensor) -> Tensor:
+        m = self.norms.get(row)
+        if m is None:
+            return value
+        with torch.no_grad():
+            return F.batch_norm(value, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    def undo(self, row: str, value: Tensor) -> Tensor:
+        m = self.norms.get(row)
+        if m is None:
+            return value
+        shape = (1, -1, *([1] * (value.dim() - 2)))
+        scale = (m.weight / torch.sqrt(m.running_var + m.eps)).reshape(shape)
+        return (value - m.bias.reshape(shape)) / scale + m.running_mean.reshape(shape)
+
+
 def _reverse(
     subject: Subject, reference: ResNet, transfer: _Transfer, x: Tensor, how: _How, tol: float, spec: ResNetSpec
 ) -> tuple[tuple[Direction, str, float | None, _Run, Mapping[str, Tensor]] | None, Mapping[str, Tensor]]:
@@ -1040,6 +1072,7 @@ def _locate(
                          f"{counts[changed]} blocks found in {mode} mode", module=base.where(changed),
                          kind="computation")], changed, None  # fmt: skip
     _load_reference(reference, state)
+    folds = _Folds(run.alignment, reference)
     train = mode == "train"
     reference.train(train)
     alignment, values = run.alignment, run.values
@@ -1049,7 +1082,7 @@ def _locate(
     units: list[tuple[str, str | None, list[int], Callable[[Tensor], Tensor] | None, int | None, int | None]] = []
     stem_ops = sorted(i for i, p in places.items() if p.row == "conv1")
     if "conv1" in alignment.row_ends:
-        units.append(("conv1", None, stem_ops, lambda t: reference.forward_row("conv1", t),
+        units.append(("conv1", None, stem_ops, lambda t: folds.apply("conv1", reference.forward_row("conv1", t)),
                       None, alignment.row_ends["conv1"]))  # fmt: skip
     for row, planned, found in alignment.matched():
         ops = sorted(i for i, p in places.items() if p.block == planned.spec.name)
@@ -1060,7 +1093,7 @@ def _locate(
     read = [n for _, _, ops, _, _, _ in units for i in ops for n in (*trace.ops[i].inputs, trace.ops[i].output)]
     values.fetch([*read, *(v for *_, start, end in units for v in (start, end) if v is not None)])
     with torch.no_grad():
-        expected_rows = reference.forward_rows(run.start)
+        expected_rows = {row: folds.apply(row, value) for row, value in reference.forward_rows(run.start).items()}
         found_rows = _rows(run)
         first_row = next((row for row in spec.rows if row in found_rows and (
             (f := _figure(found_rows[row], expected_rows[row])) is None or f > tol)), None)  # fmt: skip
@@ -1073,7 +1106,8 @@ def _locate(
                 if finding is not None:
                     return [finding], row, block
             if module is not None and start is not None and end is not None and start in values and end in values:
-                difference = _figure(values[end], module(values[start]))
+                given = folds.undo(folds.ends[start], values[start]) if start in folds.ends else values[start]
+                difference = _figure(values[end], module(given))
                 if difference is None or difference > tol:
                     where = alignment.where(row, block)
                     return (

@@ -109,11 +109,12 @@ def _stride_index(strides: Sequence[int]) -> int | None:
 class _Collector:
     mismatches: list[Mismatch] = field(default_factory=list)
     module: str = ""  # the user's module the checks are about now
-    inference: bool = False  # the inference form: a batch norm may be folded into the conv before it
+    holding: frozenset[int] = frozenset()  # the inference form: the convs (trace positions) a batch norm is folded into
+    folded_norms: frozenset[str] = frozenset()  # the planned batch norms folded into a conv
 
-    def folded(self, unit: ConvUnit, bn_after: bool) -> bool:
-        """Whether the table's batch norm after this conv is folded into it (the inference form: no norm reads it)."""
-        return self.inference and bn_after and unit.norm is None
+    def folded(self, unit: ConvUnit) -> bool:
+        """Whether the table's batch norm after this conv is folded into it (the alignment says: the inference form)."""
+        return unit.index in self.holding
 
     def check(self, row: str, block: str | None, prop: str, expected: Value, found: Value) -> bool:
         if expected != found:
@@ -158,7 +159,7 @@ def _check_conv_unit(
     out.check(row, block, f"{prefix}.dilation", (1, 1), found.dilation)
     out.check(row, block, f"{prefix}.groups", expected.groups, found.groups)
     norm = found.norm
-    if out.folded(found, bn_after):
+    if out.folded(found):
         return  # the inference form: the batch norm is folded into this conv (its bias, or none where that is zero)
     out.check(
         row, block, f"{prefix}.bias", "no bias (BN follows)", "bias before BN" if found.bias else "no bias (BN follows)"
@@ -231,7 +232,10 @@ def _check_block(out: _Collector, row: str, planned: PlannedBlock, found: FoundB
 def _check_preactivation(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
     """A pre-activation block's own BN-ReLU before its first conv, and which value its shortcut reads."""
     pre = planned.spec.order == "pre"
-    expected = "bn -> relu" if pre else "none"
+    # a BN folded into the conv before the block (the inference form) leaves its ReLU
+    first_conv = next((i for i, layer in enumerate(planned.layers) if layer.kind == "conv"), 0)
+    folded = any(layer.kind == "bn" and layer.name in out.folded_norms for layer in planned.layers[:first_conv])
+    expected = ("relu" if folded else "bn -> relu") if pre else "none"
     out.check(row, planned.spec.name, "pre-activation", expected, " -> ".join(found.preactivation) or "none")
     if pre and planned.spec.shortcut not in ("identity", "none") and found.preactivation:
         reads = "the pre-activated input" if found.shortcut_reads_preactivation else "the block's input"
@@ -270,7 +274,7 @@ def _check_shortcut(out: _Collector, row: str, planned: PlannedBlock, found: Fou
         # a pool the plan does not have takes the stride from the conv: one finding (the pool), not two
         stride = found_pool is None or bool(pools)
         _check_conv(out, row, name, "shortcut", conv, found.shortcut.conv, stride=stride, bn_after=bn_after)
-        folded = out.folded(found.shortcut.conv, bn_after)
+        folded = out.folded(found.shortcut.conv)
         conv_ok = found.shortcut.conv.bn_after == bn_after or folded
     if e_kind in ("identity", "projection") and conv_ok:
         # what else the shortcut path computes (a ReLU on the projection's output) is a finding (Sec. 3.3)
@@ -296,7 +300,7 @@ def _check_addition(out: _Collector, row: str, name: str, found: FoundBlock, pre
     """Post-activation: the branch's BN feeds the addition and a ReLU follows it; pre-activation: the branch's last
     conv feeds it and nothing follows (He et al. 2016, Fig. 4(e)).  With SE, its channel-wise scale feeds it.  In the
     inference form the last conv holds its BN."""
-    folded = not pre and not se and bool(found.convs) and out.folded(found.convs[-1], True)
+    folded = not pre and not se and bool(found.convs) and out.folded(found.convs[-1])
     end = "se" if se else "conv" if pre or folded else "bn"
     end_text = {"se": "SE scale", "conv": "conv", "bn": "BN"}
     found_end = end_text.get(found.branch_end, found.branch_end)
@@ -353,7 +357,9 @@ def diff(alignment: Alignment) -> Structure:
     """
     spec, plan, found, size = alignment.spec, alignment.plan, alignment.found, alignment.input_size
     headless = alignment.headless
-    out = _Collector(inference=alignment.inference)
+    holders = set(alignment.holders.values())
+    holding = frozenset(index for index, place in alignment.places.items() if place.layer in holders)
+    out = _Collector(holding=holding, folded_norms=frozenset(alignment.folded))
     expected_sizes = spec.row_output_sizes(*size)
     rows: list[RowView] = []
     param_rows: dict[str, str] = {}
@@ -455,8 +461,9 @@ def diff(alignment: Alignment) -> Structure:
     counts = count(spec, size, num_classes=0 if headless else None, in_channels=alignment.plan.in_channels)
     expected_rows = {row: row_count.params for row, row_count in counts.rows.items()}
     for norm, bias in alignment.folded.items():  # the inference form: a BN's scale and shift are its conv's bias
-        layer = alignment.layer(norm)
-        expected_rows[layer.row] += (layer.out_shape[0] if bias else 0) - 2 * layer.out_shape[0]
+        layer, holder = alignment.layer(norm), alignment.layer(alignment.holders[norm])
+        expected_rows[layer.row] -= 2 * layer.out_shape[0]
+        expected_rows[holder.row] += layer.out_shape[0] if bias else 0
     expected_params = sum(expected_rows.values())
     found_rows: dict[str, int] = dict.fromkeys(spec.rows, 0)
     for name, where in param_rows.items():
