@@ -1,4 +1,4 @@
-"""The ``resnet-spec`` command (also ``python -m resnet_spec``): compare, count, conventions, identify, list.
+"""The ``resnet-spec`` command (also ``python -m resnet_spec``): audit, compare, count, conventions, identify, list.
 
 Also the entry points of the tools in a checkout (``tools/compare.py`` is ``resnet-spec compare``,
 ``tools/conventions.py`` is ``resnet-spec conventions``) and :func:`guarded`, the catch-all the other tools use.
@@ -823,6 +823,87 @@ def _run_identify(args: argparse.Namespace) -> int:
     return status
 
 
+# ---- audit -------------------------------------------------------------------------------------------------------
+
+AUDIT_EPILOG = """\
+Each model of SOURCE is one test of the pytest plugin (pytest --resnet-audit SOURCE), so pytest-xdist spreads the
+models over processes (-n auto) and --junitxml records one test case per model. Each model is built with random
+weights in a process of its own, and its row is appended to --results as soon as it is known.
+
+sources:
+  timm:'*resnet*'         timm's models whose name matches the glob
+  timm/resnet,resnetv2    every model of timm's resnet.py and resnetv2.py (':PATTERN' may follow)
+  torchvision:'resnet*'   torchvision's classification models
+  pytorchcv:'*resnet*'    pytorchcv's models
+  zoo.py[:PATTERN]        the public functions and classes the file defines (its __all__, where it has one)
+
+exit status: 0 every model audited (whatever its verdict), 1 a model could not be audited (it does not build,
+trace or run, or passes --timeout: its row says why), 2 anything else (one line on stderr).
+"""
+
+
+def _add_audit_arguments(p: argparse.ArgumentParser) -> None:
+    from .verify.audit import AUDIT_FORMATS
+
+    p.add_argument("source", metavar="SOURCE", help="the models to audit (see below)")
+    p.add_argument("-n", "--numprocesses", metavar="N", help="pytest-xdist's worker processes: a number or 'auto' "
+                   "(default: the models one after another in this process)")  # fmt: skip
+    p.add_argument("--format", choices=AUDIT_FORMATS, default="text", help="the table's format (default text)")
+    p.add_argument("--output", metavar="FILE", help="write the table to FILE instead of stdout")
+    p.add_argument("--results", metavar="FILE", default="resnet-audit.jsonl", help="each model's row, appended as it "
+                   "finishes (one JSON object a line; default %(default)s)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="keep --results' rows; audit only the models it lacks")
+    p.add_argument("--junitxml", metavar="FILE", help="JUnit XML of the run: one test case per model")
+    p.add_argument("-k", dest="keyword", metavar="EXPRESSION", help="only the models pytest's -k selects by name")
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help="one model's time limit (default %(default)g)")  # fmt: skip
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    import contextlib
+    import importlib.util
+    import tempfile
+    from pathlib import Path
+
+    import pytest
+
+    from .verify.audit import SourceError, parse_source
+
+    try:
+        parse_source(args.source)
+    except SourceError as e:
+        raise UsageError(str(e)) from None
+    if args.numprocesses is not None and importlib.util.find_spec("xdist") is None:
+        raise UsageError("-n needs pytest-xdist: pip install pytest-xdist")
+    suffix = {"text": ".txt", "markdown": ".md", "json": ".json", "html": ".html"}[args.format]
+    with tempfile.TemporaryDirectory(prefix="resnet-spec-audit-") as folder:
+        ini, report = Path(folder, "pytest.ini"), Path(folder, "report" + suffix)
+        ini.write_text("[pytest]\n")  # none of the current directory's pytest configuration applies
+        argv = ["-q", "-p", "no:cacheprovider", "-c", str(ini), "--rootdir", folder, "--resnet-audit", args.source,
+                "--resnet-audit-results", str(Path(args.results).resolve()), "--resnet-audit-report", str(report),
+                "--resnet-audit-timeout", str(args.timeout or 1e9)]  # fmt: skip
+        argv += ["--resnet-audit-resume"] if args.resume else []
+        argv += ["-n", args.numprocesses] if args.numprocesses is not None else []
+        argv += ["--junitxml", str(Path(args.junitxml).resolve())] if args.junitxml else []
+        argv += ["-k", args.keyword] if args.keyword else []
+        errors = io.StringIO()  # pytest's own errors: one line of ours where the audit does not run
+        with contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(errors):  # stdout: the table's
+            status = pytest.main(argv)
+        if status == pytest.ExitCode.NO_TESTS_COLLECTED and args.resume:
+            status = pytest.ExitCode.OK  # every model has its row already
+        if status not in (0, 1):
+            lines = [line.removeprefix("ERROR: ") for line in errors.getvalue().splitlines() if line.strip()]
+            reason = lines[0] if lines else f"pytest's exit status {int(status)}"
+            raise UsageError(f"the audit did not run to its end: {reason}")
+        sys.stderr.write(errors.getvalue())
+        text = report.read_text(encoding="utf-8") if report.is_file() else ""
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return int(status)
+
+
 # ---- the command --------------------------------------------------------------------------------------------------
 
 
@@ -875,6 +956,15 @@ def _parser() -> ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_conventions_arguments(conventions)
+    audit = sub.add_parser(
+        "audit",
+        help="every model of a zoo (timm, torchvision, pytorchcv, a file): its entry, verdict and rows that differ",
+        description="Audit a model zoo: each model of SOURCE built with random weights, its best table entry, its "
+        "verdict and the rows that differ, as one table.",
+        epilog=AUDIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_audit_arguments(audit)
     return p
 
 
@@ -904,6 +994,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_conventions(args)
         if args.command == "identify":
             return _run_identify(args)
-        raise UsageError("give a command: compare, count, conventions, identify, list (see --help)")
+        if args.command == "audit":
+            return _run_audit(args)
+        raise UsageError("give a command: audit, compare, count, conventions, identify, list (see --help)")
 
     return _guarded(reporter, job)

@@ -39,6 +39,8 @@ __all__ = [
     "Contained",
     "ContainedError",
     "ContainedServer",
+    "ForkedServer",
+    "PreloadedServers",
     "current_phase",
     "default_memory",
     "parse_size",
@@ -89,6 +91,8 @@ def _send_pickled(channel: Any, message: tuple[Any, ...]) -> None:
 
 
 _send: Callable[[Any, tuple[Any, ...]], None] = _send_pickled  # how a child sends a message (a server: as data)
+_requests: Any = None  # a server child's connection from the parent (what a preloaded server lends its forks)
+_ceiling: int | None = None  # a server child's memory ceiling (what a preloaded server's forks get too)
 
 
 def current_phase() -> str:
@@ -604,6 +608,9 @@ def _send_data(channel: Any, message: tuple[Any, ...]) -> None:
     channel.send_bytes(_encode_data(message))
 
 
+_SILENT = object()  # a handler's return value that sends no answer (it has sent its own message)
+
+
 def _serve(
     channel: Any,
     output: Any,
@@ -613,23 +620,32 @@ def _serve(
     setup: Callable[..., tuple[Handler, Any]],
     args: tuple[Any, ...],
 ) -> None:
-    global _send
+    global _send, _requests, _ceiling
     _send = _send_data
+    _requests, _ceiling = requests, memory
     _prepare_child(channel, output, single_thread)
+    _session(channel, requests, memory, setup, args)
+    channel.close()
+
+
+def _session(channel: Any, requests: Any, memory: int | None, setup: Callable[..., tuple[Handler, Any]],
+             args: tuple[Any, ...]) -> None:  # fmt: skip
+    """A server's life: ``setup(*args)``, its info sent, then each request answered until "stop"."""
     try:
         _limit_memory(memory)
         _set_phase(_phase)
         handler, info = setup(*args)
-        message: tuple[Any, ...] = ("ok", info)
+        message: tuple[Any, ...] | None = ("ok", info)
     except BaseException as e:  # everything the contained code can do ends here, as data
         message, handler = _error_message(e, memory), None
     while True:
         _flush()
-        try:
-            _send_data(channel, message)
-        except Exception as e:  # the answer is not data
-            reason = f"the answer cannot be sent: {type(e).__name__}: {e}"
-            _send_data(channel, ("error", _phase, "exception", reason, ""))
+        if message is not None:
+            try:
+                _send_data(channel, message)
+            except Exception as e:  # the answer is not data
+                reason = f"the answer cannot be sent: {type(e).__name__}: {e}"
+                _send_data(channel, ("error", _phase, "exception", reason, ""))
         if handler is None:
             break
         try:
@@ -640,10 +656,10 @@ def _serve(
             break
         _, kind, payload = request
         try:
-            message = ("ok", handler(kind, payload))
+            value = handler(kind, payload)
+            message = None if value is _SILENT else ("ok", value)
         except BaseException as e:
             message = _error_message(e, memory)
-    channel.close()
 
 
 class ContainedServer:
@@ -722,6 +738,175 @@ class ContainedServer:
         self.link.close()
 
     def __enter__(self) -> ContainedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- preloaded servers: one contained child imports a library once and forks a fresh server per model ---------
+
+
+def _preloaded(memory: int | None, modules: tuple[str, ...], setup: Callable[..., tuple[Handler, Any]]
+               ) -> tuple[Handler, Any]:  # fmt: skip
+    """In the preloaded child: import ``modules``; each "fork" request forks a server running ``setup(*payload)``,
+    lends it this process's connections until it ends, then says how it ended (``("ended", exit status)``)."""
+    import importlib
+
+    with phase("import"):
+        for name in modules:
+            importlib.import_module(name)
+    channel = _channel
+
+    def handle(kind: str, payload: Any) -> Any:
+        if kind != "fork" or not isinstance(payload, list):
+            raise ValueError(f"unknown request {kind!r}")
+        pid = os.fork()
+        if pid == 0:  # the fork: a server of its own group, ended with this process
+            code = 0
+            try:
+                if hasattr(os, "setpgid"):
+                    os.setpgid(0, 0)
+                _end_with_parent()
+                _session(channel, _requests, memory, setup, tuple(payload))
+            except BaseException:
+                code = 1
+            finally:
+                _flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if hasattr(os, "killpg"):
+            try:
+                os.killpg(pid, signal.SIGKILL)  # whatever it left running in its group
+            except OSError:
+                pass
+        _send_data(channel, ("ended", os.waitstatus_to_exitcode(status)))
+        return _SILENT
+
+    return handle, None
+
+
+def _preloaded_setup(modules: tuple[str, ...], setup: Callable[..., tuple[Handler, Any]]) -> tuple[Handler, Any]:
+    return _preloaded(_ceiling, modules, setup)
+
+
+class PreloadedServers:
+    """Many contained servers of the same library, each started in milliseconds: one contained child imports
+    ``modules`` once (``timm``, ``torchvision``: seconds), and :meth:`serve` forks it into a fresh server running
+    ``setup(*args)``, so each model still has a process of its own (nothing one model's code does reaches another's,
+    nor this process).  A failure of a server (an exit, a signal, a time-out) ends the preloaded child too; the next
+    :meth:`serve` starts a new one.  Linux only (it forks); elsewhere each server is a :class:`ContainedServer`."""
+
+    def __init__(self, modules: tuple[str, ...], setup: Callable[..., tuple[Handler, Any]], *,
+                 memory: int | str | None = DEFAULT_MEMORY) -> None:  # fmt: skip
+        self.modules, self.setup, self.memory = tuple(modules), setup, memory
+        self._child: ContainedServer | None = None
+
+    def serve(self, *args: Any, timeout: float | None = DEFAULT_TIMEOUT) -> ContainedServer | ForkedServer:
+        """A server running ``setup(*args)`` (string arguments: they travel as data).  Raises ContainedError as
+        :class:`ContainedServer` does (the preloaded import failing is the server's failure, in phase ``import``)."""
+        if not sys.platform.startswith("linux"):
+            return ContainedServer(self.setup, *args, timeout=timeout, memory=self.memory)
+        child = self._child
+        if child is None or child.link.closed or len(child.output) > _OUTPUT_LIMIT // 2:  # room for the next's output
+            self.close()
+            child = self._child = ContainedServer(_preloaded_setup, self.modules, self.setup, timeout=None,
+                                                  memory=self.memory)  # fmt: skip
+        return ForkedServer(child, args, timeout)
+
+    def close(self) -> None:
+        """End the preloaded child (and any server it runs)."""
+        if self._child is not None:
+            self._child.close()
+            self._child = None
+
+    def __enter__(self) -> PreloadedServers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ForkedServer:
+    """A server forked by :class:`PreloadedServers`: :class:`ContainedServer`'s interface over the preloaded child's
+    connections, which it holds until it ends."""
+
+    def __init__(self, child: ContainedServer, args: tuple[Any, ...], timeout: float | None) -> None:
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"ForkedServer: expected a positive timeout in seconds or None, got {timeout!r}")
+        self.child, self.timeout = child, timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.start = len(child.link.output.text())
+        self.ended = False
+        self.child.send("fork", list(args))
+        self.info = self.answer()
+
+    @property
+    def output(self) -> str:
+        """What this server has written to stdout and stderr so far."""
+        return self.child.link.text()[self.start :]
+
+    def _next(self) -> tuple[Any, ...]:
+        try:
+            return self.child.link.next(self.deadline, self.timeout)
+        except KeyboardInterrupt:
+            self.child.close()
+            raise ContainedError(self.child.link.phase, "interrupted", "interrupt", self.output) from None
+        except ContainedError as e:  # the preloaded child is gone (closed by the link): this server with it
+            self.ended = True
+            raise ContainedError(e.phase, e.reason, e.kind, self.output, e.details) from None
+
+    def answer(self) -> Any:
+        """The answer to the request sent last.  Raises ContainedError (and ends the server) on any failure."""
+        if self.ended:
+            raise ContainedError(self.child.link.phase, "the server has ended", "exit", self.output)
+        own = _phase
+        message = self._next()
+        _set_phase(own)
+        if message[0] == "ended" and len(message) == 2:
+            self.ended = True  # the preloaded child has ended its group and goes on
+            code = message[1]
+            if isinstance(code, int) and code < 0:
+                name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+                raise ContainedError(self.child.link.phase, f"the process was killed by signal {name}", "signal",
+                                     self.output)  # fmt: skip
+            raise ContainedError(self.child.link.phase, f"the code ended the process (exit status {code}) without a "
+                                 "result", "exit", self.output)  # fmt: skip
+        if message[0] != "ok" or len(message) != 2:  # an error: whether the server goes on is not known
+            self.ended = True
+            output = self.output
+            self.child.close()  # the next server starts from a new preloaded child
+            if message[0] == "error" and len(message) == 5:
+                _, where, kind, reason, details = message
+                raise ContainedError(str(where), str(reason), str(kind), output, str(details))
+            raise ContainedError(self.child.link.phase, "the contained process sent a malformed answer", "exception",
+                                 output)  # fmt: skip
+        return message[1]
+
+    def send(self, kind: str, payload: Any = None) -> None:
+        """Ask without waiting (see :meth:`ContainedServer.send`)."""
+        if not self.ended:
+            self.child.send(kind, payload)
+
+    def request(self, kind: str, payload: Any = None) -> Any:
+        """Ask; the answer (data).  Raises ContainedError (and ends the server) on any failure."""
+        self.send(kind, payload)
+        return self.answer()
+
+    def close(self) -> None:
+        """End the server: asked to stop, and the preloaded child ended too unless it says the server ended cleanly."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.child.requests.send_bytes(_encode_data(("stop",)))
+            message = self.child.link.next(time.monotonic() + 5.0, 5.0)
+        except (BrokenPipeError, OSError, ContainedError):
+            message = ("",)
+        if message != ("ended", 0):
+            self.child.close()
+
+    def __enter__(self) -> ForkedServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["Model", "models_of"]
 
 _SUITE = Path(__file__).with_name("conformance_tests.py")
+_AUDIT_SUITE = Path(__file__).with_name("audit_tests.py")
+_ZOO = pytest.StashKey["Zoo"]()
 _VERDICT = "resnet_spec_verdict"  # the user property test_verdict reports (and pytest-xdist carries to the controller)
 _WORKER_KEY = "resnet_spec_models"  # the comparisons, as the controller sends them to pytest-xdist's workers
 _MODELS = pytest.StashKey[list["Model"]]()
@@ -59,6 +61,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "v1.5 (on the 3x3); once for every model, or once per --resnet-impl")  # fmt: skip
     group.addoption("--resnet-shortcut", metavar="OPTION", action="append", help="shortcut option A, B, C or none "
                     "(default the table's); once for every model, or once per --resnet-impl")  # fmt: skip
+    group.addoption("--resnet-audit", metavar="SOURCE", help="audit a model zoo instead: every constructor of SOURCE "
+                    "(timm:'*resnet*', timm/resnet,resnetv2, torchvision:'resnet*', pytorchcv:'*resnet*', FILE.py) "
+                    "is one test: built with random weights, compared with its best entry (docs/zoo.md)")  # fmt: skip
+    group.addoption("--resnet-audit-results", metavar="FILE", default="resnet-audit.jsonl", help="where each model's "
+                    "row is appended as it finishes, one JSON object a line (default %(default)s)")  # fmt: skip
+    group.addoption("--resnet-audit-report", metavar="FILE", action="append", default=[], help="write the audit's "
+                    "table to FILE at the end: .txt, .md, .json or .html; repeat for several")  # fmt: skip
+    group.addoption("--resnet-audit-timeout", metavar="SECONDS", type=float, default=120.0, help="the time limit of "
+                    "one model's process (default %(default)s)")  # fmt: skip
+    group.addoption("--resnet-audit-resume", action="store_true", help="keep the results file's rows and audit only "
+                    "the models it does not have yet")  # fmt: skip
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
@@ -66,18 +79,22 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     known = parser.parse_known_args(args)
     if getattr(known, "resnet_impl", None) and str(_SUITE) not in args:
         args.append(str(_SUITE))
+    if getattr(known, "resnet_audit", None) and str(_AUDIT_SUITE) not in args:
+        args.append(str(_AUDIT_SUITE))
 
 
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
     """The suite's tests are named ``resnet_spec/conformance_tests.py::test_...`` wherever the package is installed."""
-    if module_path != _SUITE:
+    if module_path not in (_SUITE, _AUDIT_SUITE):
         return None
-    return pytest.Module.from_parent(parent, path=module_path, nodeid="resnet_spec/conformance_tests.py")
+    return pytest.Module.from_parent(parent, path=module_path, nodeid=f"resnet_spec/{module_path.name}")
 
 
 @pytest.hookimpl(trylast=True)  # after the terminal reporter: the comparisons' progress lines go through it
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped with the reason where none is present")
+    if config.getoption("resnet_audit", None):
+        _configure_audit(config)
     targets = config.getoption("resnet_impl", None)
     if not targets:
         return
@@ -215,3 +232,92 @@ class _VerdictWatch:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if "undecided" in self.verdicts:
             terminalreporter.write_line("resnet-spec: verdict undecided (exit status 2): test_verdict's skip says why")
+
+
+# ---- the audit of a model zoo ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Zoo:
+    """``--resnet-audit``: the source, its models still to audit, where the rows go."""
+
+    source: str
+    models: list[Any]  # resnet_spec.verify.audit.ZooModel, in the source's order
+    results: Path
+    timeout: float
+    order: list[str]  # every model of the source (those audited before a resume too)
+
+
+def zoo_of(config: pytest.Config) -> Zoo | None:
+    """This session's ``--resnet-audit``, or None."""
+    return config.stash.get(_ZOO, None)
+
+
+def _configure_audit(config: pytest.Config) -> None:
+    """The controller lists the source's models (in a contained child) and sends the list to pytest-xdist's
+    workers; the results file is started afresh (or kept, to resume)."""
+    from .verify.audit import SourceError, ZooModel, read_results, zoo_models
+
+    source = str(config.getoption("resnet_audit"))
+    results = Path(config.getoption("resnet_audit_results")).resolve()
+    timeout = float(config.getoption("resnet_audit_timeout"))
+    if not timeout > 0:
+        raise pytest.UsageError(f"--resnet-audit-timeout: expected a positive number of seconds, got {timeout:g}")
+    for report in config.getoption("resnet_audit_report"):
+        if Path(report).suffix not in _REPORT_FORMATS:
+            raise pytest.UsageError(f"--resnet-audit-report {report!r}: expected a file ending in "
+                                    f"{', '.join(_REPORT_FORMATS)}")  # fmt: skip
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and _ZOO_KEY in workerinput:
+        names, targets, order = workerinput[_ZOO_KEY]
+        models = [ZooModel(n, t) for n, t in zip(names, targets, strict=True)]
+    else:
+        try:
+            listed = zoo_models(source)
+        except SourceError as e:
+            raise pytest.UsageError(f"--resnet-audit: {e}") from None
+        order = [m.name for m in listed]
+        done = set()
+        if config.getoption("resnet_audit_resume") and results.is_file():
+            done = {row.model for row in read_results(results)}
+        else:
+            results.parent.mkdir(parents=True, exist_ok=True)
+            results.write_text("")
+        models = [m for m in listed if m.name not in done]
+        if config.pluginmanager.hasplugin("xdist"):
+            payload = ([m.name for m in models], [m.target for m in models], order)
+            config.pluginmanager.register(_ZooToWorkers(payload), "resnet-spec-zoo-to-workers")
+        config.pluginmanager.register(_AuditReport(), "resnet-spec-audit-report")
+    config.stash[_ZOO] = Zoo(source, models, results, timeout, order)
+
+
+_ZOO_KEY = "resnet_spec_zoo"
+_REPORT_FORMATS = {".txt": "text", ".md": "markdown", ".json": "json", ".html": "html"}
+
+
+class _ZooToWorkers:
+    def __init__(self, payload: tuple[list[str], list[str], list[str]]) -> None:
+        self.payload = payload
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_ZOO_KEY] = self.payload
+
+
+class _AuditReport:
+    """On the controller, at the end: the results file's rows in the source's order, as the reports asked for and
+    in the terminal summary."""
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+        from .verify.audit import read_results, render_audit
+
+        zoo = zoo_of(config)
+        if zoo is None or not zoo.results.is_file():
+            return
+        position = {name: i for i, name in enumerate(zoo.order)}
+        rows = sorted((r for r in read_results(zoo.results) if r.model in position), key=lambda r: position[r.model])
+        for report in config.getoption("resnet_audit_report"):
+            path = Path(report)
+            path.write_text(render_audit(rows, _REPORT_FORMATS[path.suffix], source=zoo.source), encoding="utf-8")
+        if config.option.verbose >= 0:
+            terminalreporter.write_sep("=", f"resnet-spec audit of {zoo.source}")
+            terminalreporter.write(render_audit(rows, "text"))

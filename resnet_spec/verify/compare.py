@@ -24,7 +24,7 @@ from .verdict import Verdict, decide
 
 __all__ = [
     "Comparison", "best_matches", "compare_model", "compare_subject", "input_size_of", "structural_comparison",
-    "subject_of",
+    "subject_of", "trace_sizes",
 ]  # fmt: skip
 
 
@@ -176,7 +176,7 @@ def compare_subject(
         size = artifact.input_size or size
         batch = artifact.batch or batch
     try:
-        trace = subject.trace((batch, channels, *size), _cpu_sizes(spec, size))
+        trace = subject.trace((batch, channels, *size), trace_sizes(spec, size))
     except TraceError as e:
         raise TraceError(_input_hint(subject, spec, size, channels, batch) or str(e)) from e
     traced = (trace.input_shape[2], trace.input_shape[3])
@@ -196,7 +196,7 @@ def _with_equivalence(comparison: Comparison, eq: Equivalence) -> Comparison:
     return replace(comparison, equivalence=eq, mismatches=(*comparison.mismatches, *eq.findings))
 
 
-def _cpu_sizes(spec: ResNetSpec, size: tuple[int, int]) -> list[tuple[int, int]]:
+def trace_sizes(spec: ResNetSpec, size: tuple[int, int]) -> list[tuple[int, int]]:
     """Input sizes for a CPU trace: the table's total downsampling (its last row then has a 1x1 map), then ``size``.
 
     Smaller inputs would shrink rows to 1x1 early, where a stem pool reads like a global one.

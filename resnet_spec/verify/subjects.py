@@ -27,7 +27,15 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
-from ..contain import DEFAULT_MEMORY, DEFAULT_TIMEOUT, ContainedError, ContainedServer, phase
+from ..contain import (
+    DEFAULT_MEMORY,
+    DEFAULT_TIMEOUT,
+    ContainedError,
+    ContainedServer,
+    ForkedServer,
+    PreloadedServers,
+    phase,
+)
 from ..trace import (
     Trace,
     TraceError,
@@ -40,7 +48,9 @@ from ..trace import (
 )
 from .artifacts import Artifact, ArtifactError, OnnxGraph, is_artifact_path, load_artifact, script_artifact
 
-__all__ = ["CUDA_TOLERANCE", "Call", "LocalSubject", "RemoteSubject", "Run", "Subject", "TensorInfo", "draw"]
+__all__ = [
+    "CUDA_TOLERANCE", "Call", "LocalSubject", "RemoteSubject", "Run", "Subject", "TensorInfo", "draw", "preloaded",
+]  # fmt: skip
 
 CUDA_TOLERANCE = 1e-4  # float32 logits on two devices: other kernels, other summation orders
 
@@ -385,6 +395,12 @@ def _setup(target: str) -> tuple[Any, Any]:
     return handle, {"note": note, "artifact": artifact.as_data() if artifact is not None else None}
 
 
+def preloaded(modules: Sequence[str], memory: int | str | None = DEFAULT_MEMORY) -> PreloadedServers:
+    """Servers for :class:`RemoteSubject` forked from one contained child that has imported ``modules`` (a model
+    zoo's library) once: each model still runs in a process of its own, started in milliseconds."""
+    return PreloadedServers(tuple(modules), _setup, memory=memory)
+
+
 class _RemoteValues(Values):
     """A run's values in the model's process, read when asked for (in one answer per :meth:`fetch`)."""
 
@@ -419,12 +435,20 @@ class RemoteSubject(Subject):
     """A TARGET run in a contained child (see the module docstring).  Raises ContainedError for anything the child
     does instead of answering (an exception, an exit, a signal, the time limit, the memory ceiling)."""
 
-    def __init__(self, target: str, *, timeout: float | None = DEFAULT_TIMEOUT,
-                 memory: int | str | None = DEFAULT_MEMORY) -> None:  # fmt: skip
+    def __init__(
+        self, target: str, *, timeout: float | None = DEFAULT_TIMEOUT, memory: int | str | None = DEFAULT_MEMORY,
+        servers: PreloadedServers | None = None,
+    ) -> None:  # fmt: skip
+        """``servers`` (:func:`preloaded`): the child is forked from a process that has imported the model's library
+        already (``memory`` is then the servers'); otherwise it is forked from this one."""
         self.target = target
         self._shown = 0
         try:
-            self.server = ContainedServer(_setup, target, timeout=timeout, memory=memory)
+            if servers is None:
+                self.server: ContainedServer | ForkedServer = ContainedServer(_setup, target, timeout=timeout,
+                                                                              memory=memory)  # fmt: skip
+            else:
+                self.server = servers.serve(target, timeout=timeout)
         except ContainedError as e:
             self._show(e.output)
             raise
