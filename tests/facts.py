@@ -44,8 +44,68 @@ FAMILY_PEERS = {
     "resnet152d": ("timm", "resnet152d", 60_212_040, 11_753_267_200),
     "seresnet50": ("timm", "seresnet50", 28_088_024, 4_091_699_200),
     "resnetv2_50": ("timm", "resnetv2_50", 25_549_352, 4_089_184_256),
+    "resnet26": ("timm", "resnet26", 15_995_176, 2_342_256_640),
+    "resnet200": ("timm", "resnet200", 64_673_832, 15_007_481_856),
+    "resnet101c": ("timm", "resnet101c", 44_568_392, 8_041_046_016),
+    "resnet152c": ("timm", "resnet152c", 60_212_040, 11_753_267_200),
+    "resnet26d": ("timm", "resnet26d", 16_014_408, 2_581_897_216),
+    "resnet200d": ("timm", "resnet200d", 64_693_064, 15_247_122_432),
+    "resnext50d_32x4d": ("timm", "resnext50d_32x4d", 25_048_136, 4_470_120_448),
+    "resnet10t": ("timm", "resnet10t", 5_435_488, 1_097_259_008),
+    "resnet14t": ("timm", "resnet14t", 10_081_632, 1_676_822_528),
+    "resnet26t": ("timm", "resnet26t", 16_011_872, 2_550_286_336),
+    "resnet50t": ("timm", "resnet50t", 25_573_728, 4_297_213_952),
+    "resnet50s": ("timm", "resnet50s", 25_680_808, 5_444_337_664),
+    "resnet101s": ("timm", "resnet101s", 44_672_936, 9_156_558_848),
+    "resnet152s": ("timm", "resnet152s", 60_316_584, 12_868_780_032),
+    "resnext101_32x4d": ("timm", "resnext101_32x4d", 44_177_704, 7_969_996_800),
+    "resnext101_32x16d": ("timm", "resnext101_32x16d", 194_026_792, 36_163_289_088),
+    "seresnet18": ("timm", "seresnet18", 11_779_624, 1_814_161_408),
+    "seresnet34": ("timm", "seresnet34", 21_960_416, 3_663_920_128),
+    "seresnet101": ("timm", "seresnet101", 49_326_872, 7_806_148_608),
+    "seresnet152": ("timm", "seresnet152", 66_821_848, 11_520_204_800),
+    "seresnext50_32x4d": ("timm", "seresnext50_32x4d", 27_559_896, 4_232_994_816),
+    "seresnext101_32x4d": ("timm", "seresnext101_32x4d", 48_955_416, 7_974_739_968),
+    "resnetv2_18": ("timm", "resnetv2_18", 11_687_720, 1_814_073_344),
+    "resnetv2_34": ("timm", "resnetv2_34", 21_795_880, 3_663_761_408),
+    # no timm factory: timm.models.resnetv2.ResNetV2 with resnetv2_50's arguments and RESNETV2_CLASS_LAYERS's
+    "resnetv2_200": ("timm-ResNetV2", "ResNetV2", 64_666_152, 15_007_481_856),
 }
+# FACTS.md, "The ResNet family": the layers of the timm peers built from the class (resnetv2_50's other arguments:
+# conv_layer=create_conv2d, norm_layer=BatchNormAct2d).
+RESNETV2_CLASS_LAYERS = {"resnetv2_200": (3, 24, 36, 3)}
 # He et al. 2016 (Identity Mappings), CIFAR-10: ResNet-164 (bottleneck, n = 18) 1.7M, ResNet-1001 (n = 111)
 # 10.2M, pre-activation ResNet-110 (basic) 1.7M parameters, as printed.
 PREACT_CIFAR_PARAMS = {164: 1.7e6, 1001: 10.2e6, 110: 1.7e6}
 PREACT_CIFAR_N = {164: 18, 1001: 111, 110: 18}
+
+# ----------------------------------------------------------------------------------------------------------------
+# The CIFAR family (FACTS.md, "Zagoruyko and Komodakis 2016", "Xie et al. 2017, ResNeXt on CIFAR", "kuangliu/
+# pytorch-cifar ResNet18", "The CIFAR family: exact counts"; ResNet-164 in "He et al. 2016").
+# WRN-d-k: conv1 16 channels; groups of N = (d - 4) / 6 blocks with 16k, 32k, 64k channels.
+WRN_STEM = 16
+WRN_WIDTHS = (16, 32, 64)  # times k
+WRN_PARAMS = {(40, 4): 8.9e6, (16, 8): 11.0e6, (28, 10): 36.5e6}  # (d, k) -> "# params", as printed
+# ResNeXt-29 (C x d): conv1 64 channels, 3 stages of 3 blocks, outputs 256, 512, 1024, inner C x d x (1, 2, 4).
+RESNEXT29_STEM = 64
+RESNEXT29_OUTPUTS = (256, 512, 1024)
+RESNEXT29_REPEATS = 3
+RESNEXT29_PARAMS = {(8, 64): 34.4e6, (16, 64): 68.1e6}  # (C, d) -> Table 7's parameters, as printed
+# He et al. 2016: ResNet-164, original units (bottleneck, n = 18 as PREACT_CIFAR_N): 1.7M parameters, 5.93% error;
+# the CIFAR bottleneck stages: inner widths 16, 32, 64, outputs 64, 128, 256, after a 3x3, 16 conv.
+RESNET164_ORIGINAL = {"params": 1.7e6, "error": 5.93}
+CIFAR_BOTTLENECK_STEM = 16
+CIFAR_BOTTLENECK_INNER = (16, 32, 64)
+CIFAR_BOTTLENECK_OUTPUTS = (64, 128, 256)
+# kuangliu/pytorch-cifar ResNet18: conv1 64 channels (stride 1, no pool), then Table 1's 18-layer stages.
+KUANGLIU_STEM = 64
+# entry -> (parameters, conv and fc weights, conv + fc MACs at 32x32): "The CIFAR family: exact counts".
+CIFAR_FAMILY_COUNTS = {
+    "wrn_28_10": (36_479_194, 36_461_242, 5_243_328_768),
+    "wrn_16_8": (10_961_370, 10_954_170, 1_548_145_664),
+    "wrn_40_4": (8_949_210, 8_938_426, 1_298_582_016),
+    "resnext29_8x64d": (34_426_698, 34_369_226, 5_387_266_048),
+    "resnext29_16x64d": (68_155_210, 68_054_730, 10_688_866_304),
+    "resnet164": (1_704_154, 1_679_034, 247_646_720),
+    "resnet18_cifar": (11_173_962, 11_164_362, 555_422_720),
+}

@@ -8,24 +8,41 @@ For every pair (our entry, its peer):
 * the peer's state_dict (random init) converts into the entry's names (every key used once, shapes from the plan),
   and both networks compute the same outputs (float64, eval mode, 1e-5 of the output's scale).
 
-Plus the pre-activation CIFAR nets of He et al. 2016: parameters as the paper prints them, gradients at the stem.
+Plus the squeeze-and-excitation widths (the peer's own, and timm's rounding of C/r by hand, ``se_divisor``) and the
+pre-activation CIFAR nets of He et al. 2016: parameters as the paper prints them, gradients at the stem.
 timm models are random-init only (no weights are downloaded).
 """
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from typing import Any
 
+import facts
 import pytest
 import timm
 import torch
 import torchvision
-from facts import FAMILY_PEERS, PREACT_CIFAR_N, PREACT_CIFAR_PARAMS
+from facts import FAMILY_PEERS, PREACT_CIFAR_N, PREACT_CIFAR_PARAMS, RESNETV2_CLASS_LAYERS
+from timm.layers import BatchNormAct2d, create_conv2d
+from timm.models.resnetv2 import ResNetV2
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from resnet_spec import build, compare_model, convert_state_dict, count, layout_plan, load_spec
+from resnet_spec import (
+    SpecError,
+    build,
+    compare_model,
+    convert_state_dict,
+    count,
+    layout_plan,
+    load_spec,
+    load_table,
+    tables_dir,
+)
 from resnet_spec.verify import best_matches, structural_comparison
+from resnet_spec.verify.equivalence import MAX_PARAMS
 
 # entry -> (the peer's key in FAMILY_PEERS, the weight format its state_dict is in)
 PAIRS: dict[str, tuple[str, str]] = {
@@ -42,6 +59,32 @@ PAIRS: dict[str, tuple[str, str]] = {
     "resnet152d": ("resnet152d", "timm"),
     "seresnet50": ("seresnet50", "timm"),
     "preact_resnet50": ("resnetv2_50", "timm-resnetv2"),
+    # timm's other ImageNet ResNets: depths beyond Table 1, its stems, ResNeXt-101 32x4d/32x16d, SE, pre-activation
+    "resnet26": ("resnet26", "timm"),
+    "resnet200": ("resnet200", "timm"),
+    "resnet101c": ("resnet101c", "timm"),
+    "resnet152c": ("resnet152c", "timm"),
+    "resnet26d": ("resnet26d", "timm"),
+    "resnet200d": ("resnet200d", "timm"),
+    "resnext50d_32x4d": ("resnext50d_32x4d", "timm"),
+    "resnet10t": ("resnet10t", "timm"),
+    "resnet14t": ("resnet14t", "timm"),
+    "resnet26t": ("resnet26t", "timm"),
+    "resnet50t": ("resnet50t", "timm"),
+    "resnet50s": ("resnet50s", "timm"),
+    "resnet101s": ("resnet101s", "timm"),
+    "resnet152s": ("resnet152s", "timm"),
+    "resnext101_32x4d": ("resnext101_32x4d", "timm"),
+    "resnext101_32x16d": ("resnext101_32x16d", "timm"),
+    "seresnet18": ("seresnet18", "timm"),
+    "seresnet34": ("seresnet34", "timm"),
+    "seresnet101": ("seresnet101", "timm"),
+    "seresnet152": ("seresnet152", "timm"),
+    "seresnext50_32x4d": ("seresnext50_32x4d", "timm"),
+    "seresnext101_32x4d": ("seresnext101_32x4d", "timm"),
+    "preact_resnet18": ("resnetv2_18", "timm-resnetv2"),
+    "preact_resnet34": ("resnetv2_34", "timm-resnetv2"),
+    "preact_resnet200": ("resnetv2_200", "timm-resnetv2"),
 }
 BIG = 40_000_000  # peers with more parameters are checked in the slow set (deep traces, float64 copies)
 
@@ -50,6 +93,8 @@ def _peer(key: str) -> Callable[[], nn.Module]:
     library, name, _, _ = FAMILY_PEERS[key]
     if library == "torchvision":
         return getattr(torchvision.models, name)  # type: ignore[no-any-return]
+    if library == "timm-ResNetV2":  # no factory: the class with resnetv2_50's arguments (FACTS.md)
+        return lambda: ResNetV2(layers=RESNETV2_CLASS_LAYERS[key], conv_layer=create_conv2d, norm_layer=BatchNormAct2d)
     return lambda: timm.create_model(name, pretrained=False)
 
 
@@ -129,6 +174,60 @@ def test_weights_convert_back_to_the_peers_names() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Squeeze-and-excitation widths: Hu et al. 2018's C/r, and timm's rounding of it (se_divisor)
+
+
+def _timm_se_width(channels: int, reduction: int) -> int:
+    """timm 1.0.31's SEModule: make_divisible(C / r, 8, round_limit=0), written out as timm/layers/helpers.py has it."""
+    return max(8, int(channels / reduction + 8 / 2) // 8 * 8)
+
+
+@pytest.mark.parametrize("entry", [e for e in PAIRS if load_spec(e).se_reduction is not None])
+def test_se_widths_are_the_peers_and_timms_rounding_of_c_over_r(entry: str) -> None:
+    spec = load_spec(entry)
+    assert spec.se_reduction is not None
+    peer = _meta_peer(PAIRS[entry][0])
+    theirs = [module.fc1.out_channels for name, module in peer.named_modules() if name.endswith(".se")]
+    ours = [block.se_channels for block in spec.blocks]
+    by_hand = [_timm_se_width(block.convs[-1].out_channels, spec.se_reduction) for block in spec.blocks]
+    assert ours == theirs == by_hand
+
+
+def test_se_divisor_rounds_the_basic_blocks_c_over_r_up_to_8() -> None:
+    """seresnet18 without its se_divisor is Hu et al.'s exact C/16: 64 channels squeeze to 4 (timm: 8), so each of
+    conv2_x's two blocks has 2 * 64 * (8 - 4) + (8 - 4) = 516 fewer SE parameters; the other rows' C/16 (8, 16, 32)
+    are multiples of 8 and do not change."""
+    doc = tomllib.loads((tables_dir() / "squeeze_excitation.toml").read_text(encoding="utf-8"))
+    assert doc["seresnet18"].pop("se_divisor") == 8
+    exact = load_table(doc, "squeeze_excitation.toml")["seresnet18"]
+    timm_widths = [block.se_channels for block in load_spec("seresnet18").blocks]
+    exact_widths = [block.se_channels for block in exact.blocks]
+    assert exact_widths == [block.convs[-1].out_channels // 16 for block in exact.blocks]
+    assert [w for w in exact_widths if w % 8] == [4, 4], exact_widths  # conv2_x's two blocks
+    assert timm_widths == [8 if w == 4 else w for w in exact_widths], timm_widths
+    assert count("seresnet18").params - count(exact).params == 2 * 516
+
+
+def test_se_divisor_rounds_c_over_r_to_the_nearest_multiple_where_r_does_not_divide_c() -> None:
+    """r = 3, d = 4: 16 / 3 = 5.33 -> 4 (at least d); 32 / 3 = 10.67 -> 12 (nearest multiple, as int(10.67 + 2)
+    // 4 * 4); without the divisor r = 3 must divide C, and does not."""
+    doc = tomllib.loads((tables_dir() / "squeeze_excitation.toml").read_text(encoding="utf-8"))
+    doc = {key: doc[key] for key in ("table", "stem", "head")} | {
+        "net": {
+            "source": "test",
+            "se_reduction": 3,
+            "se_divisor": 4,
+            "conv2_x": {"block": ["1x1, 4", "3x3, 4", "1x1, 16"], "repeats": 2, "stride": 1},
+            "conv3_x": {"block": ["1x1, 8", "3x3, 8", "1x1, 32"], "repeats": 1, "stride": 2},
+        }
+    }
+    assert [block.se_channels for block in load_table(doc, "se.toml")["net"].blocks] == [4, 4, 12]
+    del doc["net"]["se_divisor"]
+    with pytest.raises(SpecError, match=r"net.conv2_x.block\[2\]: expected output channels divisible by se_reduction"):
+        load_table(doc, "se.toml")
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Pre-activation CIFAR-10 nets (He et al. 2016)
 
 
@@ -159,10 +258,315 @@ def test_preact_cifar_gradients_reach_the_stem_at_initialisation(depth: int) -> 
     assert grad is not None and bool(torch.isfinite(grad).all()) and grad.abs().sum().item() > 0
 
 
+# A peer over the check's MAX_PARAMS (resnext101_32x16d) is told "too large to run here" and left to its structure;
+# its numbers are test_outputs_equal_after_converting_the_peers_weights's.
 @pytest.mark.slow  # each pair in float64, both modes, both directions
-@pytest.mark.parametrize(("entry", "key"), [(e, k) for e, (k, _) in PAIRS.items()])
+@pytest.mark.parametrize(("entry", "key"), [(e, k) for e, (k, _) in PAIRS.items() if FAMILY_PEERS[k][2] <= MAX_PARAMS])
 def test_the_peer_is_the_entry_by_computation(entry: str, key: str) -> None:
     """``compare.py --arch ENTRY --impl PEER``: conformant, structurally and functionally."""
     comparison = compare_model(_meta_peer(key), load_spec(entry))
     assert comparison.equivalence is not None and comparison.equivalence.equal, comparison.equivalence
     assert (comparison.verdict, comparison.exit_status) == ("conformant", 0), comparison.mismatches
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CIFAR family: the Wide ResNets of Zagoruyko and Komodakis 2016, ResNeXt-29 of Xie et al. 2017 (Sec. 5.3), the
+# original (post-activation) ResNet-164 of He et al. 2016, kuangliu/pytorch-cifar's ResNet18.  Each entry against a
+# small implementation written here from the paper's text (generic over its widths and depths, not built by
+# resnet_spec), and its parameters against arithmetic written here.
+
+CIFAR_BIG = 10_000_000  # entries with more parameters are compared by computation (float64 copies) in the slow set
+CifarBlock = Callable[[int, int, int, int], nn.Module]  # (stage, input channels, output channels, stride) -> block
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False)
+
+
+def _stages(c: int, outputs: tuple[int, ...], repeats: tuple[int, ...], block: CifarBlock) -> nn.Sequential:
+    """Stages of blocks; the first block of every stage but the first has stride 2 (32, 16, 8, ... maps)."""
+    blocks = []
+    for stage, (out, n) in enumerate(zip(outputs, repeats, strict=True)):
+        for i in range(n):
+            blocks.append(block(stage, c, out, 2 if stage and not i else 1))
+            c = out
+    return nn.Sequential(*blocks)
+
+
+class _PreActBlock(nn.Module):
+    """He et al. 2016, Fig. 4(e), as wide-resnet.lua: BN-ReLU-conv twice; where the shape changes a 1x1 conv
+    without BN on the pre-activated input, else the input itself."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), _conv(c_in, c_out, 3, stride)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), _conv(c_out, c_out, 3)
+        self.projection = _conv(c_in, c_out, 1, stride) if (c_in, stride) != (c_out, 1) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))  # (N, C_in, H, W)
+        out = self.conv2(torch.relu(self.bn2(self.conv1(pre))))  # (N, C_out, H/s, W/s)
+        return out + (x if self.projection is None else self.projection(pre))
+
+
+class _PreActNet(nn.Module):
+    """A 3x3 conv (no BN), pre-activation basic blocks, a final BN-ReLU (WRN) or none (kuangliu's PreActResNet18),
+    global average pool, fc 10."""
+
+    def __init__(self, stem: int, outputs: tuple[int, ...], repeats: tuple[int, ...], final_bn: bool = True) -> None:
+        super().__init__()
+        self.conv = _conv(3, stem, 3)
+        self.blocks = _stages(stem, outputs, repeats, lambda _, c_in, c_out, stride: _PreActBlock(c_in, c_out, stride))
+        self.final = nn.Sequential(nn.BatchNorm2d(outputs[-1]), nn.ReLU()) if final_bn else nn.Identity()
+        self.fc = nn.Linear(outputs[-1], 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.final(self.blocks(self.conv(x)))  # (N, C_last, H / 2^(stages-1), ...)
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))  # (N, 10)
+
+
+class _PostActBlock(nn.Module):
+    """He et al. 2015: conv-BN-ReLU for each cell (kernel, width, groups), the last without ReLU; the stride on the
+    first 3x3; a 1x1 conv + BN where the shape changes, else the input; ReLU after the addition."""
+
+    def __init__(self, c_in: int, cells: tuple[tuple[int, int, int], ...], stride: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, strided = c_in, False
+        for kernel, width, groups in cells:
+            layers += [_conv(c, width, kernel, 1 if strided or kernel == 1 else stride, groups), nn.BatchNorm2d(width)]
+            layers.append(nn.ReLU())
+            c, strided = width, strided or kernel > 1
+        self.branch = nn.Sequential(*layers[:-1])
+        changes = (c_in, stride) != (c, 1)
+        self.shortcut = nn.Sequential(_conv(c_in, c, 1, stride), nn.BatchNorm2d(c)) if changes else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.branch(x) + self.shortcut(x))  # (N, C_out, H/s, W/s)
+
+
+class _PostActNet(nn.Module):
+    """He et al. 2015, Sec. 4.2's layout at any widths: 3x3 conv-BN-ReLU (stride 1, no pool), stages of blocks,
+    global average pool, fc 10."""
+
+    def __init__(self, stem: int, outputs: tuple[int, ...], repeats: tuple[int, ...], block: CifarBlock) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(_conv(3, stem, 3), nn.BatchNorm2d(stem), nn.ReLU())
+        self.blocks = _stages(stem, outputs, repeats, block)
+        self.fc = nn.Linear(outputs[-1], 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x))  # (N, C_last, H / 2^(stages-1), ...)
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))  # (N, 10)
+
+
+def _wide_resnet(depth: int, k: int) -> nn.Module:
+    """WRN-depth-k (Table 1): N = (depth - 4) / 6 blocks a group, 16k, 32k, 64k channels."""
+    n = (depth - 4) // 6
+    return _PreActNet(facts.WRN_STEM, tuple(k * w for w in facts.WRN_WIDTHS), (n, n, n))
+
+
+def _resnext29(cardinality: int, width: int) -> nn.Module:
+    """ResNeXt-29, C x d (Sec. 5.3): [1x1, Cd 2^s; 3x3, Cd 2^s, C groups; 1x1, output] x 3 per stage s."""
+
+    def block(stage: int, c_in: int, c_out: int, stride: int) -> nn.Module:
+        inner = cardinality * width * 2**stage
+        return _PostActBlock(c_in, ((1, inner, 1), (3, inner, cardinality), (1, c_out, 1)), stride)
+
+    repeats = (facts.RESNEXT29_REPEATS,) * len(facts.RESNEXT29_OUTPUTS)
+    return _PostActNet(facts.RESNEXT29_STEM, facts.RESNEXT29_OUTPUTS, repeats, block)
+
+
+def _cifar_bottleneck_resnet(n: int) -> nn.Module:
+    """He et al. 2015's bottleneck units on the CIFAR stages of He et al. 2016 (inner 16, 32, 64; outputs x4)."""
+
+    def block(stage: int, c_in: int, c_out: int, stride: int) -> nn.Module:
+        inner = facts.CIFAR_BOTTLENECK_INNER[stage]
+        return _PostActBlock(c_in, ((1, inner, 1), (3, inner, 1), (1, c_out, 1)), stride)
+
+    return _PostActNet(facts.CIFAR_BOTTLENECK_STEM, facts.CIFAR_BOTTLENECK_OUTPUTS, (n, n, n), block)
+
+
+def _kuangliu_resnet18() -> nn.Module:
+    """kuangliu/pytorch-cifar ResNet18: Table 1's 18-layer stages after a 3x3, 64 stem (stride 1, no pool)."""
+
+    def block(stage: int, c_in: int, c_out: int, stride: int) -> nn.Module:
+        return _PostActBlock(c_in, ((3, c_out, 1), (3, c_out, 1)), stride)
+
+    widths = tuple(w for w, _ in facts.TABLE1_BASIC_WIDTHS)
+    return _PostActNet(facts.KUANGLIU_STEM, widths, facts.TABLE1_REPEATS[18], block)
+
+
+def _wrn_by_hand(depth: int, k: int) -> tuple[int, int]:
+    """WRN-depth-k's (conv and fc weights, batch-norm parameters), from Sec. 2 and Table 1.
+
+    conv1 3 x 16 x 3 x 3.  A group of N = (depth - 4) / 6 blocks of width w on c channels: the first block
+    9cw + 9w^2 and its 1x1 projection cw (c != w in every group: 16 -> 16k, 16k -> 32k, 32k -> 64k), BN on its c
+    inputs and on w; each other block 2 x 9w^2, BN on w twice.  The final BN on 64k; the fc 64k x 10 + 10.
+    """
+    n = (depth - 4) // 6
+    weights, bn, c = 3 * facts.WRN_STEM * 9, 0, facts.WRN_STEM
+    for w in (k * width for width in facts.WRN_WIDTHS):
+        weights += 9 * c * w + 9 * w * w + c * w + (n - 1) * 2 * 9 * w * w
+        bn += 2 * c + 2 * w + (n - 1) * 2 * 2 * w
+        c = w
+    return weights + c * 10 + 10, bn + 2 * c
+
+
+def _bottleneck_by_hand(
+    stem: int, inner: tuple[int, ...], outputs: tuple[int, ...], n: int, groups: int
+) -> tuple[int, int]:
+    """A post-activation CIFAR bottleneck net's (conv and fc weights, batch-norm parameters).
+
+    conv1 3 x stem x 3 x 3 and its BN.  A stage of n blocks of inner width m and output o on c channels: the first
+    block cm + 9m^2 / groups + mo and its projection co (c != o in every stage), BN on m, m, o and the projection's
+    o; each other block om + 9m^2 / groups + mo, BN on m, m, o.  The fc o x 10 + 10.
+    """
+    weights, bn, c = 3 * stem * 9, 2 * stem, stem
+    for m, o in zip(inner, outputs, strict=True):
+        grouped = 9 * m * m // groups
+        weights += c * m + grouped + m * o + c * o + (n - 1) * (o * m + grouped + m * o)
+        bn += n * 2 * (m + m + o) + 2 * o
+        c = o
+    return weights + c * 10 + 10, bn
+
+
+def _resnext29_by_hand(cardinality: int, width: int) -> tuple[int, int]:
+    inner = tuple(cardinality * width * 2**stage for stage in range(len(facts.RESNEXT29_OUTPUTS)))
+    stem, outputs = facts.RESNEXT29_STEM, facts.RESNEXT29_OUTPUTS
+    return _bottleneck_by_hand(stem, inner, outputs, facts.RESNEXT29_REPEATS, cardinality)
+
+
+def _resnet164_by_hand() -> tuple[int, int]:
+    stem, inner, outputs = facts.CIFAR_BOTTLENECK_STEM, facts.CIFAR_BOTTLENECK_INNER, facts.CIFAR_BOTTLENECK_OUTPUTS
+    return _bottleneck_by_hand(stem, inner, outputs, facts.PREACT_CIFAR_N[164], 1)
+
+
+def _kuangliu_by_hand() -> tuple[int, int]:
+    """conv1 3 x 64 x 3 x 3 and its BN.  A stage of n basic blocks of width w on c channels: 9cw + 9w^2, then
+    (n - 1) x 2 x 9w^2, BN on w twice a block; a projection cw and its BN where c != w (every stage but the first,
+    whose 64 -> 64 at stride 1 is the identity).  The fc 512 x 10 + 10."""
+    weights, bn, c = 3 * facts.KUANGLIU_STEM * 9, 2 * facts.KUANGLIU_STEM, facts.KUANGLIU_STEM
+    for (w, _), n in zip(facts.TABLE1_BASIC_WIDTHS, facts.TABLE1_REPEATS[18], strict=True):
+        projection = (c * w, 2 * w) if c != w else (0, 0)
+        weights += 9 * c * w + 9 * w * w + (n - 1) * 2 * 9 * w * w + projection[0]
+        bn += n * 2 * 2 * w + projection[1]
+        c = w
+    return weights + c * 10 + 10, bn
+
+
+# entry -> (its implementation written here, its (conv and fc weights, BN parameters) counted by hand, the name's
+# depth as resnet_spec counts it: conv1, the branch convs, the fc)
+CIFAR_FAMILY: dict[str, tuple[Callable[[], nn.Module], Callable[[], tuple[int, int]], int]] = {
+    "wrn_28_10": (lambda: _wide_resnet(28, 10), lambda: _wrn_by_hand(28, 10), 28 - 2),
+    "wrn_16_8": (lambda: _wide_resnet(16, 8), lambda: _wrn_by_hand(16, 8), 16 - 2),
+    "wrn_40_4": (lambda: _wide_resnet(40, 4), lambda: _wrn_by_hand(40, 4), 40 - 2),
+    "resnext29_8x64d": (lambda: _resnext29(8, 64), lambda: _resnext29_by_hand(8, 64), 29),
+    "resnext29_16x64d": (lambda: _resnext29(16, 64), lambda: _resnext29_by_hand(16, 64), 29),
+    "resnet164": (lambda: _cifar_bottleneck_resnet(facts.PREACT_CIFAR_N[164]), _resnet164_by_hand, 164),
+    "resnet18_cifar": (_kuangliu_resnet18, _kuangliu_by_hand, 18),
+}
+# entry -> the parameters its paper prints (kuangliu's ResNet18 has no paper)
+CIFAR_PRINTED = {
+    "wrn_28_10": facts.WRN_PARAMS[(28, 10)],
+    "wrn_16_8": facts.WRN_PARAMS[(16, 8)],
+    "wrn_40_4": facts.WRN_PARAMS[(40, 4)],
+    "resnext29_8x64d": facts.RESNEXT29_PARAMS[(8, 64)],
+    "resnext29_16x64d": facts.RESNEXT29_PARAMS[(16, 64)],
+    "resnet164": facts.RESNET164_ORIGINAL["params"],
+}
+# The one printed figure that the count with batch norms would not give: Table 7 counts conv and fc weights.
+CIFAR_PRINTED_WITH_BN = {"resnext29_16x64d": 68.2e6}
+
+
+def _cifar_peer(entry: str) -> nn.Module:
+    with torch.device("meta"):
+        return CIFAR_FAMILY[entry][0]()
+
+
+@pytest.mark.parametrize("entry", list(CIFAR_FAMILY))
+def test_cifar_family_counts_by_hand_and_measured_on_the_peer(entry: str) -> None:
+    """Parameters by the arithmetic above = count(entry) = the peer's numel = FACTS.md; conv+fc MACs at 32x32 =
+    FlopCounterMode / 2 on the peer = FACTS.md."""
+    weights, bn = CIFAR_FAMILY[entry][1]()
+    params, fact_weights, fact_macs = facts.CIFAR_FAMILY_COUNTS[entry]
+    peer = _cifar_peer(entry)
+    with FlopCounterMode(display=False) as counter:
+        peer(torch.empty(1, 3, 32, 32, device="meta"))
+    counts = count(entry)
+    found = {
+        "by hand": (weights + bn, weights),
+        "count(entry)": (counts.params, counts.total),
+        "the peer": (sum(p.numel() for p in peer.parameters()), counter.get_total_flops() // 2),
+    }
+    expected = {"by hand": (params, fact_weights), "count(entry)": (params, fact_macs), "the peer": (params, fact_macs)}
+    assert found == expected, f"{entry}: (params, weights or MACs) by hand, by resnet_spec, on the peer"
+
+
+@pytest.mark.parametrize("entry", list(CIFAR_PRINTED))
+def test_cifar_family_params_as_the_papers_print_them(entry: str) -> None:
+    """Rounded to 0.1M, the conv and fc weights counted by hand give the printed figure (the convention of
+    ResNet-1001's 10.2M above); with the batch norms too, every figure but ResNeXt-29 16x64d's (68,155,210: 68.2M)."""
+    weights, bn = CIFAR_FAMILY[entry][1]()
+    printed = CIFAR_PRINTED[entry]
+    assert load_spec(entry).paper["params"] == printed
+    assert round(weights / 1e5) == round(printed / 1e5), f"{entry}: {weights:,} conv and fc weights vs {printed:,}"
+    with_bn = CIFAR_PRINTED_WITH_BN.get(entry, printed)
+    assert round((weights + bn) / 1e5) == round(with_bn / 1e5), f"{entry}: {weights + bn:,} parameters"
+
+
+@pytest.mark.parametrize("entry", list(CIFAR_FAMILY))
+def test_cifar_family_projects_where_the_shape_changes(entry: str) -> None:
+    """A 1x1 conv with the block's stride where the channels or the map change, the first block of the first stage
+    included (WRN 16 -> 16k, ResNeXt 64 -> 256, ResNet-164 16 -> 64, all at stride 1): with BN in post-activation
+    nets, without it in pre-activation ones; the identity elsewhere.  And the depth the name says."""
+    spec = load_spec(entry)
+    pre = isinstance(_cifar_peer(entry), _PreActNet)
+    assert spec.order == ("pre" if pre else "post") and spec.depth == CIFAR_FAMILY[entry][2]
+    for block in layout_plan(spec).blocks:
+        first = block.layers[0]
+        c_in, stride = first.in_shape[0], first.in_shape[1] // block.layers[-1].out_shape[1]
+        c_out = block.layers[-1].out_shape[0]
+        found = [(layer.kind, layer.kernel, layer.stride) for layer in block.role("shortcut")]
+        projection = [("conv", 1, stride)] + ([] if pre else [("bn", 1, 1)])
+        expected = projection if (c_in, stride) != (c_out, 1) else [("identity", 1, 1)]
+        assert found == expected, f"{entry} {block.module}: {c_in} -> {c_out} channels, stride {stride}"
+    first_stage = layout_plan(spec).blocks[0].role("shortcut")
+    assert (entry == "resnet18_cifar") == (first_stage[0].kind == "identity"), first_stage
+
+
+@pytest.mark.parametrize("entry", list(CIFAR_FAMILY))
+def test_cifar_peer_conforms_and_is_named_first_among_best_matches(entry: str) -> None:
+    """``compare.py --arch ENTRY --impl PEER`` conforms; ``--depth 20`` does not, and its best matches name ENTRY
+    first."""
+    comparison = compare_model(_cifar_peer(entry), load_spec(entry), functional=False)
+    assert comparison.mismatches == (), [(m.where, m.property, m.expected, m.found) for m in comparison.mismatches]
+    against_resnet20 = structural_comparison(comparison.found, load_spec("resnet20"))
+    assert against_resnet20.mismatches
+    best = best_matches(against_resnet20.found, "cifar10", against_resnet20.input_size)
+    assert best and best[0].name == entry, [s.label for s in best]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(e, marks=[pytest.mark.slow] if facts.CIFAR_FAMILY_COUNTS[e][0] > CIFAR_BIG else [])
+        for e in CIFAR_FAMILY
+    ],
+)
+def test_cifar_peer_is_the_entry_by_computation(entry: str) -> None:
+    """The peer's weights in the entry's network (float64, both modes, both directions): the same logits."""
+    comparison = compare_model(_cifar_peer(entry), load_spec(entry))
+    assert comparison.equivalence is not None and comparison.equivalence.equal, comparison.equivalence
+    assert (comparison.verdict, comparison.exit_status) == ("conformant", 0), comparison.mismatches
+
+
+def test_kuangliu_preact_resnet18_is_no_entry() -> None:
+    """kuangliu's PreActResNet18 pools the last block's sum with no BN-ReLU before it; order = "pre" always has one,
+    so no entry of the CIFAR family is its structure (and resnet18_cifar is not)."""
+    widths = tuple(w for w, _ in facts.TABLE1_BASIC_WIDTHS)
+    with torch.device("meta"):
+        peer = _PreActNet(facts.KUANGLIU_STEM, widths, facts.TABLE1_REPEATS[18], final_bn=False)
+    comparison = compare_model(peer, load_spec("resnet18_cifar"), functional=False)
+    assert comparison.mismatches
+    assert best_matches(comparison.found, "cifar10", comparison.input_size) == []

@@ -58,6 +58,7 @@ BOUNDS: Mapping[str, int] = MappingProxyType(
         "input_size": 16_384,  # the table's input height and width
         "classes": 1_000_000,  # the fc's outputs
         "se_reduction": 1_024,
+        "se_divisor": 1_024,  # timm rounds SE widths to multiples of 8
     }
 )
 
@@ -67,12 +68,12 @@ _STAGE_NAME = re.compile(r"^conv(\d+)_x$")
 # The paper's cell "3x3, 64"; ResNeXt's "3x3, 128, C=32" adds the cardinality (groups).
 _CONV_CELL = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*C\s*=\s*(\d+)\s*)?$")
 
-_TABLE_KEYS = ("family", "source", "input_size", "in_channels", *KNOBS, "order", "se_reduction")
+_TABLE_KEYS = ("family", "source", "input_size", "in_channels", *KNOBS, "order", "se_reduction", "se_divisor")
 _SECTION_KEYS = ("table", "stem", "head")
 # An entry's name: printed in reports and typed on command lines, so nothing a terminal would interpret or show as
 # another letter.
 _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-_ARCH_KEYS = ("source", "base", "canonical", *KNOBS, "order", "se_reduction", "stem", "head", "paper")
+_ARCH_KEYS = ("source", "base", "canonical", *KNOBS, "order", "se_reduction", "se_divisor", "stem", "head", "paper")
 _NOT_INHERITED = ("source", "paper", "canonical")  # what an entry does not take from its base
 _STAGE_KEYS = ("block", "repeats", "stride", "output")
 _STEM_CONV_KEYS = ("conv", "stride", "padding", "output")
@@ -319,6 +320,7 @@ class _Choices:
     stem_pool: StemPool | None
     order: str
     se_reduction: int | None
+    se_divisor: int | None  # SE widths rounded to a multiple of it (timm); None: exactly C/r (Hu et al. 2018)
 
 
 def _choices(
@@ -341,6 +343,12 @@ def _choices(
     order = reader.str_(order_doc, "order", order_path, choices=BLOCK_ORDERS) if "order" in order_doc else "post"
     se_doc, se_path = where("se_reduction")
     se_reduction = reader.optional_int(se_doc, "se_reduction", se_path, bound="se_reduction")
+    divisor_doc, divisor_path = where("se_divisor")
+    se_divisor = reader.optional_int(divisor_doc, "se_divisor", divisor_path, bound="se_divisor")
+    if se_divisor is not None and se_reduction is None:
+        raise reader.error(
+            _join(divisor_path, "se_divisor"), se_divisor, "an se_reduction beside it (the divisor rounds C/r)"
+        )
     shortcut = pick("shortcut")
     if order == "pre" and not shortcut.residual:
         # Without shortcuts, BN-ReLU before every conv is the post-activation net: the same layers in the same order.
@@ -348,7 +356,7 @@ def _choices(
             _join(order_path, "order"), order, f'"post" for a plain network (shortcut {shortcut.name}): a plain '
             "net's pre-activation form is its post-activation form"
         )  # fmt: skip
-    return _Choices(pick("variant"), shortcut, pick("stem_pool"), order, se_reduction)
+    return _Choices(pick("variant"), shortcut, pick("stem_pool"), order, se_reduction, se_divisor)
 
 
 def _resolve_arch(
@@ -563,7 +571,7 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
                 f"at least {channels} output channels: option {shortcut.name} zero-pads the shortcut and cannot drop "
                 f"channels (block {prefix}_{index + 1} takes {channels})",
             )
-        se_channels = _se_channels(reader, path, raw, block_out, choices.se_reduction)
+        se_channels = _se_channels(reader, path, raw, block_out, choices.se_reduction, choices.se_divisor)
         blocks.append(
             Block(f"{prefix}_{index + 1}", tuple(convs), kind, block_stride, choices.order, se_channels)  # type: ignore[arg-type]
         )
@@ -573,10 +581,16 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
     return Stage(name, layers, repeats, stride, reader.optional_int(doc, "output", path), tuple(blocks), groups)
 
 
-def _se_channels(reader: _Reader, path: str, raw: list[Any], channels: int, reduction: int | None) -> int | None:
-    """Squeeze-and-excitation's reduced width C/r (Hu et al. 2018, Sec. 3.2); r must divide the block's output."""
+def _se_channels(
+    reader: _Reader, path: str, raw: list[Any], channels: int, reduction: int | None, divisor: int | None
+) -> int | None:
+    """Squeeze-and-excitation's reduced width: C/r (Hu et al. 2018, Sec. 3.2), r dividing the block's output; with
+    a divisor d, C/r rounded to the nearest multiple of d (halves up) and at least d, as timm's SEModule
+    (``make_divisible(C / r, d, round_limit=0)``: ``max(d, int(C / r + d / 2) // d * d)``)."""
     if reduction is None:
         return None
+    if divisor is not None:
+        return max(divisor, (2 * channels + divisor * reduction) // (2 * reduction) // divisor * divisor)
     if channels % reduction:
         raise reader.error(
             f"{path}.block[{len(raw) - 1}]", raw[-1], f"output channels divisible by se_reduction {reduction}"
