@@ -958,7 +958,7 @@ def _parser() -> ArgumentParser:
     _add_conventions_arguments(conventions)
     audit = sub.add_parser(
         "audit",
-        help="every model of a zoo (timm, torchvision, pytorchcv, a file): its entry, verdict and rows that differ",
+        help="audit a model zoo: each model's best entry, verdict and rows that differ",
         description="Audit a model zoo: each model of SOURCE built with random weights, its best table entry, its "
         "verdict and the rows that differ, as one table.",
         epilog=AUDIT_EPILOG,

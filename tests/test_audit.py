@@ -94,6 +94,7 @@ def test_a_files_factories_are_read_not_run(tmp_path: Path) -> None:
     )
     assert [(m.name, m.target) for m in zoo_models(str(path))] == [("a", f"{path}:a"), ("B", f"{path}:B")]
     assert [m.name for m in zoo_models(f"{path}:B")] == ["B"]
+    assert [m.name for m in zoo_models(f"{path}:!a")] == [m.name for m in zoo_models(f"{path}:B,x*")] == ["B"]
     with pytest.raises(SourceError, match="no model matches"):
         zoo_models(f"{path}:zzz*")
 
@@ -183,3 +184,47 @@ def test_the_table_in_every_format() -> None:
     assert html.count("<tr class=") == 3 and 'class="not-conformant"' in html
     with pytest.raises(ValueError, match="expected format one of"):
         render_audit(rows, "csv")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# docs/zoo.md: the audits of timm's, torchvision's and pytorchcv's families (python tools/zoo.py), checked for shape
+
+ZOO_PAGE = Path(__file__).resolve().parent.parent / "docs" / "zoo.md"
+VERDICTS = ("conformant", "equivalent", "not conformant", "undecided", "error")
+
+
+def _section(name: str) -> list[str]:
+    page = ZOO_PAGE.read_text(encoding="utf-8")
+    body = page.split(f"<!-- audit {name} -->", 1)[1].split(f"<!-- /audit {name} -->", 1)[0]
+    return body.strip().splitlines()
+
+
+@pytest.mark.parametrize("name", ["timm", "torchvision", "pytorchcv"])
+def test_the_zoo_page_holds_each_audit_with_its_figure(name: str) -> None:
+    from resnet_spec.spec import list_specs
+
+    lines = _section(name)
+    figure = next(line for line in lines if " models in " in line)
+    models = int(figure.split()[0])
+    assert " s per model." in figure and "cores (-n auto)" in figure, figure
+    header = lines.index("| model | entry | verdict | rows that differ | time |")
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")] for line in lines[header + 2 :] if line.startswith("|")
+    ]
+    assert len(rows) == models, (len(rows), figure)
+    known = set(list_specs())
+    for model, entry, verdict, differ, seconds in rows:
+        assert verdict in VERDICTS, (model, verdict)
+        assert verdict == "error" or entry.split(" ")[0] in known, (model, entry)
+        if verdict in ("conformant", "not conformant"):  # nothing differs, or something does, and it is named
+            assert (differ == "-") == (verdict == "conformant"), (model, verdict, differ)
+        assert seconds.endswith(" s"), seconds
+    tally = {v: sum(r[2] == v for r in rows) for v in VERDICTS}
+    assert lines[-1] == f"{models} models: " + ", ".join(f"{tally[v]} {v}" for v in VERDICTS), lines[-1]
+
+
+def test_the_timm_audit_covers_every_resnet_of_its_two_files_without_an_error() -> None:
+    timm = pytest.importorskip("timm")
+    rows = [line.split("|")[1].strip() for line in _section("timm") if line.startswith("| ") and " s |" in line]
+    errors = [line for line in _section("timm") if "| error |" in line]
+    assert rows == timm.list_models(module=["resnet", "resnetv2"]) and not errors, errors

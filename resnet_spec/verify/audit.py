@@ -2,7 +2,7 @@
 
 A SOURCE names the constructors (:func:`parse_source`)::
 
-    timm:*resnet*              timm's models whose name matches the glob (timm.list_models)
+    timm:*resnet*              timm's models whose name matches the glob (several: a*,b*; !c* leaves out)
     timm/resnet,resnetv2       every model of timm's resnet.py and resnetv2.py (a pattern may follow: ...:*50*)
     torchvision:resnet*        torchvision's classification models (torchvision.models.list_models)
     pytorchcv:*resnet*         pytorchcv's models (pytorchcv.model_provider)
@@ -21,11 +21,12 @@ per model (``resnet-spec audit``, docs/zoo.md).
 from __future__ import annotations
 
 import ast
+import difflib
 import fnmatch
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from ..contain import ContainedError, PreloadedServers, run_contained
 from ..read import FoundNetwork, read_trace
 from ..spec import ResNetSpec, families, list_specs, load_spec
 from ..subject import SubjectError
-from ..trace import TraceError
+from ..trace import Trace, TraceError
 from .compare import Comparison, best_matches, compare_subject, structural_comparison, trace_sizes
 from .report import finding_line, table, verdict_text
 from .subjects import RemoteSubject, preloaded
@@ -73,7 +74,7 @@ class Source:
 
     text: str
     library: str  # timm, torchvision, pytorchcv, or "file"
-    pattern: str
+    pattern: str  # globs on the model names, comma-separated: a name matching any is audited
     modules: tuple[str, ...] = ()  # timm's model files (resnet, resnetv2); empty: all
     path: str = ""  # the file, for a file source
 
@@ -139,23 +140,33 @@ def _file_models(source: Source) -> list[ZooModel]:
                 continue
             if isinstance(listed, (list, tuple)) and all(isinstance(n, str) for n in listed):
                 defined = list(listed)
-    return [ZooModel(name, f"{source.path}:{name}") for name in defined if fnmatch.fnmatchcase(name, source.pattern)]
+    return [ZooModel(name, f"{source.path}:{name}") for name in defined if _matches(name, source.pattern)]
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """Whether ``name`` matches one of the comma-separated globs and none of those written ``!GLOB``."""
+    globs = [glob.strip() for glob in pattern.split(",") if glob.strip()]
+    wanted = [g for g in globs if not g.startswith("!")] or ["*"]
+    return any(fnmatch.fnmatchcase(name, g) for g in wanted) and not any(
+        fnmatch.fnmatchcase(name, g[1:]) for g in globs if g.startswith("!")
+    )
 
 
 def _library_names(library: str, pattern: str, modules: tuple[str, ...]) -> list[str]:
-    """In a contained child: the library's model names matching ``pattern``."""
+    """In a contained child: the library's model names matching ``pattern``, in the library's order."""
     if library == "timm":
         import timm
 
-        found = timm.list_models(pattern, module=list(modules)) if modules else timm.list_models(pattern)
-        return [str(n) for n in found]
-    if library == "torchvision":
+        names = timm.list_models(module=list(modules)) if modules else timm.list_models()
+    elif library == "torchvision":
         import torchvision
 
-        return [str(n) for n in torchvision.models.list_models(module=torchvision.models, include=pattern)]
-    from pytorchcv.model_provider import _models  # pytorchcv lists its models in this dict only
+        names = torchvision.models.list_models(module=torchvision.models)
+    else:
+        from pytorchcv.model_provider import _models  # pytorchcv lists its models in this dict only
 
-    return sorted(str(n) for n in _models if fnmatch.fnmatchcase(str(n), pattern))
+        names = list(_models)
+    return [str(n) for n in names if _matches(str(n), pattern)]
 
 
 def zoo_models(source: str | Source, *, timeout: float | None = 120.0) -> list[ZooModel]:
@@ -194,7 +205,6 @@ class AuditRow:
     rows: tuple[str, ...]  # the rows that differ, in the table's order
     summary: str  # the verdict in one sentence, or the error
     seconds: float
-    also: tuple[str, ...] = field(default=())  # other entries the structure fits exactly
 
     @property
     def failed(self) -> bool:
@@ -203,12 +213,12 @@ class AuditRow:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["rows"], data["also"] = list(self.rows), list(self.also)
+        data["rows"] = list(self.rows)
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuditRow:
-        return cls(**{**data, "rows": tuple(data["rows"]), "also": tuple(data.get("also", ()))})
+        return cls(**{**data, "rows": tuple(data["rows"])})
 
 
 def _family_size(family: str) -> int:
@@ -221,38 +231,74 @@ def _rows_that_differ(comparison: Comparison) -> tuple[str, ...]:
     return tuple([row for row in order if row in found] + sorted(found - set(order)))
 
 
-def _closest(found: FoundNetwork, family: str, size: tuple[int, int]) -> tuple[tuple[int, int], Comparison] | None:
-    """The entry of ``family`` (as its table defines it) with the fewest rows, then findings, that differ."""
-    best: tuple[tuple[int, int], Comparison] | None = None
-    for name in list_specs(family):
-        comparison = structural_comparison(found, load_spec(name), size)
-        score = (len(_rows_that_differ(comparison)), len(comparison.mismatches))
-        if best is None or score < best[0]:
-            best = (score, comparison)
-    return best
+_SHORTLIST = 3  # entries compared in full for the closest: those whose blocks look most like the model's
 
 
-def _audit(subject: RemoteSubject) -> tuple[Comparison, str, Sequence[ResNetSpec]]:
-    readings: list[tuple[str, tuple[int, int], FoundNetwork]] = []
-    for family in sorted(families(), key=_family_size, reverse=True):  # the largest input first: ImageNet's
+def _found_shape(found: FoundNetwork) -> tuple[tuple[object, ...], ...]:
+    """The model's blocks in a few facts each (channels, convs and their kernels, groups, SE, pre-activation), its
+    stem convs first: what a glance at the table would compare."""
+    stem = ((len(found.stem_convs),),)
+    return stem + tuple(
+        (b.out_channels, tuple(c.kernel[0] for c in b.convs), max((c.groups for c in b.convs), default=1) > 1,
+         bool(b.se), bool(b.preactivation))
+        for b in found.blocks
+    )  # fmt: skip
+
+
+def _spec_shape(spec: ResNetSpec) -> tuple[tuple[object, ...], ...]:
+    """The same facts of an entry (see _found_shape)."""
+    stem = ((len(spec.stem.convs),),)
+    return stem + tuple(
+        (b.out_channels, tuple(c.kernel for c in b.convs), max(c.groups for c in b.convs) > 1,
+         b.se_channels is not None, b.order == "pre")
+        for b in spec.blocks
+    )  # fmt: skip
+
+
+def _closest(readings: Sequence[tuple[str, tuple[int, int], FoundNetwork]]) -> Comparison:
+    """The entry (as its table defines it) with the fewest rows, then findings, that differ: the structural diff of
+    the few entries whose blocks look most like the model's (the diff of every entry would cost seconds)."""
+    candidates = []
+    for family, size, found in readings:
+        shape = _found_shape(found)
+        for name in list_specs(family):
+            spec = load_spec(name)
+            likeness = difflib.SequenceMatcher(None, shape, _spec_shape(spec), autojunk=False).ratio()
+            candidates.append((-likeness, name, spec, size, found))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    comparisons = [structural_comparison(found, spec, size) for _, _, spec, size, found in candidates[:_SHORTLIST]]
+    return min(comparisons, key=lambda c: (len(_rows_that_differ(c)), len(c.mismatches)))
+
+
+def _audit(subject: RemoteSubject) -> tuple[Comparison, str]:
+    """The model read once, at the input of the first table family it runs at (the largest first: ImageNet's); the
+    first family with an entry it fits exactly; else the closest entry of any family."""
+    ordered = sorted(families(), key=_family_size, reverse=True)
+    reading: tuple[Trace, FoundNetwork, tuple[int, int]] | None = None
+    for family in ordered:
         size = (_family_size(family),) * 2
         reference = load_spec(list_specs(family)[0])
         try:
             trace = subject.trace((2, reference.in_channels, *size), trace_sizes(reference, size))
         except TraceError:
             continue
-        found = read_trace(trace)
-        exact = best_matches(found, family, size)
-        if exact:
-            return compare_subject(subject, exact[0], size), "exact", exact[1:]
-        readings.append((family, size, found))
-    if not readings:
+        reading = (trace, read_trace(trace), size)
+        break
+    if reading is None:
         raise TraceError("the model does not run at the input size of any table family")
-    scored = [c for c in (_closest(found, family, size) for family, size, found in readings) if c is not None]
-    _, comparison = min(scored, key=lambda c: c[0])
+    trace, found, size = reading
+    for family in ordered:
+        exact = best_matches(found, family, size, limit=1)
+        if exact:
+            return compare_subject(subject, exact[0], size, trace=trace), "exact"
+    comparison = _closest([(family, size, found) for family in ordered])
+    if not comparison.mismatches:  # the structure fits as far as it was read: the numbers decide
+        return compare_subject(
+            subject, comparison.spec, size, trace=trace
+        ), "exact" if comparison.complete else "closest"
     if not comparison.complete:  # the structure cannot decide: the numbers may
-        comparison = compare_subject(subject, comparison.spec, comparison.input_size)
-    return comparison, "closest", ()
+        comparison = compare_subject(subject, comparison.spec, size, trace=trace)
+    return comparison, "closest"
 
 
 def audit_model(model: ZooModel, servers: PreloadedServers | None = None, *, timeout: float | None = 120.0) -> AuditRow:
@@ -262,15 +308,13 @@ def audit_model(model: ZooModel, servers: PreloadedServers | None = None, *, tim
     start = time.perf_counter()
     try:
         with RemoteSubject(model.target, servers=servers, timeout=timeout) as subject:
-            comparison, match, also = _audit(subject)
+            comparison, match = _audit(subject)
     except (SubjectError, TraceError, ContainedError) as e:
         summary = " ".join(str(e).split())
         return AuditRow(model.name, model.target, None, "", "error", (), summary, time.perf_counter() - start)
-    summary = verdict_text(comparison, also) if match == "exact" else _closest_text(comparison)
-    return AuditRow(
-        model.name, model.target, comparison.spec.label, match, comparison.verdict.value,
-        _rows_that_differ(comparison), summary, time.perf_counter() - start, tuple(spec.label for spec in also),
-    )  # fmt: skip
+    summary = verdict_text(comparison) if match == "exact" else _closest_text(comparison)
+    return AuditRow(model.name, model.target, comparison.spec.label, match, comparison.verdict.value,
+                    _rows_that_differ(comparison), summary, time.perf_counter() - start)  # fmt: skip
 
 
 def _closest_text(comparison: Comparison) -> str:

@@ -7,6 +7,7 @@ which named deviations) a reading conforms to structurally.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from torch import nn
@@ -14,7 +15,7 @@ from torch import nn
 from ..contain import DEFAULT_MEMORY, DEFAULT_TIMEOUT
 from ..read import FoundNetwork, read_trace
 from ..spec import ResNetSpec, SpecError, as_spec, families, knob_options, list_specs, load_spec
-from ..trace import TraceError
+from ..trace import Trace, TraceError
 from .alignment import Alignment, align
 from .artifacts import Artifact
 from .equivalence import Equivalence, check_equivalence
@@ -167,16 +168,18 @@ def input_size_of(value: object, spec: ResNetSpec, caller: str) -> tuple[int, in
 
 def compare_subject(
     subject: Subject, spec: ResNetSpec, size: tuple[int, int], batch: int = 2, functional: bool = True, *,
-    headless: bool = False, in_channels: int | None = None,
+    headless: bool = False, in_channels: int | None = None, trace: Trace | None = None,
 ) -> Comparison:  # fmt: skip
-    """:func:`compare_model` for a :class:`~resnet_spec.verify.subjects.Subject` (arguments already checked)."""
+    """:func:`compare_model` for a :class:`~resnet_spec.verify.subjects.Subject` (arguments already checked).
+    ``trace``: the subject's trace at ``size`` made already (not made again)."""
     channels = spec.in_channels if in_channels is None else in_channels
     artifact = subject.artifact
     if artifact is not None:  # a file fixed to one input runs there
         size = artifact.input_size or size
         batch = artifact.batch or batch
     try:
-        trace = subject.trace((batch, channels, *size), trace_sizes(spec, size))
+        if trace is None:
+            trace = subject.trace((batch, channels, *size), trace_sizes(spec, size))
     except TraceError as e:
         raise TraceError(_input_hint(subject, spec, size, channels, batch) or str(e)) from e
     traced = (trace.input_shape[2], trace.input_shape[3])
@@ -239,19 +242,22 @@ def _may_conform(found: FoundNetwork, spec: ResNetSpec) -> bool:
     if [len(b.convs) for b in found.blocks] != [len(b.convs) for b in expected]:
         return False
     pre = spec.order == "pre"
+    # the first block's pre-activation may be read as the stem conv's BN-ReLU (the alignment places it either way)
     return all(
-        bool(f.se) == (e.se_channels is not None) and bool(f.preactivation) == pre
-        for f, e in zip(found.blocks, expected, strict=True)
+        bool(f.se) == (e.se_channels is not None) and (index == 0 or bool(f.preactivation) == pre)
+        for index, (f, e) in enumerate(zip(found.blocks, expected, strict=True))
     )
 
 
 def best_matches(
-    found: FoundNetwork, family: str, input_size: tuple[int, int], *, headless: bool = False, inference: bool = False
-) -> list[ResNetSpec]:
+    found: FoundNetwork, family: str, input_size: tuple[int, int], *, headless: bool = False, inference: bool = False,
+    limit: int | None = None,
+) -> list[ResNetSpec]:  # fmt: skip
     """Every known table entry of ``family``, under any option of every named deviation (``variants.toml``'s
     knobs: stride variant, shortcut option, stem pool), whose structure ``found`` has exactly.
 
-    ``inference`` reads a graph whose batch norms may be folded into its convs (the inference form).  Entries as
+    ``inference`` reads a graph whose batch norms may be folded into its convs (the inference form); ``limit``
+    stops at that many matches.  Entries as
     their table defines them come first, so a plain network is named ``plain34`` rather than
     ``resnet34`` with ``shortcut="none"``; each distinct network is listed once.
     """
@@ -260,15 +266,18 @@ def best_matches(
     combinations: list[dict[str, str]] = [{}]
     for knob, options in knobs.items():
         combinations = [{**c, knob: option} for c in combinations for option in options]
-    candidates = [load_spec(name) for name in names]
-    for name, combination in itertools.product(names, combinations):
-        try:
-            candidates.append(load_spec(name, **combination))
-        except SpecError:  # options that form no network (a pre-activation table with no shortcuts)
-            continue
+
+    def candidates() -> Iterator[ResNetSpec]:
+        yield from (load_spec(name) for name in names)
+        for name, combination in itertools.product(names, combinations):
+            try:
+                yield load_spec(name, **combination)
+            except SpecError:  # options that form no network (a pre-activation table with no shortcuts)
+                continue
+
     matches: list[ResNetSpec] = []
     seen: set[object] = set()
-    for spec in candidates:
+    for spec in candidates():
         key = (spec.stem, spec.stages, spec.head, spec.order)
         if key in seen:
             continue
@@ -276,4 +285,6 @@ def best_matches(
         comparison = structural_comparison(found, spec, input_size, headless=headless, inference=inference)
         if comparison.complete and not comparison.mismatches:
             matches.append(spec)
+            if limit is not None and len(matches) >= limit:
+                break
     return matches
