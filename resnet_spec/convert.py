@@ -20,6 +20,14 @@ Our names are torchvision's (``conv1, bn1, layer1.0.conv1, ..., layer2.0.downsam
   ``bn_conv1``, ``scale_conv1``; ``res2a_branch2a``, ``bn2a_branch2a``, ``scale2a_branch2a`` ...; ``res2a_branch1``
   for projections; ``fc1000``.  Each BatchNorm + Scale pair becomes one ``BatchNorm2d`` (eps 1e-5 on both sides);
   a conv bias is folded into the running mean, ``BN(Wx + b - m) = BN(Wx - (m - b))``, which is exact in eval mode.
+- ``"timm-resnetv2"``: timm's pre-activation ResNet (``stem.conv``, ``stages.S.blocks.B.normK/convK``,
+  ``downsample.conv``, ``norm``, ``head.fc`` a 1x1 conv), stride on the 3x3.
+- ``"pytorchcv"``: pytorchcv's resnet, seresnet, resnext and seresnext (``pytorchcv/models/resnet.py``,
+  ``seresnet.py``): ``features.init_block.conv.conv/bn`` for the stem, ``features.stageN.unitM.body.convK.conv/bn``
+  for a block's conv-BN pairs (``unitM`` counts from 1), ``se.conv1/conv2``, ``identity_conv.conv/bn`` for a
+  projection, ``output`` for the classifier.  Its unsuffixed ResNets (``resnet50``, ``seresnet50``:
+  ``conv1_stride=True``) stride a downsampling block's first conv ("v1"); ``"pytorchcv-b"`` is the same naming with
+  the stride on the 3x3 ("v1.5": its ``*b`` models, ``resnet50b``, and its ResNeXts).
 
 Every conversion is checked, not guessed: each source key is used exactly once, each shape equals the one the spec
 predicts, and the format's stride placement equals the spec's; otherwise :class:`ConversionError` lists every
@@ -72,7 +80,7 @@ class WeightFormat:
     """A naming of a ResNet's weights, and where its downsampling blocks carry their stride."""
 
     name: str
-    naming: Literal["ours", "mmpretrain", "caffe", "timm-resnetv2"]
+    naming: Literal["ours", "mmpretrain", "caffe", "timm-resnetv2", "pytorchcv"]
     stride_on: StrideOn | None  # as variants.toml's stride_on; None: not checked (our own checkpoints)
     source: str  # where the naming comes from
 
@@ -92,6 +100,20 @@ FORMATS: Mapping[str, WeightFormat] = {
             "first_spatial",
             "timm/models/resnetv2.py, preact=True: stem.conv, stages.S.blocks.B.normK/convK, downsample.conv, norm, "
             "head.fc (a 1x1 conv); stride on the 3x3",
+        ),
+        WeightFormat(
+            "pytorchcv",
+            "pytorchcv",
+            "first",
+            "pytorchcv/models/resnet.py, seresnet.py: features.init_block, features.stageN.unitM.body.convK.conv/bn, "
+            "se.conv1/2, identity_conv, output; stride on the first conv (conv1_stride=True: resnetN, seresnetN)",
+        ),
+        WeightFormat(
+            "pytorchcv-b",
+            "pytorchcv",
+            "first_spatial",
+            "pytorchcv's names (format pytorchcv); stride on the 3x3 (conv1_stride=False: resnetNb, seresnetNb; and "
+            "resnext, seresnext)",
         ),
     )
 }
@@ -334,32 +356,62 @@ def _prefixes(naming: str) -> tuple[str, str]:
     return ("backbone.", "head.") if naming == "mmpretrain" else ("", "")
 
 
-# timm's resnetv2 (preact=True) names, from ours: (pattern, replacement), tried in order.
-_RESNETV2_NAMES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (r"^conv1\.", "stem.conv."),
-        (r"^layer(\d+)\.(\d+)\.bn(\d+)\.", "stages.{s}.blocks.\\2.norm\\3."),
-        (r"^layer(\d+)\.(\d+)\.conv(\d+)\.", "stages.{s}.blocks.\\2.conv\\3."),
-        (r"^layer(\d+)\.(\d+)\.downsample\.0\.", "stages.{s}.blocks.\\2.downsample.conv."),
-        (r"^final_bn\.", "norm."),
-        (r"^fc\.", "head.fc."),
+# Namings that rename our keys, each a table of (pattern, replacement) tried in order on our key; the replacement's
+# fields are the block's place: {stage} (layerN's N), {stage0} (N - 1), {block} (layerN.M's M), {unit} (M + 1) and
+# {k} (convK's, bnK's or se.fcK's K).  The rest of the key (".weight") is kept.
+_BLOCK = r"^layer(?P<stage>\d+)\.(?P<block>\d+)\."
+_RENAMINGS: Mapping[str, tuple[tuple[re.Pattern[str], str], ...]] = {
+    naming: tuple((re.compile(pattern), replacement) for pattern, replacement in rules)
+    for naming, rules in (
+        (  # timm/models/resnetv2.py, preact=True
+            "timm-resnetv2",
+            (
+                (r"^conv1\.", "stem.conv."),
+                (_BLOCK + r"bn(?P<k>\d+)\.", "stages.{stage0}.blocks.{block}.norm{k}."),
+                (_BLOCK + r"conv(?P<k>\d+)\.", "stages.{stage0}.blocks.{block}.conv{k}."),
+                (_BLOCK + r"downsample\.0\.", "stages.{stage0}.blocks.{block}.downsample.conv."),
+                (r"^final_bn\.", "norm."),
+                (r"^fc\.", "head.fc."),
+            ),
+        ),
+        (  # pytorchcv/models/resnet.py and seresnet.py: ConvBlock(conv, bn, activ) units, SEBlock(conv1, conv2)
+            "pytorchcv",
+            (
+                (r"^conv1\.", "features.init_block.conv.conv."),
+                (r"^bn1\.", "features.init_block.conv.bn."),
+                (_BLOCK + r"conv(?P<k>\d+)\.", "features.stage{stage}.unit{unit}.body.conv{k}.conv."),
+                (_BLOCK + r"bn(?P<k>\d+)\.", "features.stage{stage}.unit{unit}.body.conv{k}.bn."),
+                (_BLOCK + r"se\.fc(?P<k>\d+)\.", "features.stage{stage}.unit{unit}.se.conv{k}."),
+                (_BLOCK + r"downsample\.0\.", "features.stage{stage}.unit{unit}.identity_conv.conv."),
+                (_BLOCK + r"downsample\.1\.", "features.stage{stage}.unit{unit}.identity_conv.bn."),
+                (r"^fc\.", "output."),
+            ),
+        ),
     )
-)
+}
+
+
+def _place(match: re.Match[str]) -> dict[str, int]:
+    """The fields of a renaming's replacement, from the groups its pattern matched."""
+    fields = {name: int(value) for name, value in match.groupdict().items()}
+    if "stage" in fields:
+        fields["stage0"] = fields["stage"] - 1
+    if "block" in fields:
+        fields["unit"] = fields["block"] + 1
+    return fields
 
 
 def _source_key(naming: str, key: str, layout: _Layout) -> str:
     """Our state_dict key in another naming."""
-    if naming != "timm-resnetv2":
+    if naming not in _RENAMINGS:
         body, head = _prefixes(naming)
         return (head if key.startswith("fc.") else body) + key
     if len(layout.spec.stem.convs) != 1:
-        raise ConversionError(f"timm-resnetv2 weights do not fit {layout.spec.label}", ["a one-conv stem"])
-    for pattern, replacement in _RESNETV2_NAMES:
+        raise ConversionError(f"{naming} weights do not fit {layout.spec.label}", ["a one-conv stem"])
+    for pattern, replacement in _RENAMINGS[naming]:
         match = pattern.match(key)
         if match is not None:
-            stage = str(int(match.group(1)) - 1) if match.groups() else ""
-            return pattern.sub(replacement.replace("{s}", stage), key, count=1)
+            return replacement.format(**_place(match)) + key[match.end() :]
     return key
 
 
@@ -500,10 +552,10 @@ def convert_state_dict(
     """Convert ``state_dict`` from the ``source`` format's names to the ``target``'s, for the network ``spec`` builds.
 
     Formats: :data:`FORMATS` (``"ours"``, ``"torchvision"``, ``"timm"``, ``"mmpretrain"``, ``"mmpretrain-caffe"``,
-    ``"caffe"``).  ``num_classes`` and ``in_channels`` are the model's if it was built with others than the table's
-    (``num_classes=0``: no classifier weights).  Tensors are shared with the input where no arithmetic is needed.
-    Raises :class:`ConversionError` listing every problem: missing, unexpected or mis-shaped keys, or a stride
-    placement of either format that differs from the spec's.
+    ``"caffe"``, ``"timm-resnetv2"``, ``"pytorchcv"``, ``"pytorchcv-b"``).  ``num_classes`` and ``in_channels`` are
+    the model's if it was built with others than the table's (``num_classes=0``: no classifier weights).  Tensors
+    are shared with the input where no arithmetic is needed.  Raises :class:`ConversionError` listing every problem:
+    missing, unexpected or mis-shaped keys, or a stride placement of either format that differs from the spec's.
     """
     source_format, target_format = _format(source), _format(target)
     spec = as_spec(spec, "convert_state_dict")

@@ -28,7 +28,8 @@ CIFAR_PARAMS_A = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727
 CIFAR_MACS = {20: 40_551_040, 32: 68_862_592, 44: 97_174_144, 56: 125_485_696, 110: 252_887_680, 1202: 2_829_238_912}
 
 # "The ResNet family": exact counts of the peers (FACTS.md, measured on randomly initialised models of
-# torchvision 0.29.1 and timm 1.0.31: parameters = sum of numel; MACs = FlopCounterMode total / 2 at 1x3x224x224).
+# torchvision 0.29.1, timm 1.0.31 and pytorchcv 0.0.74: parameters = sum of numel; MACs = FlopCounterMode total / 2
+# at 1x3x224x224).
 # peer -> (library, constructor, parameters, MACs at 224).
 FAMILY_PEERS = {
     "wide_resnet50_2": ("torchvision", "wide_resnet50_2", 68_883_240, 11_398_021_120),
@@ -66,10 +67,17 @@ FAMILY_PEERS = {
     "seresnet152": ("timm", "seresnet152", 66_821_848, 11_520_204_800),
     "seresnext50_32x4d": ("timm", "seresnext50_32x4d", 27_559_896, 4_232_994_816),
     "seresnext101_32x4d": ("timm", "seresnext101_32x4d", 48_955_416, 7_974_739_968),
+    # pytorchcv's SE-ResNets: Hu et al.'s exact C/16 (pytorchcv.model_provider.get_model(name, pretrained=False))
+    "pytorchcv_seresnet18": ("pytorchcv", "seresnet18", 11_778_592, 1_814_160_384),
+    "pytorchcv_seresnet34": ("pytorchcv", "seresnet34", 21_958_868, 3_663_918_592),
     "resnetv2_18": ("timm", "resnetv2_18", 11_687_720, 1_814_073_344),
     "resnetv2_34": ("timm", "resnetv2_34", 21_795_880, 3_663_761_408),
     # no timm factory: timm.models.resnetv2.ResNetV2 with resnetv2_50's arguments and RESNETV2_CLASS_LAYERS's
     "resnetv2_200": ("timm-ResNetV2", "ResNetV2", 64_666_152, 15_007_481_856),
+    "resnetrs50": ("timm", "resnetrs50", 35_691_912, 4_454_490_112),
+    "resnetrs101": ("timm", "resnetrs101", 63_618_696, 8_175_624_192),
+    "resnetrs152": ("timm", "resnetrs152", 86_621_576, 11_895_185_408),
+    "resnetrs200": ("timm", "resnetrs200", 93_209_992, 15_391_137_792),
 }
 # FACTS.md, "The ResNet family": the layers of the timm peers built from the class (resnetv2_50's other arguments:
 # conv_layer=create_conv2d, norm_layer=BatchNormAct2d).

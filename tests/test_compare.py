@@ -274,7 +274,7 @@ def test_cli_reads_a_model_from_a_file(tmp_path: Path, capsys: pytest.CaptureFix
         (("--depth", "50", "--variant", "v3"), "argument --variant: expected one of 'v1', 'v1.5', got 'v3'"),
         (("--depth", "50", "--variant", ""), "argument --variant: expected one of 'v1', 'v1.5', got ''"),
         (("--depth", "50", "--shortcut", ""), "argument --shortcut: expected one of 'A', 'B', 'C', 'D', 'none', got"),
-        (("--arch", ""), "expected one of the 36 known entries (resnet-spec list), found ''"),
+        (("--arch", ""), "known entries (resnet-spec list), found ''"),
         (("--arch", "resnet5O"), "found 'resnet5O'; did you mean 'resnet56' or 'resnet50'"),
         (
             ("--arch", "resn\u0435t50"),
