@@ -232,14 +232,19 @@ def _input_hint(subject: Subject, spec: ResNetSpec, size: tuple[int, int], chann
 
 
 def _may_conform(found: FoundNetwork, spec: ResNetSpec) -> bool:
-    """False where a fact no named deviation changes already differs (blocks and their convs, SE, block order,
-    stem convs): the entry cannot conform under any option, and the diff would say so at greater cost."""
+    """False where a fact no named deviation changes already differs (blocks, their convs' widths and groups, SE,
+    block order, stem convs): the entry cannot conform under any option, and the diff would say so at greater cost."""
     if found.stem_convs and len(found.stem_convs) != len(spec.stem.convs):
         return False
     if not found.blocks:
         return True
     expected = list(spec.blocks)
     if [len(b.convs) for b in found.blocks] != [len(b.convs) for b in expected]:
+        return False
+    # widths and groups: no named deviation changes them
+    if [[(c.out_channels, c.groups) for c in b.convs] for b in found.blocks] != [
+        [(c.out_channels, c.groups) for c in b.convs] for b in expected
+    ]:
         return False
     pre = spec.order == "pre"
     # the first block's pre-activation may be read as the stem conv's BN-ReLU (the alignment places it either way)
