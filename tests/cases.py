@@ -6,9 +6,11 @@ option is tested without a new test.  Combinations that resolve to the same netw
 basic-block net put the stride on the same 3x3) are kept once, so deep tables are not checked twice for nothing.
 The stem-pool knob is exercised per entry in tests/test_plan.py.
 
-Every entry runs by default at its table's options.  The options' cross-product runs by default on the shallowest
-canonical entry of each block kind in each family (resnet20, resnet18, resnet50): an option changes the same blocks
-at every depth.  On the deeper canonical entries it is marked ``slow`` (CI runs it).
+The canonical entries (the 2015 paper's networks, which ``--depth N`` names) and, of every table file, the entry
+with the fewest parameters run by default at their table's options; the other entries (each built from the same
+vocabulary as its file's) are marked ``slow``.  The options' cross-product runs by default on the shallowest canonical
+entry of each block kind in each family (resnet20, resnet18, resnet50): an option changes the same blocks at every
+depth.  On the deeper canonical entries it is marked ``slow`` (CI runs it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from resnet_spec import ResNetSpec
+from resnet_spec import ResNetSpec, count
 from resnet_spec.spec import knob_options, list_specs, load_spec
 
 KNOBS = knob_options()
@@ -63,11 +65,30 @@ CASE_IDS = [f"{n}-{v}-{s}" for n, v, s in CASES]
 KNOB_CARRIERS = _knob_carriers()
 
 
+def _table_heads() -> set[str]:
+    """The entries that run by default: the canonical ones (the networks ``--depth N`` names: the paper's) and the
+    one with the fewest parameters of each table file."""
+    by_file: dict[str, list[ResNetSpec]] = {}
+    for name in list_specs():
+        spec = load_spec(name)
+        by_file.setdefault(spec.table_file, []).append(spec)
+    heads = {name for name in list_specs() if load_spec(name).canonical}
+    for specs in by_file.values():
+        heads.add(min(specs, key=lambda spec: (count(spec).params, spec.name)).name)
+    return heads
+
+
+TABLE_HEADS = _table_heads()
+
+
 def representative(case: Case) -> bool:
-    """Whether a case runs by default: an entry at its table's options, or any option on a knob carrier."""
+    """Whether a case runs by default: an entry that stands for its table (:data:`TABLE_HEADS`) at its table's
+    options, or any option on a knob carrier."""
     name, variant, shortcut = case
     own = load_spec(name)
-    return name in KNOB_CARRIERS or (variant, shortcut) == (own.variant.name, own.shortcut.name)
+    return name in KNOB_CARRIERS or (
+        name in TABLE_HEADS and (variant, shortcut) == (own.variant.name, own.shortcut.name)
+    )
 
 
 def case_marks(case: Case, slow: Callable[[ResNetSpec], bool] | None = None) -> list[Any]:

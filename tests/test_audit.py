@@ -99,6 +99,7 @@ def test_a_files_factories_are_read_not_run(tmp_path: Path) -> None:
         zoo_models(f"{path}:zzz*")
 
 
+@pytest.mark.slow  # two pytest-xdist workers of their own (docs/zoo.md's command audits a zoo by default)
 def test_a_zoo_is_audited_one_row_per_model_across_workers(tmp_path: Path) -> None:
     """Two pytest-xdist workers; the models that fail are failed tests, never the audit's end (exit 1)."""
     zoo = _zoo(tmp_path)

@@ -25,6 +25,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from cases import TABLE_HEADS
 from facts import FAMILY_PEERS, PREACT_CIFAR_N, PREACT_CIFAR_PARAMS, RESNETV2_CLASS_LAYERS
 from pytorchcv.model_provider import get_model as pytorchcv_model
 from timm.layers import BatchNormAct2d, create_conv2d
@@ -121,7 +122,7 @@ def _meta_peer(key: str) -> nn.Module:
 def _pairs() -> list[Any]:
     out = []
     for entry_name, (key, fmt) in PAIRS.items():
-        marks = [pytest.mark.slow] if FAMILY_PEERS[key][2] > BIG else []
+        marks = [pytest.mark.slow] if FAMILY_PEERS[key][2] > BIG or entry_name not in TABLE_HEADS else []
         out.append(pytest.param(entry_name, key, fmt, id=f"{entry_name}-{key}", marks=marks))
     return out
 
