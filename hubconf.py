@@ -6,7 +6,7 @@
 
 Every keyword goes to :func:`resnet_spec.build` (``variant``, ``shortcut``, ``num_classes``, ``in_channels``,
 ``zero_init_residual``, ``device``).  No trained weights are published: ``pretrained=True`` is refused; load weights
-with :func:`resnet_spec.convert.load_checkpoint`.  The entry points are made from the tables, so a new table entry
+with :func:`resnet_spec.weights._formats.load_checkpoint`.  The entry points are made from the tables, so a new table entry
 is a new entry point without code here.
 """
 
@@ -27,7 +27,7 @@ def _entry(name: str) -> _typing.Any:
         if pretrained:
             raise ValueError(
                 f"{name}: expected pretrained=False: resnet-spec publishes no trained weights; build the model and "
-                "load a checkpoint with resnet_spec.convert.load_checkpoint(path, model, source=...)"
+                "load a checkpoint with resnet_spec.weights._formats.load_checkpoint(path, model, source=...)"
             )
         return _resnet_spec.build(name, **kwargs)
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+# The helpers, the independent models and the fixtures' files live in tests/support/ and are imported by name.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 pytest_plugins = ["pytester"]  # tests/test_verdicts.py runs the conformance plugin in-process
 

@@ -15,9 +15,9 @@ from json_schema import assert_valid
 
 from resnet_spec import build, load_spec
 from resnet_spec.cli import main
-from resnet_spec.contain import ContainedError
+from resnet_spec.sandbox import ContainedError
 from resnet_spec.verify import compare_model
-from resnet_spec.verify.artifacts import ArtifactError, artifact_kind, load_artifact
+from resnet_spec.verify._artifacts import ArtifactError, artifact_kind, load_artifact
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -176,7 +176,7 @@ def test_a_classifier_as_matmul_and_add_conforms(resnet18_onnx: Path, tmp_path: 
 def test_a_float_attribute_reads_as_the_decimal_written() -> None:
     """ONNX stores float attributes in float32: a batch norm's epsilon of 1e-5 is read as 1e-5, not 9.9999997e-06
     (which would be a finding: another epsilon)."""
-    from resnet_spec.verify.artifacts import _attrs
+    from resnet_spec.verify._artifacts import _attrs
 
     node = onnx.helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-5, momentum=0.9)
     assert _attrs(node) == {"epsilon": 1e-5, "momentum": 0.9}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_spec.verify.audit import AuditRow, SourceError, parse_source, render_audit, zoo_models
+from resnet_spec.verify import AuditRow, SourceError, parse_source, render_audit, zoo_models
 
 ZOO = textwrap.dedent(
     '''
@@ -229,3 +229,10 @@ def test_the_timm_audit_covers_every_resnet_of_its_two_files_without_an_error() 
     rows = [line.split("|")[1].strip() for line in _section("timm") if line.startswith("| ") and " s |" in line]
     errors = [line for line in _section("timm") if "| error |" in line]
     assert rows == timm.list_models(module=["resnet", "resnetv2"]) and not errors, errors
+
+
+def test_the_reports_the_command_and_the_plugin_write_are_the_formats_the_audit_renders() -> None:
+    from resnet_spec.testing import REPORT_FORMATS
+    from resnet_spec.verify import AUDIT_FORMATS
+
+    assert sorted(REPORT_FORMATS.values()) == sorted(AUDIT_FORMATS)

@@ -25,7 +25,7 @@ from resnet_spec import (
     load_checkpoint,
     load_spec,
 )
-from resnet_spec.convert import state_dict_layout
+from resnet_spec.weights import state_dict_layout
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -191,7 +191,7 @@ def test_a_model_returning_a_tensor_subclass_is_judged_like_any() -> None:
 def test_an_entry_name_a_terminal_would_interpret_is_refused_with_its_characters_named(tmp_path: Path) -> None:
     from resnet_spec.spec import SpecError
 
-    toy = Path(__file__).with_name("toy_table.toml").read_text()
+    toy = (Path(__file__).parent / "support" / "toy_table.toml").read_text()
     for name, words in (("toy\\u001b[2J", "U+001B a control character"),
                         ("t\\u043Ey", "U+043E CYRILLIC SMALL LETTER O")):  # fmt: skip
         table = tmp_path / "odd.toml"

@@ -1,6 +1,6 @@
 """The table of operator equivalences: every entry is exact on real values, and the reader reads it as the plain form.
 
-For each entry of ``resnet_spec.canonical.EQUIVALENCES`` a spelling and the plain operator run on the same real
+For each entry of ``resnet_spec.verify.EQUIVALENCES`` a spelling and the plain operator run on the same real
 input (the oracle is PyTorch's arithmetic, not our reader), then both are traced on the meta device and must
 canonicalise to the same operators with the same attributes.  Forms that look alike but compute something else
 (``clamp(min=0.1)``, an addition scaled by ``alpha=0``, ``x + 1``) must keep their own reading.
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_spec.canonical import EQUIVALENCES, canonicalise
-from resnet_spec.trace import trace_model
+from resnet_spec.verify import trace_model
+from resnet_spec.verify._canonical import EQUIVALENCES, canonicalise
 
 Form = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 

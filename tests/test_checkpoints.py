@@ -19,8 +19,8 @@ from json_schema import errors
 from torch import nn
 
 from resnet_spec import build, convert_state_dict, list_specs, load_checkpoint
-from resnet_spec.cli import compare_main, main
-from resnet_spec.verify.checkpoints import (
+from resnet_spec.cli import main
+from resnet_spec.verify._checkpoints import (
     JSON_SCHEMA,
     UNKNOWABLE,
     CheckpointFile,
@@ -265,10 +265,12 @@ def test_identify_command_text_and_json(
 
 
 def test_compare_command_on_a_checkpoint(resnet50_pth: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, compare_main, "--arch", "resnet101", "--impl", str(resnet50_pth))
+    code, out, err = _run(capsys, main, "compare", "--arch", "resnet101", "--impl", str(resnet50_pth))
     assert code == 1, (out, err)
     assert "verdict: does NOT fit resnet101 (v1, shortcut B): conv4_x (23 blocks expected, 6 found)" in out, out
-    code, out, err = _run(capsys, compare_main, "--arch", "resnet50", "--impl", str(resnet50_pth), "--format", "json")
+    code, out, err = _run(
+        capsys, main, "compare", "--arch", "resnet50", "--impl", str(resnet50_pth), "--format", "json"
+    )
     data = json.loads(out)
     assert (code, data["verdict"], data["artifact"]["kind"]) == (2, "undecided", "state_dict"), data
     assert not errors(data, dict(JSON_SCHEMA)), errors(data, dict(JSON_SCHEMA))
@@ -295,7 +297,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(
     if command == "identify":
         code, out, err = _run(capsys, main, "identify", str(path))
     else:
-        code, out, err = _run(capsys, compare_main, "--arch", "resnet50", "--impl", str(path))
+        code, out, err = _run(capsys, main, "compare", "--arch", "resnet50", "--impl", str(path))
     assert not marker.exists(), "unpickling the file ran its code"
     assert code == 2 and out == "", (code, out)
     assert len(err.splitlines()) == 1 and str(path) in err and "nothing of it was run" in err, err

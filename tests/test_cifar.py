@@ -1,7 +1,7 @@
 """The CIFAR-10 family of Sec. 4.2 and Table 6, as built: exact counts, option A, options B and C, ResNet-1202, the
 plain nets, and the training example (tools/train_cifar.py).
 
-Every expected number comes from tests/facts.py (FACTS.md) or from arithmetic written here from the text of Sec. 4.2.
+Every expected number comes from support/facts.py (FACTS.md) or from arithmetic written here from the text of Sec. 4.2.
 Deep networks are built on the meta device (no memory, no values) and cached, since ResNet-1202 takes seconds to build.
 """
 
@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import resnet_spec
-from resnet_spec import PlainBlock, ResidualBlock, ResNet, ZeroPadShortcut, build, list_specs, load_spec
+from resnet_spec import ResNet, build, list_specs, load_spec
+from resnet_spec.models import PlainBlock, ResidualBlock, ZeroPadShortcut
 
 DEPTHS = sorted(CIFAR_N)
 # The plain entries of the CIFAR table: Fig. 6 (left) plots plain-20/32/44/56; its caption names plain-110.

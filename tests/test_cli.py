@@ -15,16 +15,16 @@ import pytest
 import torchvision  # noqa: F401  (imported here so that the forked children need not import it again)
 from fresh_env import build_wheel, fresh_environment
 
-from resnet_spec import cli
-from resnet_spec.cli import compare_main, main
-from resnet_spec.subject import SubjectError, parse_target
+from resnet_spec.cli import _compare as compare_command
+from resnet_spec.cli import _list, main, run_command
+from resnet_spec.verify import SubjectError, parse_target
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
+SUPPORT = Path(__file__).resolve().parent / "support"
 
 
 def _compare(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = compare_main(list(args))
+    code = run_command("compare", list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -62,12 +62,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(
-    "expression",
+    "expression",  # each form runs a whole comparison: an instance and a call with keywords by default
     [
         "INSTANCE",
-        "PARTIAL",
-        "Eighteen",
-        "ResNet(BasicBlock, [2, 2, 2, 2])",
+        pytest.param("PARTIAL", marks=pytest.mark.slow),
+        pytest.param("Eighteen", marks=pytest.mark.slow),
+        pytest.param("ResNet(BasicBlock, [2, 2, 2, 2])", marks=pytest.mark.slow),
         "ResNet(BasicBlock, layers=[2, 2, 2, 2], norm_layer=torch.nn.BatchNorm2d)",
     ],
 )
@@ -90,6 +90,7 @@ def test_in_channels(models: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"{11_689_512 - 2 * 7 * 7 * 64:,}" in out  # FACTS: ResNet-18 has 11,689,512 parameters; conv1 loses 2 of 3
     code, out, err = _compare(capsys, "--depth", "18", "--impl", f"{models}:one_channel")
     assert code == 2 and err.count("\n") == 1 and "trace: " in err, err
+    assert err.endswith(": pass --in-channels 1\n"), err  # the library's in_channels=1, in the command's words
 
 
 @pytest.mark.parametrize(
@@ -152,10 +153,10 @@ def test_diff_cells_are_red_only_on_a_terminal_without_no_color(
     plain = out.replace("\x1b[31mDIFF\x1b[0m", "DIFF")
     assert "\x1b" not in plain
     monkeypatch.setenv("NO_COLOR", "1")
-    assert cli._colour(plain) == plain
+    assert compare_command._colour(plain) == plain
     monkeypatch.delenv("NO_COLOR")
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
-    assert cli._colour(plain) == plain
+    assert compare_command._colour(plain) == plain
 
 
 def test_version_list_and_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -253,7 +254,7 @@ def test_an_unexpected_failure_is_exit_2_with_one_line(
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("deep inside")
 
-    monkeypatch.setattr(cli, "_print_list", broken)
+    monkeypatch.setattr(_list, "print_list", broken)
     assert main(["list"]) == 2
     err = capsys.readouterr().err
     assert err == "resnet-spec list: error: run: internal error: ZeroDivisionError: deep inside\n", err

@@ -18,9 +18,8 @@ from json_schema import assert_valid
 from torch import nn
 
 from resnet_spec import build, load_spec
-from resnet_spec.trace import TraceError, trace_model
-from resnet_spec.verify import Mismatch, best_matches, compare_model
-from resnet_spec.verify.report import JSON_KEYS, to_json
+from resnet_spec.verify import Mismatch, TraceError, best_matches, compare_model, trace_model
+from resnet_spec.verify._report import JSON_KEYS, to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPARE = [sys.executable, str(ROOT / "tools" / "compare.py")]
@@ -258,7 +257,7 @@ def test_cli_main_job_and_torchvision(capsys: pytest.CaptureFixture[str]) -> Non
 def test_cli_reads_a_model_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     mine = tmp_path / "mine.py"
     mine.write_text(
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent / 'support')!r})\n"
         "from broken_resnets import Net\n"
         "def make():\n    return Net(cifar_n=3, shortcut='B')\n"
     )
@@ -328,8 +327,9 @@ def test_cli_markdown_and_cifar_depths(capsys: pytest.CaptureFixture[str]) -> No
     )
     assert "All 5 rows of Sec. 4.2, n = 9; Table 6, the parameters and the multiply-adds are the table's" in out
     # a model that differs: only what differs, with the model's module names
+    broken = Path(__file__).parent / "support" / "broken_resnets.py"
     code, out, _ = _main(capsys, "--depth", "20", "--format", "markdown", "--impl",
-                         f"{Path(__file__).parent / 'broken_resnets.py'}:Net(cifar_n=3, shortcut='B')")  # fmt: skip
+                         f"{broken}:Net(cifar_n=3, shortcut='B')")  # fmt: skip
     assert code == 1
     assert ": NOT conformant\n\n**verdict**: does NOT conform to resnet20 (v1, shortcut A)" in out
     differing = out.split("Rows that differ", 1)[1].split("Findings", 1)[0]
@@ -343,7 +343,7 @@ def test_cli_markdown_and_cifar_depths(capsys: pytest.CaptureFixture[str]) -> No
 def test_cli_headless_expects_a_backbone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     backbone = tmp_path / "backbone.py"
     backbone.write_text(
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent / 'support')!r})\n"
         "from broken_resnets import Net\n"
         "def make():\n    return Net(depth=18, output='features')\n"
     )
@@ -356,7 +356,7 @@ def test_cli_headless_expects_a_backbone(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_the_json_schema_in_the_docs_is_the_one_checked() -> None:
     """docs/compare.md shows the schema every JSON output of these tests is validated against (json_schema.py)."""
-    from resnet_spec.verify.report import JSON_SCHEMA
+    from resnet_spec.verify import JSON_SCHEMA
 
     page = (ROOT / "docs" / "compare.md").read_text()
     block = page.split("### JSON schema", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
@@ -385,7 +385,7 @@ def test_cli_our_model_conforms_to_consecutive_stages_of_equal_width_and_size(
 def test_a_diff_row_whose_summary_reads_alike_names_what_differs() -> None:
     """A ReLU on the projection shortcut's output: the rows' one-line summaries are the table's, so the DIFF row's
     found cell names the property that differs (the findings below give the blocks)."""
-    from resnet_spec.verify.report import render
+    from resnet_spec.verify import render
 
     with torch.device("meta"):
         model = Net(depth=18, shortcut_relu=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torchvision  # also imported here so that the forked children need not import it again
 
-from resnet_spec.cli import compare_main
-from resnet_spec.contain import ContainedError, parse_size, phase, run_contained
+from resnet_spec.cli import run_command
+from resnet_spec.sandbox import ContainedError, parse_size, phase, run_contained
 
 # ---- run_contained ------------------------------------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ HOSTILE = {
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = compare_main(list(args), prog="compare.py")
+    code = run_command("compare", list(args), prog="compare.py")
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -235,7 +235,7 @@ def test_lazy_module_is_never_a_traceback(tmp_path: Path, capsys: pytest.Capture
 
 # ---- hostile tables ---------------------------------------------------------------------------------------------
 
-TOY_TABLE = Path(__file__).resolve().parent / "toy_table.toml"  # a small valid user table: conv2_x, conv3_x
+TOY_TABLE = Path(__file__).resolve().parent / "support" / "toy_table.toml"  # a small valid user table: conv2_x, conv3_x
 
 
 def _table(tmp_path: Path, width: int | None = None, repeats: int | None = None) -> str:
@@ -299,7 +299,7 @@ def test_to_meta_copies_no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
     from torch import nn
 
-    from resnet_spec.trace import to_meta
+    from resnet_spec.verify._trace import to_meta
 
     model = torchvision.models.resnet18()
     model.register_buffer("extra", torch.ones(3))

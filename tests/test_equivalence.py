@@ -16,8 +16,7 @@ from broken_resnets import Net
 from written_differently import Cifar20
 
 from resnet_spec import build, load_spec
-from resnet_spec.verify import check_equivalence, compare_model, equivalence_input, tolerance
-from resnet_spec.verify.report import render, to_json
+from resnet_spec.verify import check_equivalence, compare_model, equivalence_input, render, to_json, tolerance
 
 
 def _meta(factory, **knobs):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""tests/facts.py is a transcription of FACTS.md: every exact count it holds must stand in FACTS.md as printed."""
+"""support/facts.py is a transcription of FACTS.md: every exact count it holds must stand in FACTS.md as printed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import facts
 
-FACTS_MD = (Path(__file__).resolve().parent / "FACTS.md").read_text(encoding="utf-8")
+FACTS_MD = (Path(__file__).resolve().parent / "support" / "FACTS.md").read_text(encoding="utf-8")
 
 
 def _exact_counts(value: object) -> Iterator[int]:
@@ -32,6 +32,6 @@ def test_every_exact_count_of_facts_py_is_printed_in_facts_md() -> None:
         if not name.startswith("_")
         for number in _exact_counts(value)
     }
-    assert len(counts) >= 20, f"expected the exact counts of FACTS.md in tests/facts.py, found {len(counts)}"
+    assert len(counts) >= 20, f"expected the exact counts of FACTS.md in tests/support/facts.py, found {len(counts)}"
     missing = sorted((name, f"{number:,}") for name, number in counts if f"{number:,}" not in FACTS_MD)
-    assert not missing, f"figures in tests/facts.py that FACTS.md does not print: {missing}"
+    assert not missing, f"figures in tests/support/facts.py that FACTS.md does not print: {missing}"

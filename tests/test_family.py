@@ -3,7 +3,7 @@ pytorchcv).
 
 For every pair (our entry, its peer):
 
-* the entry's analytic params and MACs equal the peer's exact figures of FACTS.md (tests/facts.py);
+* the entry's analytic params and MACs equal the peer's exact figures of FACTS.md (tests/support/facts.py);
 * the peer, built on the meta device, compares conformant to the entry, and is not the 2015 ResNet-50 v1.5: its
   best match is the entry;
 * the peer's state_dict (random init) converts into the entry's names (every key used once, shapes from the plan),
@@ -33,19 +33,10 @@ from timm.models.resnetv2 import ResNetV2
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from resnet_spec import (
-    SpecError,
-    build,
-    compare_model,
-    convert_state_dict,
-    count,
-    layout_plan,
-    load_spec,
-    load_table,
-    tables_dir,
-)
+from resnet_spec import SpecError, build, compare_model, convert_state_dict, count, layout_plan, load_spec
+from resnet_spec.spec import load_table, tables_dir
 from resnet_spec.verify import best_matches, structural_comparison
-from resnet_spec.verify.equivalence import MAX_PARAMS
+from resnet_spec.verify._functional import MAX_PARAMS
 
 # entry -> (the peer's key in FAMILY_PEERS, the weight format its state_dict is in)
 PAIRS: dict[str, tuple[str, str]] = {

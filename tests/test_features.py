@@ -1,6 +1,6 @@
 """Backbone use: every row's channels and reduction from the spec, row outputs, FeatureExtractor, headless models.
 
-Expected channels come from Table 1 / Sec. 4.2 (tests/facts.py); expected reductions are the table's input size
+Expected channels come from Table 1 / Sec. 4.2 (tests/support/facts.py); expected reductions are the table's input size
 divided by the row's output size (Table 1: 224 / 112 = 2 for conv1 ... 224 / 7 = 32 for conv5_x).
 """
 
@@ -11,7 +11,7 @@ import re
 
 import pytest
 import torch
-from cases import CASE_IDS, CASES
+from cases import CASE_IDS, CASES, TABLE_HEADS, huge
 from facts import (
     CIFAR_N,
     CIFAR_OUTPUT,
@@ -26,7 +26,8 @@ from facts import (
 from torch import nn
 
 from resnet_spec import build, list_specs, load_spec
-from resnet_spec.features import FeatureExtractor, FeatureInfo, feature_info
+from resnet_spec.models import FeatureExtractor
+from resnet_spec.spec import FeatureInfo, feature_info
 
 IMAGENET_CONV1 = 64  # Table 1, conv1: "7x7, 64, stride 2"
 IMAGENET_INPUT = 224  # Table 1's input size
@@ -73,9 +74,10 @@ def test_feature_info_matches_the_paper_without_running(name: str, variant: str,
 
 def _registry_params(prefix: str = "", canonical: bool = False) -> list[object]:
     """Every registry name (or the canonical ones: the paper's, whose figures FACTS.md gives); networks of more than
-    100 blocks (ResNet-1202: 600) are slow even on meta: marked slow."""
+    100 blocks (ResNet-1202: 600) are slow even on meta, and entries beyond :data:`cases.TABLE_HEADS` run with the
+    slow tests: both marked slow."""
     return [
-        pytest.param(name, marks=pytest.mark.slow) if sum(s.repeats for s in load_spec(name).stages) > 100 else name
+        pytest.param(name, marks=pytest.mark.slow) if huge(load_spec(name)) or name not in TABLE_HEADS else name
         for name in list_specs()
         if name.startswith(prefix) and (load_spec(name).canonical or not canonical)
     ]

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from resnet_spec import ResNet, build, load_spec
-from resnet_spec.fuse import FusedResNet, fold_conv_bn, fuse_for_inference
+from resnet_spec.models import FusedResNet, fold_conv_bn, fuse_for_inference
 
 # Folded weights are rounded once from float64; what remains is float32 summation order.  Relative to the largest
 # output entry, as logits of a randomly initialised deep network can be large.  RTOL: fused against the float32

@@ -21,9 +21,9 @@ import timm
 import torch
 
 from resnet_spec import load_spec
-from resnet_spec.cli import compare_main
+from resnet_spec.cli import run_command
 from resnet_spec.verify import Comparison, best_matches, compare_model
-from resnet_spec.verify.html import DIFF_COLOUR, OK_COLOUR, render_html
+from resnet_spec.verify._html import DIFF_COLOUR, OK_COLOUR, render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -53,7 +53,7 @@ def test_the_page_is_self_contained(resnet50d: tuple[Comparison, str]) -> None:
 
 
 def test_compare_writes_the_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert compare_main(["--depth", "20", "--format", "html"]) == 0
+    assert run_command("compare", ["--depth", "20", "--format", "html"]) == 0
     page = capsys.readouterr().out
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "conforms to resnet20 (v1, shortcut A)" in page

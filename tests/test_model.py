@@ -9,7 +9,8 @@ from cases import VARIANTS, case_params
 from facts import PARAMS_B, TABLE1_BLOCK, TABLE1_REPEATS
 from torch import nn
 
-from resnet_spec import ResidualBlock, ResNet, build, load_spec
+from resnet_spec import ResNet, build, load_spec
+from resnet_spec.models import ResidualBlock
 
 IMAGENET_DEPTHS = sorted(PARAMS_B)
 
@@ -120,7 +121,10 @@ def test_state_dict_names_and_shapes_equal_torchvisions(depth: int) -> None:
     }
 
 
-@pytest.mark.parametrize("depth", IMAGENET_DEPTHS)
+@pytest.mark.parametrize(
+    "depth",  # one basic-block and one bottleneck network by default; the deeper ones repeat their blocks
+    [pytest.param(d, marks=[pytest.mark.slow] if d not in (18, 50) else []) for d in IMAGENET_DEPTHS],
+)
 def test_torchvision_weights_give_torchvisions_outputs(depth: int) -> None:
     torch.manual_seed(depth)
     theirs = getattr(torchvision.models, f"resnet{depth}")().eval()

@@ -1,7 +1,7 @@
 """The layout plan is the built network, and the tables' vocabulary is data: new entries need no code.
 
 * Every registry entry's model (on meta) has exactly the plan's modules, parameters and state_dict, names and shapes.
-* The vocabulary table (tests/vocabulary_table.toml: a deep stem, average-pool projections, pre-activation, groups,
+* The vocabulary table (support/vocabulary_table.toml: a deep stem, average-pool projections, pre-activation, groups,
   squeeze-and-excitation, the Caffe stem pool) loads, builds, counts exactly (analytic == FlopCounterMode / 2 ==
   fvcore conv+linear, per row) and compares conformant to itself; a model of one entry is not conformant to another.
 * A copy of the shipped tables with two more depth-50 entries works in every tool, and ``--depth 50`` still
@@ -23,13 +23,13 @@ from test_counts import measured_problems
 from torch import nn
 
 from resnet_spec import build, compare_model
-from resnet_spec.model import ZeroPadShortcut
+from resnet_spec.models import ZeroPadShortcut
 from resnet_spec.spec import TABLES_ENV, layout_plan, list_specs, load_spec, load_table, tables_dir
-from resnet_spec.spec.loader import read_toml
+from resnet_spec.spec._loader import read_toml
 from resnet_spec.verify import best_matches
 
 ROOT = Path(__file__).resolve().parent.parent
-VOCABULARY = Path(__file__).with_name("vocabulary_table.toml")
+VOCABULARY = Path(__file__).parent / "support" / "vocabulary_table.toml"
 VOCABULARY_NAMES = list(read_toml(VOCABULARY).keys() - {"table", "stem", "head"})
 
 # The module class each plan kind is built as (the builder's choice, stated here to be checked).

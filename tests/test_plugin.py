@@ -1,6 +1,6 @@
 """The conformance suite as a pytest plugin, run on our model, torchvision's and broken ones, as a user runs it.
 
-Each run is a fresh ``pytest`` process with the plugin (``-p resnet_spec.pytest_plugin`` where the entry point is not
+Each run is a fresh ``pytest`` process with the plugin (``-p resnet_spec.testing.plugin`` where the entry point is not
 installed), so its verdict is the one a user's CI sees.  Expected failures are written here from each defect: the
 rows it touches and the totals it changes, nothing else.
 """
@@ -20,15 +20,17 @@ from broken_resnets import Net
 from fresh_env import build_wheel, fresh_environment
 
 from resnet_spec import build
-from resnet_spec.conformance import assert_conforms
+from resnet_spec.testing import assert_conforms
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ROOT / "tests"
+SUPPORT = ROOT / "tests" / "support"
 
 
 def _plugin_args() -> list[str]:
-    installed = any(ep.value == "resnet_spec.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "resnet_spec.pytest_plugin"]
+    installed = any(
+        ep.value == "resnet_spec.testing.plugin" for ep in importlib.metadata.entry_points(group="pytest11")
+    )
+    return [] if installed else ["-p", "resnet_spec.testing.plugin"]
 
 
 def _run(tmp_path: Path, impl: str, arch: str, *extra: str, python: str = sys.executable) -> tuple[int, dict, str]:
@@ -50,7 +52,7 @@ def _run(tmp_path: Path, impl: str, arch: str, *extra: str, python: str = sys.ex
         "-q",
         *extra,
     ]
-    env = {"PYTHONPATH": f"{ROOT}:{TESTS}", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    env = {"PYTHONPATH": f"{ROOT}:{SUPPORT}", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     outcomes = dict(
         (name, outcome)
@@ -105,7 +107,7 @@ def test_a_defect_in_one_row_fails_that_row_and_the_totals(tmp_path: Path) -> No
 def test_a_defect_only_the_numbers_see_fails_the_computation_tests(tmp_path: Path) -> None:
     """Every batch norm frozen (running statistics in train mode too): the structure reads as the paper's; the
     numbers differ in train mode from the first batch norm on, the stem's."""
-    status, outcomes, output = _run(tmp_path, f"{TESTS / 'written_differently.py'}:frozen_bn", "resnet20")
+    status, outcomes, output = _run(tmp_path, f"{SUPPORT / 'written_differently.py'}:frozen_bn", "resnet20")
     assert status == 1, output
     assert _failed(outcomes) == {"test_equivalence[frozen_bn:conv1]", "test_verdict[frozen_bn]"}, output
     assert "conv1 (stem.1) bn1.output: expected the table's bn (bn1) on the same input, found differs by" in output
@@ -115,7 +117,7 @@ def test_a_defect_only_the_numbers_see_fails_the_computation_tests(tmp_path: Pat
 def test_an_addition_that_drops_the_shortcut_fails_the_structure_and_the_numbers(tmp_path: Path) -> None:
     """Every addition ``add_(shortcut, alpha=0)``: a plain net in disguise, seen by the structure of every stage and
     by the numbers from the first block on."""
-    status, outcomes, output = _run(tmp_path, f"{TESTS / 'written_differently.py'}:add_alpha_zero", "resnet20")
+    status, outcomes, output = _run(tmp_path, f"{SUPPORT / 'written_differently.py'}:add_alpha_zero", "resnet20")
     assert status == 1, output
     stages = {f"test_structure[add_alpha_zero:conv{i}_x]" for i in (2, 3, 4)}
     assert stages | {"test_equivalence[add_alpha_zero:conv2_x]", "test_verdict[add_alpha_zero]"} <= _failed(outcomes)

@@ -17,7 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from strategies import ConvArgs, PoolArgs, conv_args, out_size, pool_args
 
-from resnet_spec import conv_output_size, same_padding
+from resnet_spec.spec import conv_output_size, same_padding
 
 # The paper's windows (Table 1 and Sec. 4.2), as (input, kernel, stride, padding).
 PAPER_STEM = ConvArgs(224, 224, 7, 2, 3, 1)  # conv1: 7x7, 64, stride 2 -> 112x112

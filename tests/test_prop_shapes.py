@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from strategies import InputDims, case_spec, input_dims
 
 from resnet_spec import ResNet, ResNetSpec, build, list_specs, load_spec
-from resnet_spec.measure import materialize
+from resnet_spec.counts import materialize
 
 Case = tuple[str, str, str]
 

@@ -48,8 +48,8 @@ from strategies import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from resnet_spec import SpecError, build, load_table
-from resnet_spec.spec import variants
+from resnet_spec import SpecError, build
+from resnet_spec.spec import load_table, variants
 
 _SECTIONS = ("table", "stem", "head")
 # Inputs larger than this many pixels run on the meta device (the pinned 224x224 ResNet-50); the rest on the CPU.
@@ -57,7 +57,7 @@ CPU_PIXELS = 64 * 64
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The paper's networks written as documents, from FACTS.md (tests/facts.py)
+# The paper's networks written as documents, from FACTS.md (tests/support/facts.py)
 
 
 def imagenet_document(depth: int, variant: str = "v1") -> dict[str, Any]:
@@ -246,8 +246,10 @@ def test_generated_tables_load_build_and_count(doc: dict[str, Any]) -> None:
 @example(doc=imagenet_document(101, "v1.5"))
 @example(doc=cifar_document(1202))
 def test_analytic_counts_of_generated_tables(doc: dict[str, Any]) -> None:
-    """resnet_spec.counting.count(spec) equals the test's arithmetic, in total and row by row."""
-    counting = pytest.importorskip("resnet_spec.counting", reason="resnet_spec/counting.py is not written yet")
+    """resnet_spec.counts.count(spec) equals the test's arithmetic, in total and row by row."""
+    counting = pytest.importorskip(
+        "resnet_spec.counts._analytic", reason="resnet_spec/counts/_analytic.py is not written yet"
+    )
     for arch, spec in load_table(doc, "generated.toml").items():
         expected = predict(doc, arch)
         counts = counting.count(spec)

@@ -24,8 +24,9 @@ from strategies import case_spec
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from resnet_spec import PlainBlock, ResidualBlock, ResNet, ResNetSpec, ZeroPadShortcut, build, list_specs, load_spec
-from resnet_spec.measure import materialize
+from resnet_spec import ResNet, ResNetSpec, build, list_specs, load_spec
+from resnet_spec.counts import materialize
+from resnet_spec.models import PlainBlock, ResidualBlock, ZeroPadShortcut
 from resnet_spec.spec import variants
 
 Case = tuple[str, str, str]

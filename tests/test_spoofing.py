@@ -1,7 +1,7 @@
 """Models that try to forge their verdict are never "conformant", through any face.
 
-The spoofs are ``tests/spoofs/*.py`` (each patches the checker or torch when imported: the verdict, the functional
-check, ``F.conv2d``, ``F.batch_norm``, ``Tensor.__add__``) and ``tests/spoofing_models.py`` (a ResNet-20 that is
+The spoofs are ``support/spoofs/*.py`` (each patches the checker or torch when imported: the verdict, the functional
+check, ``F.conv2d``, ``F.batch_norm``, ``Tensor.__add__``) and ``tests/support/spoofing_models.py`` (a ResNet-20 that is
 itself only while the checker looks the way it used to: on the meta device, in float64, without gradients, at odd
 input sizes, under a dispatch mode, for its first calls; a forward that writes its weights or statistics; noise in
 eval mode).  Each is named by a target, so it runs in a process of its own: this process never imports one.
@@ -16,19 +16,21 @@ import pytest
 from test_verdicts import _plugin_args
 
 from resnet_spec import assert_conforms
-from resnet_spec.cli import compare_main
-from resnet_spec.verify import Comparison, compare, verdict
+from resnet_spec.cli import run_command
+from resnet_spec.verify import Comparison
+from resnet_spec.verify import _compare as compare
+from resnet_spec.verify import _verdict as verdict
 
-TESTS = Path(__file__).resolve().parent
-MODELS = TESTS / "spoofing_models.py"
+SUPPORT = Path(__file__).resolve().parent / "support"
+MODELS = SUPPORT / "spoofing_models.py"
 
 # (target, arch, what the report must name): the finding that gives the spoof away
 SPOOFS: list[tuple[str, str, str]] = [
-    (f"{TESTS / 'spoofs' / 'patch_verdict.py'}:model()", "resnet20", "the structure differs"),
-    (f"{TESTS / 'spoofs' / 'patch_equivalence.py'}:model()", "resnet20", "eps"),
-    (f"{TESTS / 'spoofs' / 'patch_conv2d.py'}:model()", "resnet20", "does NOT conform"),
-    (f"{TESTS / 'spoofs' / 'patch_batch_norm.py'}:model()", "resnet20", "does NOT conform"),
-    (f"{TESTS / 'spoofs' / 'patch_add.py'}:model()", "resnet20", "does NOT conform"),
+    (f"{SUPPORT / 'spoofs' / 'patch_verdict.py'}:model()", "resnet20", "the structure differs"),
+    (f"{SUPPORT / 'spoofs' / 'patch_equivalence.py'}:model()", "resnet20", "eps"),
+    (f"{SUPPORT / 'spoofs' / 'patch_conv2d.py'}:model()", "resnet20", "does NOT conform"),
+    (f"{SUPPORT / 'spoofs' / 'patch_batch_norm.py'}:model()", "resnet20", "does NOT conform"),
+    (f"{SUPPORT / 'spoofs' / 'patch_add.py'}:model()", "resnet20", "does NOT conform"),
     (f"{MODELS}:meta_only()", "resnet20", "by computation"),
     (f"{MODELS}:float64_only()", "resnet20", "output as used"),
     (f"{MODELS}:no_grad_only()", "resnet20", "output as used"),
@@ -61,7 +63,7 @@ def test_a_spoof_is_never_conformant_through_any_face(
 ) -> None:
     """compare exits 1 with the finding that gives the spoof away, assert_conforms raises, the plugin fails; and this
     process's checker is untouched (the spoof's patches stayed in its own process)."""
-    status = compare_main(["--arch", arch, "--impl", target])
+    status = run_command("compare", ["--arch", arch, "--impl", target])
     out = capsys.readouterr().out
     assert status == 1, out
     assert words in out, out
@@ -70,14 +72,14 @@ def test_a_spoof_is_never_conformant_through_any_face(
     result = pytester.runpytest_inprocess(*_plugin_args(), "--resnet-impl", target, "--resnet-arch", arch, "-q",
                                           "-p", "no:cacheprovider")  # fmt: skip
     assert int(result.ret) == 1, "\n".join(result.outlines[-15:])
-    spoofs = {MODELS, *(TESTS / "spoofs").glob("*.py")}
+    spoofs = {MODELS, *(SUPPORT / "spoofs").glob("*.py")}
     assert not [m for m in list(sys.modules.values()) if Path(getattr(m, "__file__", None) or "/").resolve() in spoofs]
-    assert Comparison.verdict.fget is not None and Comparison.verdict.fget.__module__ == "resnet_spec.verify.compare"
+    assert Comparison.verdict.fget is not None and Comparison.verdict.fget.__module__ == "resnet_spec.verify._compare"
     assert compare.decide is verdict.decide and verdict.decide.__code__.co_filename == verdict.__file__
 
 
 def test_a_model_that_counts_further_than_the_checker_is_beyond_it(capsys: pytest.CaptureFixture[str]) -> None:
     """The limit docs/threat-model.md states: a model honest for its first hundred calls conforms (the checker calls
     a model a fixed number of times; a model that counts further cannot be told from the table's network)."""
-    assert compare_main(["--arch", "resnet20", "--impl", f"{MODELS}:first_calls(100)", "--quiet"]) == 0
+    assert run_command("compare", ["--arch", "resnet20", "--impl", f"{MODELS}:first_calls(100)", "--quiet"]) == 0
     capsys.readouterr()

@@ -19,8 +19,9 @@ from facts import (
     TABLE1_REPEATS,
 )
 
-import resnet_spec.spec.registry
-from resnet_spec import SpecError, list_specs, load_spec, load_table, residual_depths
+import resnet_spec.spec._registry
+from resnet_spec import SpecError, list_specs, load_spec, residual_depths
+from resnet_spec.spec import load_table
 
 IMAGENET_DEPTHS = sorted(TABLE1_REPEATS)
 
@@ -86,7 +87,7 @@ def test_residual_depths_name_each_family_by_depth_without_the_plain_nets() -> N
 
 def test_residual_depths_refuses_a_depth_two_entries_share(monkeypatch: pytest.MonkeyPatch) -> None:
     twin = load_spec("resnet18")
-    monkeypatch.setattr(resnet_spec.spec.registry, "_registry", lambda: {"resnet18": twin, "my_resnet18": twin})
+    monkeypatch.setattr(resnet_spec.spec._registry, "_registry", lambda: {"resnet18": twin, "my_resnet18": twin})
     with pytest.raises(LookupError, match="canonical entries 'resnet18' and 'my_resnet18' both have depth 18"):
         residual_depths("imagenet")
 
@@ -308,7 +309,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_a_user_table_loads_from_a_path(tmp_path: Path) -> None:
     import tomllib  # noqa: F401  (the format is stdlib TOML)
 
-    text = Path(__file__).with_name("toy_table.toml").read_text()
+    text = (Path(__file__).parent / "support" / "toy_table.toml").read_text()
     path = tmp_path / "toy.toml"
     path.write_text(text)
     spec = load_spec(path)

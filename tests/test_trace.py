@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from strategies import ConvArgs, PoolArgs, conv_args, pool_args
 from torch import nn
 
-from resnet_spec.trace import TraceError, trace_model
+from resnet_spec.verify import TraceError, trace_model
 
 
 class _Functional(nn.Module):
@@ -169,13 +169,13 @@ def test_tracing_a_resnet_imports_neither_dynamo_nor_sympy() -> None:
     code = textwrap.dedent(
         f"""
         import sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path.insert(0, {str(Path(__file__).parent / "support")!r})
         import torch
         import verdict_models
         from broken_resnets import Net
         from resnet_spec import load_spec
-        from resnet_spec.model import build
-        from resnet_spec.trace import trace_model
+        from resnet_spec.models import build
+        from resnet_spec.verify import trace_model
         from resnet_spec.verify import compare_model
         before = set(sys.modules)
         for name, functional in (("resnet152", False), ("resnet110", True)):  # the numbers trace on the CPU too

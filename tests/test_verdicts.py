@@ -1,7 +1,7 @@
 """One verdict for every class of model, and the same verdict from every face.
 
-The models are ``tests/verdict_models.py`` (written independently of resnet_spec; each case says the verdict the
-paper's definition gives it and why), ``tests/written_differently.py`` and ``tests/broken_resnets.py``.  Expected
+The models are ``support/verdict_models.py`` (written independently of resnet_spec; each case says the verdict the
+paper's definition gives it and why), ``support/written_differently.py`` and ``support/broken_resnets.py``.  Expected
 counts are arithmetic over Sec. 4.2's ResNet-20 (FACTS.md): 3x3 convs, 16/32/64 filters, 3 blocks per stage, a
 10-way fc.
 """
@@ -18,14 +18,13 @@ from test_reader import DEFECTS, SPELLINGS
 from verdict_models import CASES
 
 from resnet_spec import load_spec
-from resnet_spec.cli import compare_main
-from resnet_spec.conformance import assert_conforms
-from resnet_spec.verify import compare_model
-from resnet_spec.verify.report import render
+from resnet_spec.cli import run_command
+from resnet_spec.testing import assert_conforms
+from resnet_spec.verify import compare_model, render
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
-MODELS = TESTS / "verdict_models.py"
+SUPPORT = Path(__file__).resolve().parent / "support"
+ROOT = SUPPORT.parent
+MODELS = SUPPORT / "verdict_models.py"
 
 
 def _comparison(name: str):  # type: ignore[no-untyped-def]
@@ -100,14 +99,14 @@ def test_parameter_findings_say_what_differs_with_the_count(name: str, words: st
 # Each model as a TARGET: (target, arch, variant or None).
 _FACES: list[tuple[str, str, str | None]] = [
     *((f"{MODELS}:{name}", case.arch, case.variant) for name, case in CASES.items()),
-    *((f"{TESTS / 'written_differently.py'}:{name}", "resnet20", None)
+    *((f"{SUPPORT / 'written_differently.py'}:{name}", "resnet20", None)
       for name in ("as_written", "hand_bn", "conv_classifier", "frozen_bn", "add_alpha_zero", "logits_times_zero")),
-    *((f"{TESTS / 'broken_resnets.py'}:Net(**{knobs!r})", name, overrides.get("variant"))
+    *((f"{SUPPORT / 'broken_resnets.py'}:Net(**{knobs!r})", name, overrides.get("variant"))
       for _, knobs, name, overrides, *_ in BROKEN),
-    *((f"{TESTS / 'broken_resnets.py'}:Net(**{knobs!r})", name, overrides.get("variant"))
+    *((f"{SUPPORT / 'broken_resnets.py'}:Net(**{knobs!r})", name, overrides.get("variant"))
       for knobs, name, overrides, *_ in FUNCTION_CHANGES),
-    *((f"{TESTS / 'broken_resnets.py'}:Net(depth=18, **{knobs!r})", "resnet18", None) for _, knobs in SPELLINGS),
-    *((f"{TESTS / 'broken_resnets.py'}:Net(depth=18, **{knobs!r})", "resnet18", None) for _, knobs, *_ in DEFECTS),
+    *((f"{SUPPORT / 'broken_resnets.py'}:Net(depth=18, **{knobs!r})", "resnet18", None) for _, knobs in SPELLINGS),
+    *((f"{SUPPORT / 'broken_resnets.py'}:Net(depth=18, **{knobs!r})", "resnet18", None) for _, knobs, *_ in DEFECTS),
 ]  # fmt: skip
 # By default one model of each exit status; every model (each verdict and kind of reason) under the slow marker.
 _QUICK = {
@@ -118,8 +117,10 @@ _QUICK = {
 
 
 def _plugin_args() -> list[str]:
-    installed = any(ep.value == "resnet_spec.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "resnet_spec.pytest_plugin"]
+    installed = any(
+        ep.value == "resnet_spec.testing.plugin" for ep in importlib.metadata.entry_points(group="pytest11")
+    )
+    return [] if installed else ["-p", "resnet_spec.testing.plugin"]
 
 
 def _face_params() -> list[object]:
@@ -138,10 +139,10 @@ def test_compare_assert_conforms_and_the_plugin_agree(
     """compare.py's exit status, assert_conforms (passes, raises AssertionError) and the plugin's pytest exit status
     are one verdict: 0 and passing for conformant or equivalent, 1 and raising for not conformant, 2 (and raising:
     no pass without a complete verdict) for undecided."""
-    from resnet_spec.subject import make_subject
+    from resnet_spec.verify import make_subject
 
     options = ["--variant", variant] if variant else []
-    status = compare_main(["--arch", arch, "--impl", target, "--quiet", *options])
+    status = run_command("compare", ["--arch", arch, "--impl", target, "--quiet", *options])
     capsys.readouterr()
     model, _ = make_subject(target)
     try:

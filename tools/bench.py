@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from resnet_spec import ResNet, build, load_spec, residual_depths
 from resnet_spec.cli import ArgumentParser, float_in_range, guarded, int_in_range
-from resnet_spec.fuse import fuse_for_inference
+from resnet_spec.models import fuse_for_inference
 
 Step = Callable[[], Tensor]
 M = TypeVar("M", bound=nn.Module)

@@ -135,8 +135,10 @@ def measure_plugin(depth: int, repeats: int, plugin_args: list[str], cwd: Path) 
     name = next(depths[depth] for depths in map(residual_depths, families()) if depth in depths)
     target = f"resnet_spec:{name}"
     compare = [sys.executable, "tools/compare.py", "--arch", name, "--impl", target, "--quiet"]
-    installed = any(ep.value == "resnet_spec.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
-    plugin = [sys.executable, "-m", "pytest", *([] if installed else ["-p", "resnet_spec.pytest_plugin"]),
+    installed = any(
+        ep.value == "resnet_spec.testing.plugin" for ep in importlib.metadata.entry_points(group="pytest11")
+    )
+    plugin = [sys.executable, "-m", "pytest", *([] if installed else ["-p", "resnet_spec.testing.plugin"]),
               "--resnet-impl", target, "--resnet-arch", name, "-p", "no:cacheprovider", *plugin_args]  # fmt: skip
     return paired(compare, plugin, repeats, cwd, "compare_impl", "plugin")
 

@@ -1,14 +1,17 @@
 """The spec layer, torch-free: table types, the loader and its validation, the registry, the layout plan.
 
-* :mod:`~resnet_spec.spec.types`: the frozen objects a table resolves to (:class:`ResNetSpec` and its parts).
-* :mod:`~resnet_spec.spec.loader`: TOML reading, validation with bounds, resolution under the named deviations.
-* :mod:`~resnet_spec.spec.registry`: the shipped tables keyed by name; depths resolve among canonical entries.
-* :mod:`~resnet_spec.spec.plan`: every layer the built network has, with names and shapes.
+* :mod:`~resnet_spec.spec._types`: the frozen objects a table resolves to (:class:`ResNetSpec` and its parts).
+* :mod:`~resnet_spec.spec._loader`: TOML reading, validation with bounds, resolution under the named deviations.
+* :mod:`~resnet_spec.spec._registry`: the shipped tables keyed by name; depths resolve among canonical entries.
+* :mod:`~resnet_spec.spec._plan`: every layer the built network has, with names and shapes, and the rows a backbone
+  returns (:func:`feature_info`);
+* :mod:`~resnet_spec.spec._arithmetic`: the padding arithmetic (output sizes, 'same' padding).
 """
 
-from .loader import BOUNDS, KNOBS
-from .plan import Layer, Plan, PlannedBlock, layout_plan
-from .registry import (
+from ._arithmetic import conv_output_size, same_padding
+from ._loader import BOUNDS, KNOBS
+from ._plan import FeatureInfo, Layer, Plan, PlannedBlock, feature_info, feature_rows, layout_plan
+from ._registry import (
     TABLES_ENV,
     as_spec,
     families,
@@ -22,7 +25,7 @@ from .registry import (
     variant_names,
     variants,
 )
-from .types import (
+from ._types import (
     Block,
     BlockOrder,
     Conv,
@@ -46,6 +49,7 @@ __all__ = [
     "Block",
     "BlockOrder",
     "Conv",
+    "FeatureInfo",
     "FrozenMapping",
     "Head",
     "Layer",
@@ -61,13 +65,17 @@ __all__ = [
     "StemPool",
     "StrideVariant",
     "as_spec",
+    "conv_output_size",
     "families",
+    "feature_info",
+    "feature_rows",
     "knob_options",
     "layout_plan",
     "list_specs",
     "load_spec",
     "load_table",
     "residual_depths",
+    "same_padding",
     "shortcut_names",
     "tables_dir",
     "variant_names",

@@ -1,0 +1,405 @@
+"""The builder: a :class:`~resnet_spec.spec.ResNetSpec` in, an ``nn.Module`` out, made from its layout plan.
+
+Nothing here knows a depth or a module name: :func:`~resnet_spec.spec.layout_plan` lists every layer with its name
+and shape, and the builder makes one module per planned layer (convs without bias, each with its batch norm: Sec.
+3.4, "We adopt batch normalization right after each convolution and before activation").  The block classes hold
+the wiring: post-activation (He et al. 2015) and pre-activation (He et al. 2016) residual blocks and the plain block.
+Names follow torchvision, so a torchvision state_dict loads into the ``v1.5`` variant unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..spec import FeatureInfo, Layer, PlannedBlock, ResNetSpec, feature_info, layout_plan, load_spec
+
+__all__ = ["PlainBlock", "PreActBlock", "ResNet", "ResidualBlock", "SqueezeExcitation", "ZeroPadShortcut", "build"]
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A (Sec. 3.3): the input subsampled by ``stride``, extra channels appended as zeros; no parameters."""
+
+    def __init__(self, stride: int, extra_channels: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra_channels = extra_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]  # (N, C, ceil(H/s), ceil(W/s)), as a stride-s "same" conv
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))  # (N, C + extra, H', W'), zeros appended
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, extra_channels={self.extra_channels}"
+
+
+class SqueezeExcitation(nn.Module):
+    """Hu et al. 2018: ``x * sigmoid(fc2(relu(fc1(mean(x)))))``, fc1/fc2 1x1 convs with bias (made from the plan)."""
+
+    fc1: nn.Conv2d
+    relu: nn.ReLU
+    fc2: nn.Conv2d
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1): squeeze
+        s = self.fc2(self.relu(self.fc1(s)))  # (N, C, 1, 1): excitation
+        return x * s.sigmoid()  # (N, C, H, W): channel-wise scale
+
+
+def _make(layer: Layer, device: torch.device | None) -> nn.Module:
+    """The module of one planned layer."""
+    if layer.kind == "conv":
+        c_in, c_out = layer.in_shape[0], layer.out_shape[0]
+        return nn.Conv2d(
+            c_in, c_out, layer.kernel, layer.stride, layer.padding, groups=layer.groups, bias=layer.bias, device=device
+        )
+    if layer.kind == "bn":
+        return nn.BatchNorm2d(layer.out_shape[0], device=device)
+    if layer.kind == "relu":
+        return nn.ReLU(inplace=True)
+    if layer.kind == "pool" and layer.detail == "max":
+        return nn.MaxPool2d(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
+    if layer.kind == "pool":
+        return nn.AvgPool2d(
+            layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode, count_include_pad=False
+        )
+    if layer.kind == "global_pool":
+        return nn.AdaptiveAvgPool2d(1) if layer.detail == "avg" else nn.AdaptiveMaxPool2d(1)
+    if layer.kind == "fc":
+        return nn.Linear(layer.in_shape[0], layer.out_shape[0], device=device)
+    if layer.kind == "zero_pad":
+        return ZeroPadShortcut(layer.stride, layer.out_shape[0] - layer.in_shape[0])
+    if layer.kind == "identity":
+        return nn.Identity()
+    raise ValueError(f"{layer.name}: the builder has no module for layer kind {layer.kind!r}")
+
+
+def _place(
+    root: nn.Module, name: str, layer: Layer, device: torch.device | None, containers: dict[str, type[nn.Module]]
+) -> None:
+    """Make ``layer``'s module at dotted ``name`` under ``root`` (once: the block's ReLU is shared).  A missing parent
+    is of the class ``containers`` names for it, else an nn.Sequential where its child is numbered."""
+    *parents, leaf = name.split(".")
+    node = root
+    for i, part in enumerate(parents):
+        child = node._modules.get(part)
+        if child is None:
+            numbered = [*parents, leaf][i + 1].isdigit()
+            child = containers[part]() if part in containers else nn.Sequential() if numbered else nn.Module()
+            node.add_module(part, child)
+        node = child
+    if leaf not in node._modules:
+        node.add_module(leaf, _make(layer, device))
+
+
+def _fill(
+    root: nn.Module,
+    layers: tuple[Layer, ...],
+    prefix: str,
+    device: torch.device | None,
+    containers: dict[str, type[nn.Module]] | None = None,
+) -> None:
+    for layer in layers:
+        if layer.module:
+            _place(root, layer.name[len(prefix) :], layer, device, containers or {})
+
+
+class _Block(nn.Module):
+    """A block's modules, made from its planned layers (names relative to the block)."""
+
+    relu: nn.Module
+    downsample: nn.Module
+    se: SqueezeExcitation  # where the block has squeeze-and-excitation
+
+    def __init__(self, planned: PlannedBlock, device: torch.device | None = None) -> None:
+        super().__init__()
+        self.num_convs = len(planned.spec.convs)
+        self.has_se = planned.spec.se_channels is not None
+        _fill(self, planned.layers, planned.module + ".", device, {"se": SqueezeExcitation})
+
+    def _se(self, x: Tensor) -> Tensor:
+        return self.se(x) if self.has_se else x
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        """The BN whose output feeds the addition (post-activation) or the last BN of the branch (pre-activation)."""
+        bn = getattr(self, f"bn{self.num_convs}")
+        if not isinstance(bn, nn.BatchNorm2d):
+            raise TypeError(f"bn{self.num_convs} is a {type(bn).__name__}, expected the block's last BatchNorm2d")
+        return bn
+
+    def branch(self, x: Tensor) -> Tensor:
+        """``conv_i -> bn_i -> relu`` for each conv, without the last ReLU (it comes after the addition)."""
+        out = x
+        for i in range(1, self.num_convs):
+            out = self.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out)))
+        last = self.num_convs
+        return self._se(getattr(self, f"bn{last}")(getattr(self, f"conv{last}")(out)))
+
+
+class ResidualBlock(_Block):
+    """``relu(branch(x) + shortcut(x))`` (Sec. 3.2, Fig. 2/5): the second nonlinearity after the addition."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.branch(x)  # (N, C_out, H/s, W/s)
+        out += self.downsample(x)  # the shortcut, same shape
+        return self.relu(out)
+
+
+class PlainBlock(_Block):
+    """The plain baseline (Sec. 4.1): the same convs with no shortcut and no addition."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.branch(x))
+
+
+class PreActBlock(_Block):
+    """He et al. 2016, Fig. 4(e): ``x + branch(relu(bn1(x)))``, each conv preceded by BN-ReLU, nothing after the sum.
+
+    A projection (or zero-pad) shortcut reads the pre-activated input, as timm's ``PreActBottleneck``; an identity
+    shortcut reads the block's input.  Every pre-activation block has a shortcut: the tables refuse a plain
+    pre-activation net (it is the post-activation one).
+    """
+
+    bn1: nn.Module
+    conv1: nn.Module
+
+    def __init__(self, planned: PlannedBlock, device: torch.device | None = None) -> None:
+        super().__init__(planned, device)
+        self.project = planned.spec.shortcut not in ("identity", "none")
+
+    def branch(self, x: Tensor) -> Tensor:
+        out = self.conv1(x)  # x: the pre-activated input
+        for i in range(2, self.num_convs + 1):
+            out = getattr(self, f"conv{i}")(self.relu(getattr(self, f"bn{i}")(out)))
+        return self._se(out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pre = self.relu(self.bn1(x))  # (N, C_in, H, W)
+        out = self.branch(pre)  # (N, C_out, H/s, W/s)
+        return out + self.downsample(pre if self.project else x)
+
+
+def _block(planned: PlannedBlock, device: torch.device | None) -> nn.Module:
+    if planned.spec.order == "pre":
+        return PreActBlock(planned, device)
+    return (PlainBlock if planned.spec.shortcut == "none" else ResidualBlock)(planned, device)
+
+
+class ResNet(nn.Module):
+    """A ResNet built from a spec.  ``spec`` is kept as an attribute; ``forward`` returns logits (no softmax).
+
+    With ``num_classes=0`` the network is headless: ``fc`` is ``nn.Identity`` and ``forward`` returns the pooled
+    features ``(N, C_last)``, as a backbone (timm's and torchvision's convention for "no classifier").
+    """
+
+    # Made from the layout plan (names as the plan gives them): the stem's pool, the global pool, the classifier.
+    maxpool: nn.Module
+    avgpool: nn.Module
+    fc: nn.Module
+    relu: nn.Module
+
+    def __init__(
+        self,
+        spec: ResNetSpec,
+        num_classes: int | None = None,
+        in_channels: int | None = None,
+        zero_init_residual: bool = False,
+        device: torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.min_input_size = spec.min_input_size()  # smaller inputs leave a row empty; checked in forward
+        plan = layout_plan(spec, self.min_input_size, num_classes=num_classes, in_channels=in_channels)
+        self.in_channels = plan.in_channels
+        self.num_classes = plan.num_classes
+        _fill(self, plan.stem, "", device)
+        # The stem's modules in order (a deep stem's conv1 is one nn.Sequential), and the head's before the pool.
+        self.stem_modules: tuple[str, ...] = _top_level(plan.stem)
+        self.stage_names: tuple[str, ...] = tuple(row for row, _ in plan.stage_modules)
+        self.layer_names: tuple[str, ...] = tuple(module for _, module in plan.stage_modules)
+        for _, module in plan.stage_modules:
+            blocks = [_block(b, device) for b in plan.blocks if b.module.split(".")[0] == module]
+            self.add_module(module, nn.Sequential(*blocks))
+        _fill(self, plan.head, "", device)
+        self.head_modules: tuple[str, ...] = _top_level(plan.head)[:-2]  # a pre-activation net's final BN-ReLU
+        self.reset_parameters(zero_init_residual)
+
+    def reset_parameters(self, zero_init_residual: bool = False) -> None:
+        """He initialisation (fan_out) of convs, BN weight 1 and bias 0, as torchvision and the paper's [13].
+
+        ``zero_init_residual`` sets each residual block's last BN weight to 0, so every block starts as identity
+        (Goyal et al. 2017); it is refused for plain networks, where it would zero every block's output.
+        """
+        if zero_init_residual and not self.spec.shortcut.residual:
+            raise ValueError(
+                f"zero_init_residual=True needs shortcuts, but {self.spec.label} is a plain network: "
+                "every block's output would be zero"
+            )
+        if next(self.parameters()).device.type == "meta":
+            return  # meta tensors hold no values; initialising them only costs time (seconds for ResNet-1202)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and module.bias is None:
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear | nn.Conv2d):
+                module.reset_parameters()
+        if zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, ResidualBlock | PreActBlock):
+                    nn.init.zeros_(module.last_bn.weight)
+
+    @property
+    def feature_info(self) -> tuple[FeatureInfo, ...]:
+        """Each row's module, channels and reduction (cumulative stride), computed from the spec without running."""
+        return feature_info(self.spec)
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.spec.name}: expected input a torch.Tensor (N, C, H, W), got {type(x).__name__}")
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self.spec.name}: expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        weight = next(self.parameters())
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{self.spec.name}: expected a floating-point input (the model's dtype, {weight.dtype}), got input "
+                f"dtype {x.dtype}; convert it, e.g. x.float() / 255"
+            )
+        autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+        if x.dtype != weight.dtype and not autocast:  # autocast casts inputs and weights itself
+            raise ValueError(
+                f"{self.spec.name}: input dtype {x.dtype} does not match the model's parameters ({weight.dtype}); "
+                f"cast one to the other: model.to({x.dtype}) or x.to({weight.dtype})"
+            )
+        if x.shape[2] < self.min_input_size or x.shape[3] < self.min_input_size:
+            sizes = self.spec.row_output_sizes(int(x.shape[2]), int(x.shape[3]))
+            empty = next(row for row, hw in sizes.items() if min(hw) < 1)
+            raise ValueError(
+                f"{self.spec.name}: input {x.shape[2]}x{x.shape[3]} is too small: row {empty} would be empty; "
+                f"expected height and width of at least {self.min_input_size}"
+            )
+        if self.training:
+            # Batch norm in training mode needs more than one value per channel; the last stage's maps are the
+            # smallest any of them sees.
+            h, w = self.spec.row_output_sizes(int(x.shape[2]), int(x.shape[3]))[self.stage_names[-1]]
+            if x.shape[0] * h * w < 2:
+                raise ValueError(
+                    f"{self.spec.name}: training mode needs more than one value per channel in every batch norm, "
+                    f"and a batch of {x.shape[0]} at {x.shape[2]}x{x.shape[3]} leaves {x.shape[0]}x{h}x{w} at "
+                    f"{self.stage_names[-1]}; use a batch of 2 or more, a larger input, or model.eval()"
+                )
+
+    def _stem(self, x: Tensor) -> Tensor:
+        for name in self.stem_modules[:-1]:  # conv(s), BN, ReLU; the pool is the last stem module
+            x = getattr(self, name)(x)
+        return x  # (N, C1, H/2, W/2) on ImageNet
+
+    def _head(self, x: Tensor) -> Tensor:
+        for name in self.head_modules:
+            x = getattr(self, name)(x)  # a pre-activation net's final BN-ReLU
+        return self.fc(torch.flatten(self.avgpool(x), 1))  # (N, num_classes)
+
+    def forward_row(self, row: str, x: Tensor) -> Tensor:
+        """One row of Table 1 on ``x``, the previous row's output (the network's input for ``conv1``): the stem's
+        convs for ``conv1``, the stem pool and the stage for the first stage, the stage for the others, the head
+        (pool and fc) for ``fc``."""
+        if row == "conv1":
+            return self._stem(x)
+        if row == "fc":
+            return self._head(x)
+        if row not in self.stage_names:
+            raise ValueError(f"{self.spec.name}: expected a row of {list(self.spec.rows)}, got {row!r}")
+        index = self.stage_names.index(row)
+        if index == 0:
+            x = self.maxpool(x)
+        return getattr(self, self.layer_names[index])(x)
+
+    def forward_rows(self, x: Tensor) -> dict[str, Tensor]:
+        """Every row's output in one pass: ``{"conv1": ..., "conv2_x": ..., ..., "fc": logits}``.
+
+        For a headless model (``num_classes=0``) ``"fc"`` holds the pooled features.  :attr:`feature_info` gives
+        each row's channels and reduction without running the model.
+        """
+        self._check_input(x)
+        rows: dict[str, Tensor] = {}
+        x = self._stem(x)
+        rows["conv1"] = x
+        x = self.maxpool(x)  # (N, C1, H/4, W/4) on ImageNet; identity on CIFAR
+        for stage_name, layer_name in zip(self.stage_names, self.layer_names, strict=True):
+            x = getattr(self, layer_name)(x)  # (N, C_stage, H/s, W/s)
+            rows[stage_name] = x
+        rows["fc"] = self._head(x)
+        return rows
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        x = self.maxpool(self._stem(x))  # stem: (N, C1, H/4, W/4) on ImageNet
+        for layer_name in self.layer_names:
+            x = getattr(self, layer_name)(x)  # (N, C_stage, H_stage, W_stage)
+        return self._head(x)  # (N, num_classes)
+
+
+def _top_level(layers: tuple[Layer, ...]) -> tuple[str, ...]:
+    names: list[str] = []
+    for layer in layers:
+        top = layer.name.split(".")[0]
+        if layer.module and (not names or names[-1] != top):
+            names.append(top)
+    return tuple(names)
+
+
+def build(
+    spec: ResNetSpec | str,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    zero_init_residual: bool = False,
+    device: torch.device | str | None = None,
+    **overrides: str,
+) -> ResNet:
+    """Build the network a spec describes.
+
+    ``spec`` is a :class:`ResNetSpec` or anything :func:`load_spec` takes (``overrides`` then go to it).
+    ``num_classes`` and ``in_channels`` default to the table's (1000 and 3 for ImageNet, 10 and 3 for CIFAR-10);
+    ``num_classes=0`` builds a headless backbone whose ``forward`` returns the pooled features (``fc`` is identity).
+    ``device="meta"`` builds without allocating memory, for shape and count checks of large networks.
+    """
+    if isinstance(spec, ResNetSpec):
+        if overrides:
+            raise TypeError(f"build: overrides {sorted(overrides)} need a spec name or path, not a loaded ResNetSpec")
+    else:
+        spec = load_spec(spec, **overrides)
+    for name, value, minimum, meaning in (
+        ("num_classes", num_classes, 0, "an integer >= 0 (0: headless, forward returns pooled features)"),
+        ("in_channels", in_channels, 1, "a positive integer"),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise ValueError(f"build: expected {name} {meaning}, got {value!r}")
+    return ResNet(
+        spec,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        zero_init_residual=zero_init_residual,
+        device=None if device is None else _device(device),
+    )
+
+
+def _device(device: object) -> torch.device:
+    """``device`` as a torch.device that exists on this machine.  Raises ValueError naming it."""
+    expected = "build: expected device a torch.device or a name such as 'cpu', 'cuda', 'cuda:1', 'meta'"
+    if isinstance(device, bool) or not isinstance(device, (torch.device, str, int)):
+        raise ValueError(f"{expected}, got {device!r} ({type(device).__name__})")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{expected}, got {device!r}") from None
+    if resolved.type == "cuda":
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if available == 0 or (resolved.index or 0) >= available:
+            found = "no CUDA device" if available == 0 else f"{available} CUDA device(s)"
+            raise ValueError(f"build: expected device {device!r} ({resolved}) to exist; this machine has {found}")
+    return resolved

@@ -1,0 +1,622 @@
+"""Reader: rebuild the Table 1 view of a network (stem, stages of blocks, head) from its :class:`Trace`.
+
+Nothing here looks at attribute names: blocks are found from the dataflow.  A residual block is an addition
+whose two inputs share an ancestor (the block's input); the path with the convolutions is the residual branch,
+the other is the shortcut, classified as identity (no operator), projection (a convolution) or zero-pad (no
+parameters, more channels or a smaller map: option A).  A network without additions is read as a chain of
+convolutions, which the diff cuts into blocks of the table's size.  Rows are named by position as in the paper:
+conv1, conv2_x, conv3_x, ..., fc; blocks conv2_1, conv2_2, ...
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from ._canonical import canonicalise, keep_outputs
+from ._trace import Op, Trace
+
+__all__ = [
+    "ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundOp", "FoundPool", "FoundShortcut", "read_trace",
+]  # fmt: skip
+
+_PASS_THROUGH = frozenset({"view"})  # operators that neither compute nor end a unit
+_NORMS = frozenset({"bn", "norm"})
+_ACTIVATING = frozenset({"relu", "activation"})
+
+
+@dataclass(frozen=True)
+class ConvUnit:
+    """A convolution with what directly follows it: ``conv -> norm? -> activation?``."""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    in_channels: int
+    out_channels: int
+    bias: bool
+    output_size: tuple[int, int]
+    bn_after: bool  # a batch norm reads the conv's output
+    activation_after: str | None  # "relu", another function's name, or None: what reads the BN (or conv) output
+    module: str  # the module that ran it, for messages
+    end: int  # the value the unit ends with (after the activation, else the BN, else the conv)
+    params: tuple[str, ...]  # the conv's and its BN's parameters
+    norm_after: str | None = None  # "bn", "group_norm", "layer_norm" ...: the normalisation reading the conv
+    norm_affine: bool = True  # the normalisation has a learned scale and shift (BN(affine=False) has not)
+    index: int = -1  # the conv's position in the trace
+    members: tuple[int, ...] = ()  # positions of the unit's ops (conv, norm, activation)
+    norm_params: tuple[str, ...] = ()  # the normalisation's parameters (a subset of params)
+
+    @property
+    def norm(self) -> str | None:
+        """The normalisation reading the conv ("bn", "group_norm", ...), None where none does."""
+        return self.norm_after or ("bn" if self.bn_after else None)
+
+    @property
+    def cell(self) -> str:
+        """The paper's notation, with the stride when it is not 1: '3x3, 64' or '1x1, 128 /2'."""
+        text = f"{'x'.join(str(k) for k in self.kernel)}, {self.out_channels}"
+        return text if max(self.stride) == 1 else f"{text} /{max(self.stride)}"
+
+
+@dataclass(frozen=True)
+class FoundPool:
+    kind: str  # "max" or "avg"
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    ceil_mode: bool
+
+    @property
+    def text(self) -> str:
+        """'3x3 max pool /2 pad 1', with ', ceil mode' when the output size rounds up."""
+        text = f"{self.kernel[0]}x{self.kernel[-1]} {self.kind} pool /{self.stride[0]} pad {self.padding[0]}"
+        return text + (", ceil mode" if self.ceil_mode else "")
+
+
+@dataclass(frozen=True)
+class FoundShortcut:
+    """What the other input of a block's addition is."""
+
+    kind: str  # identity, projection, zero_pad, other
+    conv: ConvUnit | None  # the projection's conv
+    ops: tuple[str, ...]  # the operator kinds on the shortcut path, in order (for messages)
+    pool: FoundPool | None = None  # a pooling on the shortcut path (ResNet-D: 2x2 average pool before the 1x1)
+
+
+@dataclass(frozen=True)
+class FoundBlock:
+    """A block read from the trace: its branch convs, its shortcut and what surrounds the addition."""
+
+    convs: tuple[ConvUnit, ...]
+    shortcut: FoundShortcut | None  # None: a plain block (no addition)
+    relu_after_add: bool
+    branch_end: str  # the operator kind that feeds the addition from the branch ("bn" in the paper)
+    output_size: tuple[int, int]
+    out_channels: int
+    params: frozenset[str]
+    span: tuple[int, int] = (-1, -1)  # positions of the block's first and last op in the trace
+    # Pre-activation (He et al. 2016): the BN/ReLU kinds between the block's input and its first conv that belong
+    # to no earlier unit, e.g. ("bn", "relu"); and whether the shortcut reads their output instead of the input.
+    preactivation: tuple[str, ...] = ()
+    shortcut_reads_preactivation: bool = False
+    se: tuple[ConvUnit, ...] = ()  # squeeze-and-excitation's convs on the branch (Hu et al. 2018), in order
+    # Where the block sits in the trace: the value it reads, the value it returns, its addition and the ReLU after
+    # it (-1 where none), the ops of its pre-activation, of its shortcut path and of its squeeze-and-excitation.
+    input_value: int = -1
+    output_value: int = -1
+    add_index: int = -1
+    relu_index: int = -1
+    preactivation_ops: tuple[int, ...] = ()
+    shortcut_ops: tuple[int, ...] = ()
+    se_ops: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class FoundHead:
+    pool: str | None  # "avg", "max" (global), or None
+    fc: tuple[int, ...]  # out_features of each linear layer after the last block
+    in_features: int | None
+    present: bool = True  # False: the model returns feature maps (a backbone), not logits
+    fc_bias: tuple[bool, ...] = ()  # whether each linear layer has a bias
+    norm: tuple[str, ...] = ()  # BN/ReLU kinds between the last block and the global pool (pre-activation nets)
+    norm_ops: tuple[int, ...] = ()  # their positions in the trace
+    pool_op: int = -1  # the global pool's position, -1 where none
+    fc_ops: tuple[int, ...] = ()  # the linear layers' positions
+    logits: int = -1  # the value the classifier computes (-1: a backbone); the model may apply a softmax after it
+
+
+@dataclass(frozen=True)
+class FoundOp:
+    """An operator the Table 1 view does not explain, and where it sits."""
+
+    index: int  # its position in the (canonical) trace
+    what: str  # e.g. "dropout", "relu", "aten.mul.Tensor"
+    place: str  # "input" (before conv1), "body" (between conv1 and the logits), "logits" (after the fc)
+
+
+@dataclass(frozen=True)
+class FoundNetwork:
+    """The Table 1 view of a traced model."""
+
+    input_shape: tuple[int, ...]
+    stem: ConvUnit | None  # the first conv of the stem
+    stem_pool: FoundPool | None
+    blocks: tuple[FoundBlock, ...]  # empty when the network has no additions (read `chain` instead)
+    chain: tuple[ConvUnit, ...]  # main-path convs after the stem, in order (branch convs, no shortcut convs)
+    head: FoundHead
+    params: int  # all parameters the model owns
+    unused_params: tuple[str, ...]
+    macs: int  # multiply-adds of conv and linear operators, at the traced input, for one image
+    stray_convs: tuple[ConvUnit, ...]  # convs that are neither stem, branch, shortcut nor head
+    other_ops: tuple[str, ...]  # ATen operators the reader does not know, on any path
+    fc_params: tuple[str, ...]  # parameters read by the head's linear layers
+    unexplained: tuple[FoundOp, ...] = ()  # operators outside the Table 1 view, with where they sit
+    param_sizes: Mapping[str, int] = field(default_factory=dict)  # parameter name -> numel
+    notes: tuple[str, ...] = ()  # how the model was traced (the CPU fallback), which output was read
+    stem_convs: tuple[ConvUnit, ...] = ()  # every conv before the first block and the stem pool (a deep stem's 3)
+    stem_pool_op: int = -1  # the stem pool's position in the trace, -1 where none
+    trace: Trace | None = None  # the canonical trace it was read from (positions and values refer to it)
+
+
+def read_trace(trace: Trace) -> FoundNetwork:
+    """Rebuild the Table 1 view (stem, blocks, head, totals) of a traced model.
+
+    The trace is canonicalised first (:func:`resnet_spec.verify._canonical.canonicalise`).  When the forward returns
+    several tensors, the logits are the one a linear layer computes (through activations or a softmax after it);
+    when none does, the model is read as a headless backbone of all the feature maps it returns.
+    """
+    trace = canonicalise(trace)
+    logits = _logits(trace)
+    notes = list(trace.notes)
+    if logits is not None and len(trace.outputs) > 1:
+        trace = keep_outputs(trace, (logits,))
+        notes.append("the forward returns several tensors: the logits read are the one the fc computes")
+    ops = trace.ops
+    convs = [op for op in ops if op.kind == "conv"]
+    units = {op.index: _unit(trace, op) for op in convs}
+    adds = [op for op in ops if op.kind == "add"]
+
+    reads: list[_BlockRead] = []
+    in_blocks: set[int] = set()
+    branch_convs: set[int] = set()
+    explained: set[int] = set()
+    for add in adds:
+        found = _read_block(trace, add, units)
+        if found is not None:
+            reads.append(found)
+            in_blocks |= found.members
+            branch_convs |= found.branch_convs
+            explained |= found.explained
+
+    stem = units[convs[0].index] if convs else None
+    last_block_end = max(in_blocks) if in_blocks else _unit_end_index(trace, units, convs)
+    first_body = min(in_blocks) if in_blocks else (convs[1].index if len(convs) > 1 else len(ops))
+    # a plain net (no additions) is one chain of convs: its stem ends at its pool, wherever that pool is
+    pool_end = first_body if in_blocks else (convs[-1].index if convs else len(ops))
+    stem_pool, pool_index = _stem_pool(ops, convs[0].index if convs else len(ops), pool_end)
+    if stem_pool is not None:
+        explained.add(pool_index)
+    stem_end = pool_index if not in_blocks and stem_pool is not None else min(first_body, pool_index)
+    stem_indices = {op.index for op in convs if op.index < stem_end}
+    stem_convs = tuple(units[i] for i in sorted(stem_indices))
+    chain: list[ConvUnit] = []
+    stray: list[ConvUnit] = []
+    for op in convs:
+        if op.index in stem_indices:
+            continue
+        if not reads or op.index in branch_convs:
+            chain.append(units[op.index])
+        elif op.index not in in_blocks:
+            stray.append(units[op.index])
+    for unit in units.values():
+        explained.update(unit.members)
+    blocks, pre_ops = _with_preactivation(trace, reads, stem_convs)
+    explained |= pre_ops
+
+    head, head_ops, logits_index = _read_head(trace, last_block_end, logits is not None)
+    explained |= head_ops
+    stray = [unit for unit in stray if unit.index not in head.fc_ops]
+    stem_index = convs[0].index if convs else len(ops)
+    unexplained = []
+    for op in ops:
+        if op.index in explained:
+            continue
+        place = "input" if op.index < stem_index else "logits" if op.index > logits_index else "body"
+        unexplained.append(FoundOp(op.index, _what(op), place))
+    known = {"conv", "bn", "norm", "relu", "activation", "add", "maxpool", "avgpool", "global_pool", "mean",
+             "adaptive_avgpool", "adaptive_maxpool", "linear", "pad", "cat", "view", "dropout", "softmax"}  # fmt: skip
+    recognised = {i for read in reads for i in read.recognised}
+    other = tuple(sorted({_what(op) if op.aten.startswith("resnet_spec.") else op.aten for op in ops
+                          if op.kind not in known and op.inputs and op.index not in recognised}))  # fmt: skip
+    macs = sum(int(op.attrs.get("macs", 0)) for op in ops if op.kind in ("conv", "linear"))
+    return FoundNetwork(
+        input_shape=trace.input_shape,
+        stem=stem,
+        stem_pool=stem_pool,
+        blocks=tuple(blocks),
+        chain=tuple(chain),
+        head=head,
+        params=sum(trace.params.values()),
+        unused_params=trace.unused_params,
+        macs=macs,
+        stray_convs=tuple(stray),
+        other_ops=other,
+        fc_params=tuple(
+            name
+            for op in trace.ops[last_block_end + 1 :]
+            if op.kind == "linear" or op.index in head_ops
+            for name in op.params
+        ),
+        unexplained=tuple(unexplained),
+        param_sizes=MappingProxyType(dict(trace.params)),
+        notes=tuple(notes),
+        stem_convs=stem_convs,
+        stem_pool_op=pool_index if stem_pool is not None else -1,
+        trace=trace,
+    )
+
+
+def _unit_end_index(trace: Trace, units: dict[int, ConvUnit], convs: list[Op]) -> int:
+    """Where the last conv unit (conv, BN, activation) ends: the head comes after it."""
+    if not convs:
+        return -1
+    return trace.producers.get(units[convs[-1].index].end, convs[-1].index)
+
+
+def _stem_pool(ops: tuple[Op, ...], start: int, end: int) -> tuple[FoundPool | None, int]:
+    """The first pool between the stem's first conv and the body, and its index (``end`` when there is none)."""
+    for op in ops[start:end]:
+        if op.kind in ("maxpool", "avgpool") or (op.kind == "global_pool" and "kernel" in op.attrs):
+            return _pool(op), op.index  # a windowed pool, even where the map it pools is already 1x1
+    return None, end
+
+
+def _what(op: Op) -> str:
+    """How a finding names an operator: its kind when the reader knows it, else its ATen overload."""
+    if op.kind == "activation":
+        return str(op.attrs.get("function", op.name))
+    if op.aten.startswith("resnet_spec.onnx_operator") and len(op.operands) > 2:
+        return f"ONNX {op.operands[1][1]} (node {op.operands[2][1]!r})"  # a graph's operator the interpreter lacks
+    if op.kind in ("other", "affine"):
+        return op.aten
+    return op.kind
+
+
+def _pool(op: Op) -> FoundPool:
+    return FoundPool(
+        "max" if op.kind == "maxpool" or op.attrs.get("function") == "max" else "avg",
+        op.attrs["kernel"],
+        op.attrs["stride"],
+        op.attrs["padding"],
+        op.attrs["ceil_mode"],
+    )
+
+
+def _logits(trace: Trace) -> int | None:
+    """The output a linear layer computes (looking back through single-input ops after it), or a 1x1 conv right
+    before a global pool (the classifier applied before pooling: the same function), or None."""
+    for value in trace.outputs:
+        op = trace.producer(value)
+        for _ in range(8):
+            if op is not None and op.kind == "global_pool" and op.inputs:
+                source = trace.producer(op.inputs[0])
+                return value if source is not None and _classifier_before_pool(trace, source) else None
+            if op is None or op.kind in ("conv", "add"):
+                break
+            if op.kind == "linear":
+                return value
+            op = trace.producer(op.inputs[0]) if len(op.inputs) == 1 else None
+    return None
+
+
+def _classifier_before_pool(trace: Trace, op: Op) -> bool:
+    """A 1x1 conv whose only reader is a global pool: a classifier applied to every position, then averaged."""
+    reader = _only_reader(trace, op.output)
+    return (op.kind == "conv" and op.attrs.get("kernel") == (1, 1) and op.attrs.get("groups") == 1
+            and reader is not None and reader.kind == "global_pool")  # fmt: skip
+
+
+def _only_reader(trace: Trace, value: int) -> Op | None:
+    """The op that reads ``value``, looking through views; None when zero or several ops read it."""
+    while True:
+        readers = list(trace.readers(value))
+        if len(readers) != 1:
+            return None
+        op = readers[0]
+        if op.kind not in _PASS_THROUGH:
+            return op
+        value = op.output
+
+
+def _unit(trace: Trace, conv: Op) -> ConvUnit:
+    norm = None
+    affine = True
+    norm_params: tuple[str, ...] = ()
+    activation = None
+    end = conv.output
+    params = list(conv.params)
+    members = [conv.index]
+    after = _only_reader(trace, conv.output)
+    if after is not None and after.kind in _NORMS:
+        norm = "bn" if after.kind == "bn" else str(after.attrs.get("function", after.name))
+        affine = bool(after.params)
+        norm_params = after.params
+        end = after.output
+        params.extend(after.params)
+        members.append(after.index)
+        after = _only_reader(trace, after.output)
+    if after is not None and after.kind in _ACTIVATING:
+        activation = "relu" if after.kind == "relu" else str(after.attrs.get("function", after.aten))
+        end = after.output
+        members.append(after.index)
+    a = conv.attrs
+    return ConvUnit(
+        kernel=a["kernel"],
+        stride=a["stride"],
+        padding=a["padding"],
+        dilation=a["dilation"],
+        groups=a["groups"],
+        in_channels=a["in_channels"],
+        out_channels=a["out_channels"],
+        bias=a["bias"],
+        output_size=(conv.shape[-2], conv.shape[-1]),
+        bn_after=norm == "bn",
+        activation_after=activation,
+        module=conv.module,
+        end=end,
+        params=tuple(params),
+        norm_after=norm,
+        norm_affine=affine,
+        index=conv.index,
+        members=tuple(members),
+        norm_params=tuple(norm_params),
+    )
+
+
+def _common_ancestor(trace: Trace, a: int, b: int) -> int | None:
+    """The latest value both ``a`` and ``b`` are computed from (searching backwards in execution order)."""
+    position = {v: (trace.producers.get(v, -1)) for v in (a, b)}
+    heap = [(-position[a], a, 0), (-position[b], b, 1)]
+    seen: tuple[set[int], set[int]] = (set(), set())
+    while heap:
+        _, value, side = heapq.heappop(heap)
+        if value in seen[side]:
+            continue
+        seen[side].add(value)
+        if value in seen[1 - side]:
+            return value
+        producer = trace.producer(value)
+        if producer is None:
+            continue
+        for source in producer.inputs:
+            heapq.heappush(heap, (-trace.producers.get(source, -1), source, side))
+    return None
+
+
+def _path_ops(trace: Trace, end: int, start: int) -> list[Op]:
+    """Ops computing ``end`` from ``start`` (exclusive), in execution order; constants feeding them included."""
+    start_index = trace.producers.get(start, -1)
+    found: dict[int, Op] = {}
+    stack = [end]
+    while stack:
+        value = stack.pop()
+        if value == start:
+            continue
+        op = trace.producer(value)
+        if op is None or op.index <= start_index or op.index in found:
+            continue
+        found[op.index] = op
+        stack.extend(op.inputs)
+    return [found[i] for i in sorted(found)]
+
+
+@dataclass(frozen=True)
+class _BlockRead:
+    """What reading one addition gives, before the blocks are put in context."""
+
+    block: FoundBlock
+    members: set[int]  # indices of all its ops
+    branch_convs: set[int]  # indices of its branch convs
+    explained: set[int]  # indices of the ops the block view explains (addition, ReLU after it, shortcut, SE)
+    start: int  # the value both paths are computed from
+    first_input: int | None  # the value the first branch conv reads
+    output: int  # the block's output value (after the ReLU that follows the addition, if any)
+    recognised: set[int]  # ops of the block the reader interprets beyond the known kinds (SE's gate and product)
+
+
+_NORM_KINDS = ("bn", "relu", "activation")
+
+
+def _norm_before(trace: Trace, value: int, owned: set[int]) -> tuple[list[str], set[int]]:
+    """BN/activation kinds computing ``value`` back to a value in ``owned`` or to any other op, and their indices."""
+    kinds: list[str] = []
+    indices: set[int] = set()
+    while value not in owned:
+        op = trace.producer(value)
+        if op is None or op.kind not in _NORM_KINDS or not op.inputs:
+            break
+        kinds.append(op.kind)
+        indices.add(op.index)
+        value = op.inputs[0]
+    return kinds[::-1], indices
+
+
+def _with_preactivation(
+    trace: Trace, reads: list[_BlockRead], stem_convs: tuple[ConvUnit, ...]
+) -> tuple[list[FoundBlock], set[int]]:
+    """Each block with its pre-activation: the BN-ReLU before its first conv that the stem's unit or an earlier
+    block's output does not already own (He et al. 2016's BN-ReLU-conv units), and what its shortcut reads.
+    Returns the blocks and the indices of the pre-activation ops."""
+    owned = {read.output for read in reads} | ({stem_convs[-1].end} if stem_convs else set())
+    blocks = []
+    indices: set[int] = set()
+    for read in reads:
+        kinds: list[str] = []
+        found: set[int] = set()
+        if read.first_input is not None:
+            kinds, found = _norm_before(trace, read.first_input, owned)
+            indices |= found
+        shortcut = read.block.shortcut
+        reads_pre = (
+            bool(kinds) and shortcut is not None and shortcut.kind != "identity" and read.start == read.first_input
+        )
+        params = (
+            read.block.params | {name for i in found for name in trace.ops[i].params} if kinds else read.block.params
+        )
+        blocks.append(
+            replace(
+                read.block, preactivation=tuple(kinds), shortcut_reads_preactivation=reads_pre,
+                params=frozenset(params), preactivation_ops=tuple(sorted(found)),
+            )
+        )  # fmt: skip
+    return blocks, indices
+
+
+def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead | None:
+    """The block an addition closes, with the indices of its ops, of its branch convs and of what it explains."""
+    left, right = add.inputs
+    start = _common_ancestor(trace, left, right)
+    if start is None:
+        return None
+    paths = (_path_ops(trace, left, start), _path_ops(trace, right, start))
+    conv_counts = [sum(op.kind == "conv" for op in path) for path in paths]
+    branch_side = 0 if conv_counts[0] >= conv_counts[1] else 1
+    branch, shortcut_path = paths[branch_side], paths[1 - branch_side]
+    branch_value = add.inputs[branch_side]
+    se_members, se_convs, scale = _squeeze_excitation(trace, branch)
+    branch_convs = tuple(units[op.index] for op in branch if op.kind == "conv" and op.index not in se_members)
+
+    shortcut_convs = [op for op in shortcut_path if op.kind == "conv"]
+    computing = tuple(op.kind for op in shortcut_path if op.kind != "view")
+    start_op = trace.producer(start)
+    start_shape = start_op.shape if start_op is not None else trace.input_shape
+    pools = [op for op in shortcut_path if op.kind in ("avgpool", "maxpool")]
+    pool = _pool(pools[0]) if pools else None
+    if shortcut_convs:
+        shortcut = FoundShortcut("projection", units[shortcut_convs[0].index], computing, pool)
+    elif not computing and add.shape == tuple(start_shape):
+        shortcut = FoundShortcut("identity", None, ())
+    elif not any(op.params for op in shortcut_path) and (
+        add.shape != tuple(start_shape) or set(computing) <= {"pad", "cat"}  # option A on a 1x1 map: a no-op pad
+    ):
+        shortcut = FoundShortcut("zero_pad" if {"pad", "cat"} & set(computing) else "other", None, computing, pool)
+    else:
+        shortcut = FoundShortcut("other", None, computing, pool)
+
+    end_op = trace.producer(branch_value)
+    while end_op is not None and end_op.kind == "view":
+        end_op = trace.producer(end_op.inputs[0]) if end_op.inputs else None
+    after = _only_reader(trace, add.output)
+    relu_after = after is not None and after.kind == "relu"
+    output = after if relu_after and after is not None else add
+    members = {op.index for op in (*branch, *shortcut_path, add)} | ({output.index} if relu_after else set())
+    params = frozenset(name for i in members for name in trace.ops[i].params)
+    explained = {add.index, output.index} | {op.index for op in shortcut_path} | se_members
+    first = next((op for op in branch if op.kind == "conv" and op.index not in se_members), None)
+    branch_end = end_op.kind if end_op is not None else "input"
+    block = FoundBlock(
+        convs=branch_convs,
+        shortcut=shortcut,
+        relu_after_add=relu_after,
+        branch_end="se" if scale is not None and end_op is not None and end_op.index == scale else branch_end,
+        output_size=(add.shape[-2], add.shape[-1]),
+        out_channels=add.shape[1],
+        params=params,
+        span=(min(members), max(members)),
+        se=tuple(units[i] for i in se_convs),
+        input_value=start,
+        output_value=output.output,
+        add_index=add.index,
+        relu_index=output.index if relu_after else -1,
+        shortcut_ops=tuple(op.index for op in shortcut_path),
+        se_ops=tuple(sorted(se_members)),
+    )
+    return _BlockRead(
+        block,
+        members,
+        {op.index for op in branch if op.kind == "conv" and op.index not in se_members},
+        explained,
+        start,
+        first.inputs[0] if first is not None and first.inputs else None,
+        output.output,
+        se_members,
+    )
+
+
+_SQUEEZES = ("global_pool", "mean", "adaptive_avgpool")
+
+
+def _squeeze_excitation(trace: Trace, branch: list[Op]) -> tuple[set[int], list[int], int | None]:
+    """Squeeze-and-excitation on a branch (Hu et al. 2018): a global mean, convs (or fcs), a sigmoid gate and the
+    product with the branch.  Returns (indices of its ops, indices of its convs, index of the product)."""
+    on_branch = {op.index for op in branch}
+    for gate in branch:
+        if gate.kind != "activation" or "sigmoid" not in gate.aten or not gate.inputs:
+            continue
+        scale = next((r for r in trace.readers(gate.output) if r.index in on_branch and "mul" in r.aten), None)
+        if scale is None:
+            continue
+        path: list[Op] = []
+        value = gate.inputs[0]
+        while (producer := trace.producer(value)) is not None and producer.index in on_branch:
+            path.append(producer)
+            if producer.kind in _SQUEEZES or not producer.inputs:
+                break
+            value = producer.inputs[0]
+        if path and path[-1].kind in _SQUEEZES:
+            members = {op.index for op in path} | {gate.index, scale.index}
+            return members, [op.index for op in reversed(path) if op.kind == "conv"], scale.index
+    return set(), [], None
+
+
+def _read_head(trace: Trace, after_index: int, has_logits: bool) -> tuple[FoundHead, set[int], int]:
+    """The head after the last block: (the head, the ops it explains, the position of the logits' fc)."""
+    pool = None
+    fc: list[int] = []
+    bias: list[bool] = []
+    in_features = None
+    explained: set[int] = set()
+    last_fc = len(trace.ops)
+    norm: list[str] = []
+    norm_ops: list[int] = []
+    pool_op = -1
+    fc_ops: list[int] = []
+    fc_before_pool = False
+    for op in trace.ops[after_index + 1 :]:
+        if pool is None and not fc and op.kind in _NORM_KINDS:
+            norm.append(op.kind)  # a pre-activation network's final BN-ReLU
+            norm_ops.append(op.index)
+            explained.add(op.index)
+        elif op.kind == "global_pool" and pool is None and (not fc or fc_before_pool):
+            pool = str(op.attrs.get("function", "avg"))
+            pool_op = op.index
+            explained.add(op.index)
+        elif op.kind == "conv" and pool is None and not fc and has_logits and _classifier_before_pool(trace, op):
+            fc.append(int(op.attrs["out_channels"]))  # the classifier before the pool (see _logits)
+            bias.append(bool(op.attrs.get("bias")))
+            fc_ops.append(op.index)
+            explained.add(op.index)
+            last_fc = op.index
+            in_features = int(op.attrs["in_channels"])
+            fc_before_pool = True
+        elif op.kind == "linear":
+            fc.append(int(op.attrs["out_features"]))
+            bias.append(bool(op.attrs.get("bias")))
+            fc_ops.append(op.index)
+            explained.add(op.index)
+            last_fc = op.index
+            if in_features is None:
+                in_features = int(op.attrs["in_features"])
+    if not has_logits:
+        last_fc = len(trace.ops)
+    logits = -1
+    if has_logits and fc_ops:  # the classifier's output (a softmax may follow: the model's output is then its)
+        logits = trace.ops[pool_op if fc_before_pool and pool_op >= 0 else fc_ops[-1]].output
+    head = FoundHead(pool, tuple(fc), in_features, has_logits, tuple(bias), tuple(norm), tuple(norm_ops), pool_op,
+                     tuple(fc_ops), logits)  # fmt: skip
+    return head, explained, last_fc
