@@ -16,6 +16,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from cases import HUGE_BLOCKS
 from facts import CIFAR_MACS, CIFAR_N, CIFAR_OUTPUT, CIFAR_PARAMS_A, CIFAR_TABLE6_PARAMS, CIFAR_WIDTHS
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -25,6 +26,10 @@ from resnet_spec import ResNet, build, list_specs, load_spec
 from resnet_spec.models import PlainBlock, ResidualBlock, ZeroPadShortcut
 
 DEPTHS = sorted(CIFAR_N)
+# The same depths, those of more than HUGE_BLOCKS blocks (ResNet-1202: 3 stages of n = 200) with the slow tests.
+DEPTHS_HUGE_SLOW = [
+    pytest.param(depth, marks=[pytest.mark.slow] if 3 * CIFAR_N[depth] > HUGE_BLOCKS else []) for depth in DEPTHS
+]
 # The plain entries of the CIFAR table: Fig. 6 (left) plots plain-20/32/44/56; its caption names plain-110.
 PLAIN_DEPTHS = (20, 32, 44, 56, 110)
 NUM_CLASSES = 10  # "a 10-way fully-connected layer"
@@ -128,7 +133,7 @@ def test_parameter_count_rounds_to_table6(depth: int) -> None:
 
 
 @pytest.mark.parametrize("shortcut", ["A", "B", "C", "none"])
-@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize("depth", DEPTHS_HUGE_SLOW)
 def test_parameter_count_by_the_arithmetic_of_section_4_2(depth: int, shortcut: str) -> None:
     expected = _params_by_arithmetic(depth, shortcut)
     if shortcut == "A":
@@ -148,7 +153,7 @@ def test_6n_plus_2_weighted_layers(depth: int) -> None:
     assert model.spec.depth == depth
 
 
-@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize("depth", DEPTHS_HUGE_SLOW)
 def test_conv_and_fc_macs_at_32x32_are_the_exact_figures(depth: int) -> None:
     """FlopCounterMode counts 2 FLOPs per multiply-add, of convolutions and matrix products only."""
     _, flops = _meta_forward(depth)

@@ -5,19 +5,19 @@ Expected numbers come from tests/support/facts.py (FACTS.md) or from arithmetic 
 independent oracles (they see only the nn.Module).
 
 What runs where, to keep this file fast:
-* Every distinct network of tests/cases.CASES is measured once (CASES keys on the entry name, so plain20 under
+* Every distinct network of support/cases.CASES is measured once (CASES keys on the entry name, so plain20 under
   shortcut A is the same network as resnet20 under A: such repeats are folded into the first, see DISTINCT).
 * ImageNet entries are built on the meta device (no values needed) and FlopCounterMode + torchinfo run there; CIFAR
   entries are built on the CPU and measured with real tensors (32x32 maps are cheap, and on meta each batch norm runs
   a Python decomposition).  torchinfo's forward runs inside FlopCounterMode, so one pass serves both.
 * fvcore traces real tensors: it runs once per entry at a small odd input size (33 ImageNet, 9 CIFAR), on the CPU
   (an ImageNet model is materialised from meta with zeros: fvcore counts shapes, not values).
-* The shallowest entries of each block kind (tests/cases.KNOB_CARRIERS: resnet18, resnet50, resnet20), under every
+* The shallowest entries of each block kind (support/cases.KNOB_CARRIERS: resnet18, resnet50, resnet20), under every
   option, are measured at every size of SIZES; every other entry at the table's size and the non-square odd size
   (plus fvcore's size): other columns repeat the same blocks, and the rounding at odd sizes happens in the stem and
   the stride-2 blocks, which every column shares.
-* The 1202-layer entries, and the options' cross-product beyond the shallowest entries (support/cases.py), are marked
-  slow (``-m slow`` runs them; CI does).
+* The 1202-layer entries, the options' cross-product beyond the shallowest entries (support/cases.py), and the
+  shallowest entries under options other than their table's, are marked slow (``-m slow`` runs them; CI does).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-from cases import CASE_IDS, CASES, KNOB_CARRIERS, Case, representative
+from cases import CASE_IDS, CASES, KNOB_CARRIERS, Case, at_table_options, representative
 from facts import (
     CIFAR_MACS,
     CIFAR_PARAMS_A,
@@ -85,7 +85,8 @@ def _distinct_cases() -> tuple[list[Any], dict[str, list[str]]]:
     params: list[Any] = []
     for case, repeats in folded.items():
         spec = load_spec(case[0], variant=case[1], shortcut=case[2])
-        default = any(representative(c) for c in (case, *repeats))
+        own = [c for c in (case, *repeats) if at_table_options(load_spec(c[0], variant=c[1], shortcut=c[2]))]
+        default = any(representative(c) for c in own)
         marks = [pytest.mark.slow] if _num_convs(spec) > DEEP or not default else []
         params.append(pytest.param(*case, id="-".join(case), marks=marks))
     return params, {"-".join(case): ["-".join(c) for c in repeats] for case, repeats in folded.items()}

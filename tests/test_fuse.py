@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 import torch
 import torchvision
-from cases import case_params
+from cases import at_table_options, case_params
 from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import nn
@@ -77,7 +77,10 @@ def _model(name: str = "resnet18", seed: int = 0, calibrate: torch.Tensor | None
     return model
 
 
-@pytest.mark.parametrize(("name", "variant", "shortcut"), case_params(slow=lambda spec: spec.depth > SLOW_DEPTH))
+@pytest.mark.parametrize(
+    ("name", "variant", "shortcut"),
+    case_params(slow=lambda spec: spec.depth > SLOW_DEPTH or not at_table_options(spec)),
+)
 def test_fused_equals_eval_model_for_every_table_entry(name: str, variant: str, shortcut: str) -> None:
     """Block by block, and end to end where float32 can compute the network at all.
 

@@ -29,8 +29,8 @@ import pytest
 
 import resnet_spec
 
-PACKAGE = Path(resnet_spec.__file__).resolve().parent
-ROOT = PACKAGE.parent
+ROOT = Path(__file__).resolve().parents[1]  # the checkout (the package may be installed elsewhere: its source is here)
+PACKAGE = ROOT / "resnet_spec"
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 
 

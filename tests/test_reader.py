@@ -358,6 +358,7 @@ def test_our_model_conforms_to_tables_with_equal_consecutive_stages(doc: dict[st
         assert comparison.mismatches == (), comparison.mismatches
 
 
+@pytest.mark.slow  # a stress table: 50 stages, each its own row
 def test_our_model_conforms_to_a_50_stage_table() -> None:
     stages = {f"conv{i + 2}_x": {"block": ["3x3, 8", "3x3, 8"], "repeats": 1 + i % 2, "stride": 1} for i in range(50)}
     doc = {

@@ -95,6 +95,14 @@ def representative(case: Case) -> bool:
     return (name in KNOB_CARRIERS or name in TABLE_HEADS) and changed == 0
 
 
+def at_table_options(spec: ResNetSpec) -> bool:
+    """Whether ``spec`` is its entry as the table defines it (no named deviation changed): the expensive per-case
+    tests run those by default and leave the knob carriers' other options to the slow run."""
+    own = load_spec(spec.name)
+    knobs = (spec.variant.name, spec.shortcut.name, spec.stem.pool)
+    return knobs == (own.variant.name, own.shortcut.name, own.stem.pool)
+
+
 HUGE_BLOCKS = 100  # a network of more blocks (ResNet-1202 has 600) takes seconds to build even on the meta device
 
 
