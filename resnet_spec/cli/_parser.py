@@ -17,7 +17,6 @@ from ..sandbox import DEFAULT_TIMEOUT, parse_size
 from ..spec import KNOBS
 
 __all__ = [
-    "MAX_INPUT_SIZE",
     "MAX_IN_CHANNELS",
     "ArgumentParser",
     "Command",
@@ -28,8 +27,6 @@ __all__ = [
     "add_spec_arguments",
     "float_in_range",
     "int_in_range",
-    "knob_overrides",
-    "memory_size",
     "resolve_spec",
     "seconds",
     "spec_request",
@@ -129,7 +126,7 @@ def seconds(text: str) -> float | None:
     return value
 
 
-def memory_size(text: str) -> int | str | None:
+def _memory_size(text: str) -> int | str | None:
     """An argparse ``type``: a size such as 4G, 'half' (half the physical memory) or 'none'."""
     if text == "half":
         return text
@@ -190,7 +187,7 @@ def add_knob_arguments(p: argparse.ArgumentParser, plain: bool = False) -> None:
         )
 
 
-def knob_overrides(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+def _knob_overrides(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     """The named deviations given on the command line, as ``load_spec`` keywords."""
     given = {knob: getattr(args, knob) for knob in KNOBS if getattr(args, knob, None) is not None}
     if getattr(args, "plain", False):
@@ -211,7 +208,7 @@ def add_limits(p: argparse.ArgumentParser, shown: bool = False) -> None:
     )
     p.add_argument(
         "--memory",
-        type=memory_size,
+        type=_memory_size,
         default="half",
         metavar="SIZE",
         help="memory the check may allocate, e.g. 4G (default: half the physical memory; 'none': no ceiling)"
@@ -245,7 +242,7 @@ def spec_request(args: argparse.Namespace, give: str = "--depth N (or --arch NAM
         "arch": args.arch,
         "depth": args.depth,
         "family": args.family,
-        "overrides": knob_overrides(args),
+        "overrides": _knob_overrides(args),
         "input_size": (args.input_size[0], args.input_size[-1]) if args.input_size else None,
         "in_channels": getattr(args, "in_channels", None),
     }
