@@ -198,6 +198,21 @@ def test_a_parameter_difference_is_located_at_its_row() -> None:
     assert total.expected == total.found + 1000  # 1000 biases (Table 1: 1000-d fc)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+def test_a_padding_by_the_borders_values_is_read_and_differs(mode: str) -> None:
+    """A conv padded with its border's values (``padding_mode="reflect"``, as anti-aliased ResNets' blur filters
+    are) computes another function than Table 1's zero padding: the reader interprets the pad, so the reading stays
+    complete and the verdict is definite, by structure and by the numbers (PyTorch's arithmetic differs there)."""
+    model = torchvision.models.resnet18()
+    model.layer1[0].conv1.padding_mode = mode
+    comparison = compare_model(model, load_spec("resnet18"))
+    pads = [m for m in comparison.mismatches if m.property == "extra operator"]
+    assert [(m.where, m.found) for m in pads] == [("conv2_1", f"{mode} pad (1, 1, 1, 1)")], comparison.mismatches
+    assert comparison.complete
+    assert comparison.verdict == "not conformant"
+    assert comparison.equivalence is not None and comparison.equivalence.status == "differs"
+
+
 # ---- outputs: logits, or a headless backbone ---------------------------------------------------------------
 
 

@@ -229,7 +229,8 @@ def read_trace(trace: Trace) -> FoundNetwork:
         place = "input" if op.index < stem_index else "logits" if op.index > logits_index else "body"
         unexplained.append(FoundOp(op.index, _what(op), place))
     known = {"conv", "bn", "norm", "relu", "activation", "add", "maxpool", "avgpool", "global_pool", "mean",
-             "adaptive_avgpool", "adaptive_maxpool", "linear", "pad", "cat", "view", "dropout", "softmax"}  # fmt: skip
+             "adaptive_avgpool", "adaptive_maxpool", "linear", "pad", "edge_pad", "cat", "view", "dropout",
+             "softmax"}  # fmt: skip
     recognised = {i for read in reads for i in read.recognised}
     other = tuple(sorted({_what(op) if op.aten.startswith("resnet_spec.") else op.aten for op in ops
                           if op.kind not in known and op.inputs and op.index not in recognised}))  # fmt: skip
@@ -284,6 +285,8 @@ def _what(op: Op) -> str:
         return f"ONNX {op.operands[1][1]} (node {op.operands[2][1]!r})"  # a graph's operator the interpreter lacks
     if op.kind in ("other", "affine"):
         return op.aten
+    if op.kind == "edge_pad":  # reflect or replicate: another function at the borders than a zero padding
+        return f"{op.attrs.get('mode')} pad {tuple(op.attrs.get('pad', ()))}"
     return op.kind
 
 

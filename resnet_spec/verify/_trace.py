@@ -87,6 +87,8 @@ _KINDS: Mapping[str, str] = MappingProxyType(
         "mm": "linear",
         "linear": "linear",
         "constant_pad_nd": "pad",
+        "reflection_pad2d": "edge_pad",  # a pad by the border's values (reflected or repeated), not zeros
+        "replication_pad2d": "edge_pad",
         "cat": "cat",
         "native_group_norm": "norm",
         "native_layer_norm": "norm",
@@ -775,6 +777,8 @@ def _attrs(kind: str, name: str, args: tuple[Any, ...], out: torch.Tensor) -> Ma
                      macs=_per_image(out) * int(x.shape[-1]))  # fmt: skip
     elif kind == "pad":
         attrs.update(pad=_ints(args[1]), value=float(args[2]) if len(args) > 2 and args[2] is not None else 0.0)
+    elif kind == "edge_pad":
+        attrs.update(pad=_ints(args[1]), mode="reflect" if name.startswith("reflection") else "replicate")
     elif kind == "activation":
         attrs.update(function=name.rstrip("_"))
     elif kind == "bn" and name in _BN_ARGS:
