@@ -557,18 +557,20 @@ def _tagged(value: Any, tensors: list[Any]) -> Any:
     raise TypeError(f"{type(value).__name__} is not data")
 
 
-def _untagged(value: Any, tensors: list[Any]) -> Any:
-    if isinstance(value, dict):
+def _untagger(tensors: list[Any]) -> Callable[[dict[str, Any]], Any]:
+    """json's ``object_hook`` undoing :func:`_tagged`: called on each mapping as it is parsed, innermost first, so
+    lists and plain values (a trace's many) are never walked again in Python."""
+
+    def untag(value: dict[str, Any]) -> Any:
         if "T" in value:
             return tensors[int(value["T"])]
         if "(" in value:
-            return tuple(_untagged(v, tensors) for v in value["("])
+            return tuple(value["("])
         if "{" in value:
-            return {_untagged(k, tensors): _untagged(v, tensors) for k, v in value["{"]}
+            return {k: v for k, v in value["{"]}
         raise ValueError("unexpected mapping")
-    if isinstance(value, list):
-        return [_untagged(v, tensors) for v in value]
-    return value
+
+    return untag
 
 
 def _encode_data(message: tuple[Any, ...]) -> bytes:
@@ -595,12 +597,11 @@ def _decode_data(connection: Any) -> tuple[Any, ...]:
     raw = connection.recv_bytes()
     try:
         length = int.from_bytes(raw[:8], "little")
-        skeleton = json.loads(raw[8 : 8 + length])
         rest = raw[8 + length :]
         tensors = torch.load(io.BytesIO(rest), weights_only=True) if rest else []
         if not isinstance(tensors, list) or not all(isinstance(t, torch.Tensor) for t in tensors):
             raise ValueError("the tensors are not a list of tensors")
-        message = _untagged(skeleton, tensors)
+        message = json.loads(raw[8 : 8 + length], object_hook=_untagger(tensors))
     except Exception as e:  # whatever the child sent that is not data
         return ("error", _phase, "exception", f"the contained process sent something that is not data ({e})", "")
     if not isinstance(message, tuple) or not message or not isinstance(message[0], str):

@@ -255,6 +255,22 @@ def _may_conform(found: FoundNetwork, spec: ResNetSpec) -> bool:
     )
 
 
+def _may_match(found: FoundNetwork, spec: ResNetSpec) -> bool:
+    """False where a fact the named deviations do change differs for this option of them: a branch conv's stride
+    (the stride variant), a block's shortcut kind (the shortcut option).  The diff would report either."""
+    expected_blocks = tuple(spec.blocks)
+    if not found.blocks or len(found.blocks) != len(expected_blocks):
+        return True  # a plain network, or blocks the diff will pair otherwise: the diff decides
+    for f, e in zip(found.blocks, expected_blocks, strict=True):
+        pairs = zip(f.convs, e.convs, strict=False)
+        if len(f.convs) == len(e.convs) and any(c.stride != (x.stride, x.stride) for c, x in pairs):
+            return False
+        expected = "projection" if e.shortcut in ("projection", "avg_projection") else e.shortcut
+        if ("none" if f.shortcut is None else f.shortcut.kind) != expected:
+            return False
+    return True
+
+
 def best_matches(
     found: FoundNetwork, family: str, input_size: tuple[int, int], *, headless: bool = False, inference: bool = False,
     limit: int | None = None,
@@ -288,6 +304,8 @@ def best_matches(
         if key in seen:
             continue
         seen.add(key)
+        if not _may_match(found, spec):
+            continue
         comparison = structural_comparison(found, spec, input_size, headless=headless, inference=inference)
         if comparison.complete and not comparison.mismatches:
             matches.append(spec)
