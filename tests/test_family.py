@@ -83,6 +83,11 @@ PAIRS: dict[str, tuple[str, str]] = {
     "resnetrs101": ("resnetrs101", "timm"),
     "resnetrs152": ("resnetrs152", "timm"),
     "resnetrs200": ("resnetrs200", "timm"),
+    "ecaresnet50d": ("ecaresnet50d", "timm"),
+    "ecaresnet101d": ("ecaresnet101d", "timm"),
+    "ecaresnet200d": ("ecaresnet200d", "timm"),
+    "ecaresnet50t": ("ecaresnet50t", "timm"),
+    "ecaresnet26t": ("ecaresnet26t", "timm"),
     # Hu et al.'s exact SE widths C/16 (timm rounds them to multiples of 8: seresnet18, seresnet34 above)
     "seresnet18_r16": ("pytorchcv_seresnet18", "pytorchcv"),
     "seresnet34_r16": ("pytorchcv_seresnet34", "pytorchcv"),
@@ -219,6 +224,23 @@ def test_se_widths_are_the_peers_and_its_librarys_rule_for_c_over_r(entry: str) 
     ours = [block.se_channels for block in spec.blocks]
     by_hand = [rule(block.convs[-1].out_channels, spec.se_reduction) for block in spec.blocks]
     assert ours == theirs == by_hand
+
+
+# ECA-Net's Eq. (12) by hand (FACTS.md, Wang et al. 2020): t = floor((log2 C + 1) / 2), k = t, or t + 1 where t is
+# even.  The bottleneck outputs: C = 256: (8 + 1) / 2 = 4.5 -> 4 -> 5; 512: 10 / 2 = 5 -> 5; 1024: 11 / 2 = 5.5 ->
+# 5; 2048: 12 / 2 = 6 -> 7.
+ECA_KERNELS_BY_HAND = {256: 5, 512: 5, 1024: 5, 2048: 7}
+
+
+@pytest.mark.parametrize("entry", [e for e in PAIRS if any(b.eca_kernel for b in load_spec(e).blocks)])
+def test_eca_kernels_are_the_papers_rule_and_the_peers(entry: str) -> None:
+    spec = load_spec(entry)
+    peer = _meta_peer(PAIRS[entry][0])
+    theirs = [module.conv.kernel_size[0] for name, module in peer.named_modules() if name.endswith(".se")]
+    ours = [block.eca_kernel for block in spec.blocks]
+    by_hand = [ECA_KERNELS_BY_HAND[block.convs[-1].out_channels] for block in spec.blocks]
+    assert ours == theirs == by_hand
+    assert all(b.se_channels is None for b in spec.blocks)  # one gate: ECA has no reduced width
 
 
 def test_se_divisor_rounds_the_basic_blocks_c_over_r_up_to_8() -> None:

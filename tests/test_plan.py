@@ -35,6 +35,7 @@ VOCABULARY_NAMES = list(read_toml(VOCABULARY).keys() - {"table", "stem", "head"}
 # The module class each plan kind is built as (the builder's choice, stated here to be checked).
 KIND_OF = {
     nn.Conv2d: "conv",
+    nn.Conv1d: "conv",  # ECA's conv across the channels
     nn.BatchNorm2d: "bn",
     nn.ReLU: "relu",
     nn.MaxPool2d: "pool",

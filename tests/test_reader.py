@@ -11,6 +11,7 @@ implementations of other packages (torchvision with hooks, Hugging Face, MONAI, 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,8 @@ from torch import nn
 from resnet_spec import build, load_spec
 from resnet_spec.spec import load_table
 from resnet_spec.verify import Mismatch, TraceError, align_blocks, compare_model
+
+VOCABULARY = Path(__file__).parent / "support" / "vocabulary_table.toml"
 
 # ---- false alarms: the paper's network, spelled otherwise --------------------------------------------------
 
@@ -196,6 +199,35 @@ def test_a_parameter_difference_is_located_at_its_row() -> None:
     assert [m.row for m in found if m.property != "params" and m.kind != "computation"] == ["fc"], found
     total = next(m for m in found if m.row == "model" and m.property == "params")
     assert total.expected == total.found + 1000  # 1000 biases (Table 1: 1000-d fc)
+
+
+class _EcaAsTheAuthorsWriteIt(nn.Module):
+    """ECA as the ECA-Net authors' code writes it (BGU-CS-VIL/ECANet, models/eca_module.py): an adaptive pool, the
+    1-D conv on the squeezed map transposed to (N, 1, C) and back, a sigmoid module, an expanded product."""
+
+    def __init__(self, kernel: int) -> None:
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv = nn.Conv1d(1, 1, kernel_size=kernel, padding=(kernel - 1) // 2, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.avg_pool(x)
+        y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
+        return x * self.sigmoid(y).expand_as(x)
+
+
+def test_eca_as_its_authors_write_it_conforms() -> None:
+    """The table's ECA gate (tests/support/vocabulary_table.toml, entry eca: kernels 5 and 7) in the authors'
+    spelling: the same network, by structure and by the numbers."""
+    spec = load_spec(f"{VOCABULARY}:eca")
+    model = build(spec)
+    for name, module in list(model.named_modules()):
+        if name.endswith(".se"):
+            model.get_submodule(name.rsplit(".", 1)[0]).se = _EcaAsTheAuthorsWriteIt(module.conv.kernel_size[0])
+    comparison = compare_model(model, spec)
+    assert comparison.verdict == "conformant", comparison.mismatches
+    assert comparison.equivalence is not None and comparison.equivalence.status == "equal"
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate"])

@@ -227,6 +227,10 @@ MALFORMED = [
     ("net.se_divisor", 8, "net.se_divisor", "an se_reduction beside it"),
     ("net.se_divisor", 0, "net.se_divisor", "an integer >= 1"),
     ("net.se_divisor", 10**6, "net.se_divisor", "at most 1,024 (se_divisor"),
+    ("net.eca_gamma", 2, "net.eca_gamma", "an eca_beta beside it"),
+    ("net.eca_beta", 1, "net.eca_beta", "an eca_gamma beside it"),
+    ("net.eca_gamma", 0, "net.eca_gamma", "an integer >= 1"),
+    ("net.eca_beta", 10**6, "net.eca_beta", "at most 64 (eca_beta"),
     ("net.order", "sandwich", "net.order", "one of 'post', 'pre'"),
     ("net.canonical", "yes", "net.canonical", "true or false"),
     ("table.stem_pool", "round", "table.stem_pool", "one of 'padded', 'caffe'"),
@@ -247,6 +251,13 @@ def test_malformed_table_raises_spec_error(where: str, value: Any, key_path: str
     assert f": {key_path}: " in message, f"expected key path {key_path!r} in: {message}"
     assert expected in message, f"expected {expected!r} in: {message}"
     assert info.value.key_path == key_path
+
+
+def test_one_channel_gate_a_block() -> None:
+    doc = _broken("net.se_reduction", 4)
+    doc["net"].update(eca_gamma=2, eca_beta=1)
+    with pytest.raises(SpecError, match=r"net.eca_gamma: expected one channel gate: se_reduction or ECA's, not both"):
+        load_table(doc, "toy.toml")
 
 
 def test_channels_that_cannot_chain_through_a_zero_pad_shortcut() -> None:

@@ -272,6 +272,8 @@ _OPERATOR_CLASS: Mapping[str, str] = MappingProxyType(
 
 def _operator(layer: Layer) -> Operator:
     window = (layer.in_shape[1], layer.in_shape[2]) if layer.kind in ("global_pool", "squeeze") else (layer.kernel,) * 2
+    if layer.detail == "channels":  # ECA's 1-D conv: a window of k along its (1, C, 1) line
+        window = (layer.kernel, 1)
     detail = {"global_pool": f"global_{layer.detail}", "squeeze": "squeeze"}.get(layer.kind, layer.detail)
     return Operator(
         _OPERATOR_CLASS[layer.kind], layer.row, layer.name, layer.in_shape, layer.out_shape, window, detail,

@@ -9,9 +9,19 @@ Every layer comes from :func:`resnet_spec.spec.layout_plan`; nothing here knows 
 
 from ._features import FeatureExtractor
 from ._fused import FusedResNet, fold_conv_bn, fuse_for_inference
-from ._resnet import PlainBlock, PreActBlock, ResidualBlock, ResNet, SqueezeExcitation, ZeroPadShortcut, build
+from ._resnet import (
+    EfficientChannelAttention,
+    PlainBlock,
+    PreActBlock,
+    ResidualBlock,
+    ResNet,
+    SqueezeExcitation,
+    ZeroPadShortcut,
+    build,
+)
 
 __all__ = [
+    "EfficientChannelAttention",
     "FeatureExtractor",
     "FusedResNet",
     "PlainBlock",

@@ -15,7 +15,10 @@ from torch import Tensor, nn
 
 from ..spec import FeatureInfo, Layer, PlannedBlock, ResNetSpec, feature_info, layout_plan, load_spec
 
-__all__ = ["PlainBlock", "PreActBlock", "ResNet", "ResidualBlock", "SqueezeExcitation", "ZeroPadShortcut", "build"]
+__all__ = [
+    "EfficientChannelAttention", "PlainBlock", "PreActBlock", "ResNet", "ResidualBlock", "SqueezeExcitation",
+    "ZeroPadShortcut", "build",
+]  # fmt: skip
 
 
 class ZeroPadShortcut(nn.Module):
@@ -47,8 +50,22 @@ class SqueezeExcitation(nn.Module):
         return x * s.sigmoid()  # (N, C, H, W): channel-wise scale
 
 
+class EfficientChannelAttention(nn.Module):
+    """Wang et al. 2020 (ECA): ``x * sigmoid(conv(mean(x)))``, conv a 1-D conv of kernel k across the channels, one
+    input and one output channel, no bias (made from the plan)."""
+
+    conv: nn.Conv1d
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.mean((2, 3)).unsqueeze(1)  # (N, 1, C): the squeezed channels as one line
+        s = self.conv(s)  # (N, 1, C): each channel's weight from its k neighbours
+        return x * s.sigmoid().view(x.shape[0], -1, 1, 1)  # (N, C, H, W): channel-wise scale
+
+
 def _make(layer: Layer, device: torch.device | None) -> nn.Module:
     """The module of one planned layer."""
+    if layer.kind == "conv" and layer.detail == "channels":  # ECA's conv across the channels
+        return nn.Conv1d(1, 1, layer.kernel, padding=layer.padding, bias=False, device=device)
     if layer.kind == "conv":
         c_in, c_out = layer.in_shape[0], layer.out_shape[0]
         return nn.Conv2d(
@@ -110,13 +127,14 @@ class _Block(nn.Module):
 
     relu: nn.Module
     downsample: nn.Module
-    se: SqueezeExcitation  # where the block has squeeze-and-excitation
+    se: SqueezeExcitation | EfficientChannelAttention  # where the block has a channel gate
 
     def __init__(self, planned: PlannedBlock, device: torch.device | None = None) -> None:
         super().__init__()
         self.num_convs = len(planned.spec.convs)
-        self.has_se = planned.spec.se_channels is not None
-        _fill(self, planned.layers, planned.module + ".", device, {"se": SqueezeExcitation})
+        self.has_se = planned.spec.gated
+        gate = EfficientChannelAttention if planned.spec.eca_kernel is not None else SqueezeExcitation
+        _fill(self, planned.layers, planned.module + ".", device, {"se": gate})
 
     def _se(self, x: Tensor) -> Tensor:
         return self.se(x) if self.has_se else x

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ._arithmetic import same_padding
+from ._arithmetic import eca_kernel, same_padding
 from ._types import (
     BLOCK_ORDERS,
     MISSING,
@@ -59,6 +59,8 @@ BOUNDS: Mapping[str, int] = MappingProxyType(
         "classes": 1_000_000,  # the fc's outputs
         "se_reduction": 1_024,
         "se_divisor": 1_024,  # timm rounds SE widths to multiples of 8
+        "eca_gamma": 64,  # ECA's kernel rule (Wang et al. 2020, Eq. 12): gamma = 2, b = 1
+        "eca_beta": 64,
     }
 )
 
@@ -68,12 +70,13 @@ _STAGE_NAME = re.compile(r"^conv(\d+)_x$")
 # The paper's cell "3x3, 64"; ResNeXt's "3x3, 128, C=32" adds the cardinality (groups).
 _CONV_CELL = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*C\s*=\s*(\d+)\s*)?$")
 
-_TABLE_KEYS = ("family", "source", "input_size", "in_channels", *KNOBS, "order", "se_reduction", "se_divisor")
+_GATE_KEYS = ("se_reduction", "se_divisor", "eca_gamma", "eca_beta")
+_TABLE_KEYS = ("family", "source", "input_size", "in_channels", *KNOBS, "order", *_GATE_KEYS)
 _SECTION_KEYS = ("table", "stem", "head")
 # An entry's name: printed in reports and typed on command lines, so nothing a terminal would interpret or show as
 # another letter.
 _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-_ARCH_KEYS = ("source", "base", "canonical", *KNOBS, "order", "se_reduction", "se_divisor", "stem", "head", "paper")
+_ARCH_KEYS = ("source", "base", "canonical", *KNOBS, "order", *_GATE_KEYS, "stem", "head", "paper")
 _NOT_INHERITED = ("source", "paper", "canonical")  # what an entry does not take from its base
 _STAGE_KEYS = ("block", "repeats", "stride", "output")
 _STEM_CONV_KEYS = ("conv", "stride", "padding", "output")
@@ -321,6 +324,7 @@ class _Choices:
     order: str
     se_reduction: int | None
     se_divisor: int | None  # SE widths rounded to a multiple of it (timm); None: exactly C/r (Hu et al. 2018)
+    eca: tuple[int, int] | None  # ECA's (gamma, b) (Wang et al. 2020); None: no ECA
 
 
 def _choices(
@@ -349,6 +353,11 @@ def _choices(
         raise reader.error(
             _join(divisor_path, "se_divisor"), se_divisor, "an se_reduction beside it (the divisor rounds C/r)"
         )
+    eca = _eca_rule(reader, where)
+    if eca is not None and se_reduction is not None:
+        doc, path = where("eca_gamma")
+        gate = "one channel gate: se_reduction or ECA's, not both"
+        raise reader.error(_join(path, "eca_gamma"), doc["eca_gamma"], gate)
     shortcut = pick("shortcut")
     if order == "pre" and not shortcut.residual:
         # Without shortcuts, BN-ReLU before every conv is the post-activation net: the same layers in the same order.
@@ -356,7 +365,19 @@ def _choices(
             _join(order_path, "order"), order, f'"post" for a plain network (shortcut {shortcut.name}): a plain '
             "net's pre-activation form is its post-activation form"
         )  # fmt: skip
-    return _Choices(pick("variant"), shortcut, pick("stem_pool"), order, se_reduction, se_divisor)
+    return _Choices(pick("variant"), shortcut, pick("stem_pool"), order, se_reduction, se_divisor, eca)
+
+
+def _eca_rule(reader: _Reader, where: Callable[[str], tuple[Mapping[str, Any], str]]) -> tuple[int, int] | None:
+    """ECA's kernel rule: ``eca_gamma`` and ``eca_beta`` together (Wang et al. 2020, Eq. 12), or neither."""
+    (gamma_doc, gamma_path), (beta_doc, beta_path) = where("eca_gamma"), where("eca_beta")
+    gamma = reader.optional_int(gamma_doc, "eca_gamma", gamma_path, bound="eca_gamma")
+    beta = reader.optional_int(beta_doc, "eca_beta", beta_path, bound="eca_beta")
+    if (gamma is None) != (beta is None):
+        path, key, value = (gamma_path, "eca_gamma", gamma) if beta is None else (beta_path, "eca_beta", beta)
+        other = "eca_beta" if beta is None else "eca_gamma"
+        raise reader.error(_join(path, key), value, f"an {other} beside it (ECA's kernel rule takes both)")
+    return None if gamma is None or beta is None else (gamma, beta)
 
 
 def _resolve_arch(
@@ -572,8 +593,9 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
                 f"channels (block {prefix}_{index + 1} takes {channels})",
             )
         se_channels = _se_channels(reader, path, raw, block_out, choices.se_reduction, choices.se_divisor)
+        eca = None if choices.eca is None else eca_kernel(block_out, *choices.eca)
         blocks.append(
-            Block(f"{prefix}_{index + 1}", tuple(convs), kind, block_stride, choices.order, se_channels)  # type: ignore[arg-type]
+            Block(f"{prefix}_{index + 1}", tuple(convs), kind, block_stride, choices.order, se_channels, eca)  # type: ignore[arg-type]
         )
         channels = block_out
     groups = tuple(cell.groups for cell in cells)

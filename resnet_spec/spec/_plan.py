@@ -49,7 +49,7 @@ class Layer:
     padding: int = 0
     groups: int = 1
     bias: bool = False  # a conv with a bias (squeeze-and-excitation's 1x1 convs)
-    detail: str = ""  # pools: "max" or "avg"; zero_pad: the stride
+    detail: str = ""  # pools: "max" or "avg"; zero_pad: the stride; "channels": ECA's 1-D conv across channels
     ceil_mode: bool = False
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (full parameter name, shape)
     buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (full buffer name, shape): BN statistics
@@ -268,6 +268,8 @@ def _plan_block(planner: _Planner, spec: ResNetSpec, block: Block, module: str, 
                 shape = planner.simple(f"{module}.relu", "relu", row, block.name, "branch", shape)
     if block.se_channels is not None:
         shape = _plan_se(planner, block, f"{module}.se", row, shape)
+    if block.eca_kernel is not None:
+        shape = _plan_eca(planner, block, f"{module}.se", row, shape)
     _plan_shortcut(planner, spec, block, module, row, block_in, shape)
     if block.shortcut != "none":
         planner.simple(module, "add", row, block.name, "branch", shape)
@@ -285,6 +287,19 @@ def _plan_se(planner: _Planner, block: Block, name: str, row: str, shape: Shape)
     s = planner.conv(f"{name}.fc1", row, block.name, "se", pooled, Conv(1, shape[0], reduced, 1, 0), bias=True)
     s = planner.simple(f"{name}.relu", "relu", row, block.name, "se", s)
     planner.conv(f"{name}.fc2", row, block.name, "se", s, Conv(1, reduced, shape[0], 1, 0), bias=True)
+    return planner.add(Layer(name, "gate", row, block.name, "se", shape, shape))
+
+
+def _plan_eca(planner: _Planner, block: Block, name: str, row: str, shape: Shape) -> Shape:
+    """Wang et al. 2020, Fig. 2: global average pool, a 1-D conv of kernel k across the C channels (one input and one
+    output channel, no bias, padding (k - 1) / 2), sigmoid, channel-wise scale (timm's EcaModule: ``se.conv``).
+    The conv's shapes are (1, C, 1): one channel of length C."""
+    k = block.eca_kernel if block.eca_kernel is not None else 1
+    pooled: Shape = (shape[0], 1, 1)
+    line: Shape = (1, shape[0], 1)
+    planner.add(Layer(name, "squeeze", row, block.name, "se", shape, pooled, detail="avg"))
+    planner.add(Layer(f"{name}.conv", "conv", row, block.name, "se", line, line, k, 1, (k - 1) // 2,
+                      detail="channels", params=((f"{name}.conv.weight", (1, 1, k)),)))  # fmt: skip
     return planner.add(Layer(name, "gate", row, block.name, "se", shape, shape))
 
 

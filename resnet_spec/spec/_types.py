@@ -157,6 +157,12 @@ class Block:
     stride: int  # the block's stride; the shortcut subsamples by it
     order: BlockOrder = "post"
     se_channels: int | None = None  # squeeze-and-excitation's reduced width (Hu et al. 2018); None: no SE
+    eca_kernel: int | None = None  # ECA's channel conv kernel (Wang et al. 2020); None: no ECA
+
+    @property
+    def gated(self) -> bool:
+        """Whether the branch ends in a channel gate (squeeze-and-excitation or ECA) before the addition."""
+        return self.se_channels is not None or self.eca_kernel is not None
 
     @property
     def in_channels(self) -> int:

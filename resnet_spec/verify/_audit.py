@@ -250,7 +250,7 @@ def _spec_shape(spec: ResNetSpec) -> tuple[tuple[object, ...], ...]:
     stem = ((len(spec.stem.convs),),)
     return stem + tuple(
         (b.out_channels, tuple(c.kernel for c in b.convs), max(c.groups for c in b.convs) > 1,
-         b.se_channels is not None, b.order == "pre")
+         b.gated, b.order == "pre")
         for b in spec.blocks
     )  # fmt: skip
 

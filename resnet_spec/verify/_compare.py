@@ -250,7 +250,7 @@ def _may_conform(found: FoundNetwork, spec: ResNetSpec) -> bool:
     pre = spec.order == "pre"
     # the first block's pre-activation may be read as the stem conv's BN-ReLU (the alignment places it either way)
     return all(
-        bool(f.se) == (e.se_channels is not None) and (index == 0 or bool(f.preactivation) == pre)
+        bool(f.se) == e.gated and (index == 0 or bool(f.preactivation) == pre)
         for index, (f, e) in enumerate(zip(found.blocks, expected, strict=True))
     )
 

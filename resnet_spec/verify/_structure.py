@@ -249,7 +249,8 @@ def _check_se(out: _Collector, row: str, planned: PlannedBlock, found: FoundBloc
     found_text = " -> ".join(f"{unit.in_channels} -> {unit.out_channels}" for unit in found.se) or "none"
     out.check(row, planned.spec.name, "squeeze-excitation", text, found_text)
     for i, (layer, unit) in enumerate(zip(expected, found.se, strict=False), 1):
-        out.check(row, planned.spec.name, f"se.fc{i}.kernel", _pair(layer.kernel), unit.kernel)
+        kernel = (layer.kernel,) if layer.detail == "channels" else _pair(layer.kernel)  # ECA's 1-D conv: (k,)
+        out.check(row, planned.spec.name, f"se.fc{i}.kernel", kernel, unit.kernel)
         out.check(row, planned.spec.name, f"se.fc{i}.bias", layer.bias, unit.bias)
 
 

@@ -83,8 +83,8 @@ def _stage_number(spec: ResNetSpec, stage: Stage) -> str:
 def caffe_convs(plan: Plan) -> tuple[ConvBN, ...] | str:
     """Each conv-BN pair under our names and the Caffe release's, or why the release's naming has none for it."""
     spec = plan.spec
-    if spec.order != "post" or len(spec.stem.convs) != 1 or spec.se_reduction is not None:
-        return "the Caffe release names only one-conv stems and post-activation blocks without SE"
+    if spec.order != "post" or len(spec.stem.convs) != 1 or any(block.gated for block in spec.blocks):
+        return "the Caffe release names only one-conv stems and post-activation blocks without a gate (SE, ECA)"
     if any(block.spec.shortcut not in ("identity", "projection", "none") for block in plan.blocks):
         return "the Caffe release names only identity and projection shortcuts"
     pairs = [("conv1", "bn_conv1", "scale_conv1", plan.stem[0], plan.stem[1])]

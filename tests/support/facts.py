@@ -78,6 +78,11 @@ FAMILY_PEERS = {
     "resnetrs101": ("timm", "resnetrs101", 63_618_696, 8_175_624_192),
     "resnetrs152": ("timm", "resnetrs152", 86_621_576, 11_895_185_408),
     "resnetrs200": ("timm", "resnetrs200", 93_209_992, 15_391_137_792),
+    "ecaresnet50d": ("timm", "ecaresnet50d", 25_576_350, 4_328_912_640),
+    "ecaresnet101d": ("timm", "ecaresnet101d", 44_568_563, 8_041_220_864),
+    "ecaresnet200d": ("timm", "ecaresnet200d", 64_693_400, 15_247_415_040),
+    "ecaresnet50t": ("timm", "ecaresnet50t", 25_573_814, 4_297_301_760),
+    "ecaresnet26t": ("timm", "ecaresnet26t", 16_011_916, 2_550_332_928),
 }
 # FACTS.md, "The ResNet family": the layers of the timm peers built from the class (resnetv2_50's other arguments:
 # conv_layer=create_conv2d, norm_layer=BatchNormAct2d).
