@@ -40,8 +40,8 @@ def eca_kernel(channels: int, gamma: int, beta: int) -> int:
     """ECA's kernel size for ``channels`` (Wang et al. 2020, ECA-Net, Eq. 12): ``k = |(log2 C + b) / gamma|_odd``,
     the nearest odd integer at or above the floor: ``t = floor((log2 C + b) / gamma)``, ``k = t`` if t is odd else
     ``t + 1`` (the paper sets gamma = 2, b = 1: C = 256 -> 5, 2048 -> 7)."""
-    for name, value in (("channels", channels), ("gamma", gamma), ("beta", beta)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "beta" else 1):
-            raise ValueError(f"eca_kernel: expected {name} a positive integer, got {value!r}")
+    for name, value, minimum in (("channels", channels, 1), ("gamma", gamma, 1), ("beta", beta, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"eca_kernel: expected {name} an integer >= {minimum}, got {value!r}")
     t = int((math.log2(channels) + beta) // gamma)
     return t if t % 2 else t + 1

@@ -266,10 +266,8 @@ def _plan_block(planner: _Planner, spec: ResNetSpec, block: Block, module: str, 
             shape = planner.bn(f"{module}.bn{i}", row, block.name, "branch", shape)
             if i < len(block.convs):
                 shape = planner.simple(f"{module}.relu", "relu", row, block.name, "branch", shape)
-    if block.se_channels is not None:
-        shape = _plan_se(planner, block, f"{module}.se", row, shape)
-    if block.eca_kernel is not None:
-        shape = _plan_eca(planner, block, f"{module}.se", row, shape)
+    if block.gated:
+        shape = _plan_gate(planner, block, f"{module}.se", row, shape)
     _plan_shortcut(planner, spec, block, module, row, block_in, shape)
     if block.shortcut != "none":
         planner.simple(module, "add", row, block.name, "branch", shape)
@@ -278,28 +276,24 @@ def _plan_block(planner: _Planner, spec: ResNetSpec, block: Block, module: str, 
     return shape
 
 
-def _plan_se(planner: _Planner, block: Block, name: str, row: str, shape: Shape) -> Shape:
-    """Hu et al. 2018, Fig. 3: global average pool, fc C -> C/r, ReLU, fc C/r -> C, sigmoid, channel-wise scale.
-    The fcs are 1x1 convs with bias on the pooled map (timm's SEModule: ``se.fc1``, ``se.fc2``)."""
-    reduced = block.se_channels if block.se_channels is not None else shape[0]
-    pooled: Shape = (shape[0], 1, 1)
+def _plan_gate(planner: _Planner, block: Block, name: str, row: str, shape: Shape) -> Shape:
+    """The channel gate on the branch, before the addition: global average pool, the excitation, sigmoid,
+    channel-wise scale.  Squeeze-and-excitation (Hu et al. 2018, Fig. 3): fc C -> C/r, ReLU, fc C/r -> C, 1x1 convs
+    with bias on the pooled map (timm's SEModule: ``se.fc1``, ``se.fc2``).  ECA (Wang et al. 2020, Fig. 2): one 1-D
+    conv of kernel k across the channels, one input and one output channel, no bias, padding (k - 1) / 2 (timm's
+    EcaModule: ``se.conv``), its shapes (1, C, 1): one channel of length C."""
+    channels = shape[0]
+    pooled: Shape = (channels, 1, 1)
     planner.add(Layer(name, "squeeze", row, block.name, "se", shape, pooled, detail="avg"))
-    s = planner.conv(f"{name}.fc1", row, block.name, "se", pooled, Conv(1, shape[0], reduced, 1, 0), bias=True)
-    s = planner.simple(f"{name}.relu", "relu", row, block.name, "se", s)
-    planner.conv(f"{name}.fc2", row, block.name, "se", s, Conv(1, reduced, shape[0], 1, 0), bias=True)
-    return planner.add(Layer(name, "gate", row, block.name, "se", shape, shape))
-
-
-def _plan_eca(planner: _Planner, block: Block, name: str, row: str, shape: Shape) -> Shape:
-    """Wang et al. 2020, Fig. 2: global average pool, a 1-D conv of kernel k across the C channels (one input and one
-    output channel, no bias, padding (k - 1) / 2), sigmoid, channel-wise scale (timm's EcaModule: ``se.conv``).
-    The conv's shapes are (1, C, 1): one channel of length C."""
-    k = block.eca_kernel if block.eca_kernel is not None else 1
-    pooled: Shape = (shape[0], 1, 1)
-    line: Shape = (1, shape[0], 1)
-    planner.add(Layer(name, "squeeze", row, block.name, "se", shape, pooled, detail="avg"))
-    planner.add(Layer(f"{name}.conv", "conv", row, block.name, "se", line, line, k, 1, (k - 1) // 2,
-                      detail="channels", params=((f"{name}.conv.weight", (1, 1, k)),)))  # fmt: skip
+    if block.eca_kernel is not None:
+        k, line = block.eca_kernel, (1, channels, 1)
+        planner.add(Layer(f"{name}.conv", "conv", row, block.name, "se", line, line, k, 1, (k - 1) // 2,
+                          detail="channels", params=((f"{name}.conv.weight", (1, 1, k)),)))  # fmt: skip
+    else:
+        reduced = block.se_channels if block.se_channels is not None else channels
+        s = planner.conv(f"{name}.fc1", row, block.name, "se", pooled, Conv(1, channels, reduced, 1, 0), bias=True)
+        s = planner.simple(f"{name}.relu", "relu", row, block.name, "se", s)
+        planner.conv(f"{name}.fc2", row, block.name, "se", s, Conv(1, reduced, channels, 1, 0), bias=True)
     return planner.add(Layer(name, "gate", row, block.name, "se", shape, shape))
 
 
