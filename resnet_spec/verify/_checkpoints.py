@@ -289,15 +289,17 @@ def _branch_convs(spec: ResNetSpec) -> Counter[tuple[int, ...]]:
 
 
 def _may_fit(spec: ResNetSpec, conv_shapes: Counter[tuple[int, ...]]) -> bool:
-    """Cheap necessary conditions on an entry, true under every named deviation: at least as many 4-D tensors in the
-    file as the entry has convs in its stem and branches, and every branch conv's shape among them."""
+    """Cheap necessary conditions on an entry, true under every named deviation: at least as many conv-shaped (3-D
+    or 4-D) tensors in the file as the entry has convs in its stem and branches, and every branch conv's shape among
+    them."""
     convs = len(spec.stem.convs) + sum(len(block.convs) for block in spec.blocks)
     return convs <= sum(conv_shapes.values()) and _branch_convs(spec) <= conv_shapes
 
 
 def _convs_may_fit(plan: Plan, conv_shapes: Counter[tuple[int, ...]]) -> bool:
-    """A necessary condition on a network, in every format (each stores a conv's weight as it is, out x in x k x k):
-    the weight shape of every conv but the first (whose input channels the file decides) among the file's."""
+    """A necessary condition on a network, in every format (each stores a conv's weight as it is, out x in x k x k,
+    or out x in x k for a gate's 1-D conv): the weight shape of every conv but the first (whose input channels the
+    file decides) among the file's."""
     convs = [layer.params[0][1] for layer in plan.layers if layer.kind == "conv"]
     return Counter(convs[1:]) <= conv_shapes
 
@@ -469,7 +471,7 @@ def identify(tensors: Mapping[str, Tensor]) -> Identification:
     never fix.  Raises TypeError for anything but a mapping of names to tensors.
     """
     shapes = _shapes(tensors, "identify")
-    conv_shapes: Counter[tuple[int, ...]] = Counter(shape for shape in shapes.values() if len(shape) == 4)
+    conv_shapes: Counter[tuple[int, ...]] = Counter(shape for shape in shapes.values() if len(shape) in (3, 4))
     names = [name for family in families() for name in list_specs(family) if _may_fit(load_spec(name), conv_shapes)]
     fits: list[Fit] = []
     naming: str | None = None
