@@ -88,13 +88,19 @@ def test_sources_parse_and_say_what_was_expected(tmp_path: Path) -> None:
 
 
 def test_a_files_factories_are_read_not_run(tmp_path: Path) -> None:
+    """What can be called with no arguments, in the file's order; a block needing its channels is no model."""
     path = tmp_path / "zoo.py"
     path.write_text(
-        "raise SystemExit('ran')\n\ndef a():\n    pass\n\nclass B:\n    pass\n\ndef _private():\n    pass\n"
+        "raise SystemExit('ran')\n\ndef a(depth=18, *, classes=10):\n    pass\n\nclass B:\n    pass\n\n"
+        "def _private():\n    pass\n\nclass Block:\n    def __init__(self, c_in, c_out, stride=1):\n        pass\n\n"
+        "def net(block, layers):\n    pass\n\ndef needs_a_keyword(*, depth):\n    pass\n\n"
+        "class Net:\n    def __init__(self, num_classes=10):\n        pass\n"
     )
-    assert [(m.name, m.target) for m in zoo_models(str(path))] == [("a", f"{path}:a"), ("B", f"{path}:B")]
+    assert [(m.name, m.target) for m in zoo_models(str(path))] == [
+        ("a", f"{path}:a"), ("B", f"{path}:B"), ("Net", f"{path}:Net")
+    ]  # fmt: skip
     assert [m.name for m in zoo_models(f"{path}:B")] == ["B"]
-    assert [m.name for m in zoo_models(f"{path}:!a")] == [m.name for m in zoo_models(f"{path}:B,x*")] == ["B"]
+    assert [m.name for m in zoo_models(f"{path}:!a")] == [m.name for m in zoo_models(f"{path}:B,N*")] == ["B", "Net"]
     with pytest.raises(SourceError, match="no model matches"):
         zoo_models(f"{path}:zzz*")
 

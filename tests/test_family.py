@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import facts
@@ -505,6 +506,24 @@ def _kuangliu_by_hand() -> tuple[int, int]:
     return weights + c * 10 + 10, bn
 
 
+def _kuangliu_preact_resnet18() -> nn.Module:
+    """kuangliu/pytorch-cifar PreActResNet18: the stem conv alone, pre-activation units, no BN-ReLU before the pool."""
+    widths = tuple(w for w, _ in facts.TABLE1_BASIC_WIDTHS)
+    return _PreActNet(facts.KUANGLIU_STEM, widths, facts.TABLE1_REPEATS[18], final_bn=False)
+
+
+def _kuangliu_preact_by_hand() -> tuple[int, int]:
+    """conv1 3 x 64 x 3 x 3, no BN.  A stage of n units of width w on c channels: 9cw + 9w^2, then (n - 1) x 2 x
+    9w^2; each unit's BN on its input (c for the first, w after) and on w; a projection cw without BN where c != w.
+    The fc 512 x 10 + 10; no BN after the last unit."""
+    weights, bn, c = 3 * facts.KUANGLIU_STEM * 9, 0, facts.KUANGLIU_STEM
+    for (w, _), n in zip(facts.TABLE1_BASIC_WIDTHS, facts.TABLE1_REPEATS[18], strict=True):
+        weights += 9 * c * w + 9 * w * w + (n - 1) * 2 * 9 * w * w + (c * w if c != w else 0)
+        bn += 2 * c + 2 * w + (n - 1) * 2 * 2 * w
+        c = w
+    return weights + c * 10 + 10, bn
+
+
 # entry -> (its implementation written here, its (conv and fc weights, BN parameters) counted by hand, the name's
 # depth as resnet_spec counts it: conv1, the branch convs, the fc)
 CIFAR_FAMILY: dict[str, tuple[Callable[[], nn.Module], Callable[[], tuple[int, int]], int]] = {
@@ -515,6 +534,7 @@ CIFAR_FAMILY: dict[str, tuple[Callable[[], nn.Module], Callable[[], tuple[int, i
     "resnext29_16x64d": (lambda: _resnext29(16, 64), lambda: _resnext29_by_hand(16, 64), 29),
     "resnet164": (lambda: _cifar_bottleneck_resnet(facts.PREACT_CIFAR_N[164]), _resnet164_by_hand, 164),
     "resnet18_cifar": (_kuangliu_resnet18, _kuangliu_by_hand, 18),
+    "preact_resnet18_cifar": (_kuangliu_preact_resnet18, _kuangliu_preact_by_hand, 18),
 }
 # entry -> the parameters its paper prints (kuangliu's ResNet18 has no paper)
 CIFAR_PRINTED = {
@@ -582,7 +602,7 @@ def test_cifar_family_projects_where_the_shape_changes(entry: str) -> None:
         expected = projection if (c_in, stride) != (c_out, 1) else [("identity", 1, 1)]
         assert found == expected, f"{entry} {block.module}: {c_in} -> {c_out} channels, stride {stride}"
     first_stage = layout_plan(spec).blocks[0].role("shortcut")
-    assert (entry == "resnet18_cifar") == (first_stage[0].kind == "identity"), first_stage
+    assert entry.endswith("resnet18_cifar") == (first_stage[0].kind == "identity"), first_stage
 
 
 @pytest.mark.parametrize("entry", list(CIFAR_FAMILY))
@@ -611,12 +631,13 @@ def test_cifar_peer_is_the_entry_by_computation(entry: str) -> None:
     assert (comparison.verdict, comparison.exit_status) == ("conformant", 0), comparison.mismatches
 
 
-def test_kuangliu_preact_resnet18_is_no_entry() -> None:
-    """kuangliu's PreActResNet18 pools the last block's sum with no BN-ReLU before it; order = "pre" always has one,
-    so no entry of the CIFAR family is its structure (and resnet18_cifar is not)."""
-    widths = tuple(w for w, _ in facts.TABLE1_BASIC_WIDTHS)
-    with torch.device("meta"):
-        peer = _PreActNet(facts.KUANGLIU_STEM, widths, facts.TABLE1_REPEATS[18], final_bn=False)
+def test_kuangliu_preact_resnet18_is_not_resnet18_cifar_nor_with_a_final_bn_relu() -> None:
+    """Without its final BN-ReLU, the pre-activation net differs from resnet18_cifar and from the same entry with
+    one (He et al. 2016's head): a finding before the pool."""
+    peer = _cifar_peer("preact_resnet18_cifar")
     comparison = compare_model(peer, load_spec("resnet18_cifar"), functional=False)
     assert comparison.mismatches
-    assert best_matches(comparison.found, "cifar10", comparison.input_size) == []
+    entry = load_spec("preact_resnet18_cifar")
+    with_bn = replace(entry, head=replace(entry.head, final_bn=True))
+    findings = structural_comparison(comparison.found, with_bn).mismatches
+    assert [(m.row, m.property) for m in findings] == [("fc", "before the pool"), ("model", "params")], findings

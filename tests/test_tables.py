@@ -209,6 +209,8 @@ MALFORMED = [
     ("head.fc", 0, "head.fc", "an integer >= 1"),
     ("head.pool", "sum", "head.pool", "one of 'max', 'avg'"),
     ("head.output", 7, "head.output", "1 (global pooling)"),
+    ("head.final_bn", True, "head.final_bn", 'only a pre-activation net (order = "pre") has a BN-ReLU'),
+    ("head.final_bn", "no", "head.final_bn", "true or false"),
     ("input_size", 4, "input_size", "a table"),  # a stray top-level scalar is no architecture
     # Sizes no real network has, refused before anything is allocated (bounds in docs/tables.md).
     ("net.conv3_x.repeats", 100_000_000, "net.conv3_x.repeats", "at most 5,000 (repeats"),

@@ -395,7 +395,7 @@ def _resolve_arch(
         raise reader.error(stem_path, stem_doc, "a table with conv1 (and optionally pool)")
     stem = _resolve_stem(reader, stem_doc, stem_path, in_channels, choices.stem_pool)
     stages = _resolve_stages(reader, arch, name, stem.out_channels, choices)
-    head = _resolve_head(reader, doc, arch, name)
+    head = _resolve_head(reader, doc, arch, name, choices.order)
     canonical = reader.bool_(doc[name], "canonical", name, False)
 
     paper = arch.get("paper", {})
@@ -428,15 +428,22 @@ def _resolve_arch(
     return spec
 
 
-def _resolve_head(reader: _Reader, doc: Mapping[str, Any], arch: Mapping[str, Any], name: str) -> Head:
+def _resolve_head(reader: _Reader, doc: Mapping[str, Any], arch: Mapping[str, Any], name: str, order: str) -> Head:
+    """Pool, fc and output; ``final_bn`` (a pre-activation net's BN-ReLU before the pool: He et al. 2016 have it,
+    so it defaults to true where ``order = "pre"``; a post-activation net's last unit already ends in one)."""
     head_doc, head_path = (arch["head"], f"{name}.head") if "head" in arch else (doc.get("head", MISSING), "head")
     if not isinstance(head_doc, dict):
         raise reader.error(head_path, head_doc, "a table with pool, fc and output")
-    reader.only_keys(head_doc, ("pool", "fc", "output"), head_path)
+    reader.only_keys(head_doc, ("pool", "fc", "output", "final_bn"), head_path)
+    final_bn = reader.bool_(head_doc, "final_bn", head_path, order == "pre")
+    if final_bn and order != "pre":
+        expected = 'false or nothing: only a pre-activation net (order = "pre") has a BN-ReLU before the pool'
+        raise reader.error(f"{head_path}.final_bn", final_bn, expected)
     head = Head(
         pool=reader.str_(head_doc, "pool", head_path, choices=POOL_KINDS),  # type: ignore[arg-type]
         num_classes=reader.int_(head_doc, "fc", head_path, bound="classes"),
         output=reader.optional_int(head_doc, "output", head_path),
+        final_bn=final_bn,
     )
     if head.output is not None and head.output != 1:
         raise reader.error(f"{head_path}.output", head.output, "1 (global pooling)")

@@ -336,7 +336,7 @@ def _plan_shortcut(
 
 
 def _plan_head(planner: _Planner, spec: ResNetSpec, shape: Shape, classes: int) -> None:
-    if spec.order == "pre":  # He et al. 2016: the last unit's output goes through BN-ReLU before the pool
+    if spec.head.final_bn:  # He et al. 2016: the last unit's output goes through BN-ReLU before the pool
         shape = planner.bn("final_bn", "fc", None, "head", shape)
         shape = planner.simple("relu", "relu", "fc", None, "head", shape)
     pooled: Shape = (shape[0], 1, 1)

@@ -203,6 +203,7 @@ class Head:
     pool: Literal["max", "avg"]
     num_classes: int
     output: int | None
+    final_bn: bool = False  # a pre-activation net's BN-ReLU on the last unit's output, before the pool
 
 
 @dataclass(frozen=True)

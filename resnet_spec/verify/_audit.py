@@ -122,16 +122,33 @@ def _file_imports(path: Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _required(function: ast.FunctionDef | ast.AsyncFunctionDef, bound: bool) -> int:
+    """How many arguments a call must give ``function`` (``bound``: a method, its ``self`` given)."""
+    arguments = function.args
+    positional = len(arguments.posonlyargs) + len(arguments.args) - int(bound)
+    keyword_only = sum(default is None for default in arguments.kw_defaults)
+    return max(positional - len(arguments.defaults), 0) + keyword_only
+
+
+def _builds_bare(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
+    """Whether a top-level function or class can be called with no arguments, as far as its syntax tells: a class
+    without its own ``__init__`` is tried."""
+    if not isinstance(node, ast.ClassDef):
+        return _required(node, bound=False) == 0
+    init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    return init is None or _required(init, bound=True) == 0
+
+
 def _file_models(source: Source) -> list[ZooModel]:
-    """The public functions and classes a file defines at its top level (or its literal ``__all__``), read from its
-    syntax: nothing of the file runs here."""
+    """The public functions and classes a file defines at its top level that can be called with no arguments (or
+    its literal ``__all__``, all of it), read from its syntax: nothing of the file runs here."""
     path = Path(source.path)
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     except (OSError, SyntaxError, ValueError) as e:
         raise SourceError(f"source {source.text!r}: cannot read {source.path!r} as Python: {e}") from None
-    kinds = (ast.FunctionDef, ast.ClassDef)
-    defined = [n.name for n in tree.body if isinstance(n, kinds) and not n.name.startswith("_")]
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    defined = [n.name for n in tree.body if isinstance(n, kinds) and not n.name.startswith("_") and _builds_bare(n)]
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             try:
@@ -255,6 +272,19 @@ def _spec_shape(spec: ResNetSpec) -> tuple[tuple[object, ...], ...]:
     )  # fmt: skip
 
 
+def _likeness(found: tuple[tuple[object, ...], ...], spec: tuple[tuple[object, ...], ...]) -> tuple[float, float]:
+    """How alike two shapes look: first their kinds of block in order, each run of equal blocks once (a stage,
+    whatever its repeats: the rows that differ count stages), then block by block."""
+
+    def ratio(a: Sequence[object], b: Sequence[object]) -> float:
+        return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+    def runs(shape: tuple[tuple[object, ...], ...]) -> list[tuple[object, ...]]:
+        return [item for i, item in enumerate(shape) if i == 0 or shape[i - 1] != item]
+
+    return ratio(runs(found), runs(spec)), ratio(found, spec)
+
+
 def _closest(readings: Sequence[tuple[str, tuple[int, int], FoundNetwork]]) -> Comparison:
     """The entry (as its table defines it) with the fewest rows, then findings, that differ: the structural diff of
     the few entries whose blocks look most like the model's (the diff of every entry would cost seconds)."""
@@ -263,10 +293,10 @@ def _closest(readings: Sequence[tuple[str, tuple[int, int], FoundNetwork]]) -> C
         shape = _found_shape(found)
         for name in list_specs(family):
             spec = load_spec(name)
-            likeness = difflib.SequenceMatcher(None, shape, _spec_shape(spec), autojunk=False).ratio()
-            candidates.append((-likeness, name, spec, size, found))
-    candidates.sort(key=lambda c: (c[0], c[1]))
-    comparisons = [structural_comparison(found, spec, size) for _, _, spec, size, found in candidates[:_SHORTLIST]]
+            stages, blocks = _likeness(shape, _spec_shape(spec))
+            candidates.append((-stages, -blocks, name, spec, size, found))
+    candidates.sort(key=lambda c: c[:3])
+    comparisons = [structural_comparison(found, spec, size) for *_, spec, size, found in candidates[:_SHORTLIST]]
     return min(comparisons, key=lambda c: (len(_rows_that_differ(c)), len(c.mismatches)))
 
 
