@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_spec.verify import AuditRow, SourceError, parse_source, render_audit, zoo_models
+from resnet_spec.verify import AuditRow, SourceError, audit_model, parse_source, render_audit, servers_for, zoo_models
 
 ZOO = textwrap.dedent(
     '''
@@ -242,3 +242,42 @@ def test_the_reports_the_command_and_the_plugin_write_are_the_formats_the_audit_
     from resnet_spec.verify import AUDIT_FORMATS
 
     assert sorted(REPORT_FORMATS.values()) == sorted(AUDIT_FORMATS)
+
+
+CLOSEST = textwrap.dedent(
+    """
+    import timm
+    import torchvision
+
+    __all__ = ["resnet18_200", "resnet50_200", "seresnet50t"]
+
+
+    def resnet18_200():  # torchvision's resnet18 (resnet18 at v1, shortcut B) with a 200-way fc (a CUB fine-tune)
+        return torchvision.models.resnet18(num_classes=200)
+
+
+    def resnet50_200():  # torchvision's resnet50 is resnet50 at v1.5 (the stride on the 3x3)
+        return torchvision.models.resnet50(num_classes=200)
+
+
+    def seresnet50t():  # timm: seresnet50's blocks with a tiered deep stem and ResNet-D's pooled projections
+        return timm.create_model("seresnet50t")
+    """
+)
+
+
+def test_the_closest_entry_is_named_under_the_options_that_fit(tmp_path: Path) -> None:
+    """Where no entry fits, the closest is the entry whose table, under the named deviations' options, differs in
+    the fewest rows: only the fc of a fine-tune, only the stem of a ResNet-D variant; never a plain net given
+    shortcuts, nor a v1 entry's stride placement in three rows."""
+    path = tmp_path / "closest.py"
+    path.write_text(CLOSEST)
+    source = str(path)
+    with servers_for(source) as servers:
+        rows = {m.name: audit_model(m, servers) for m in zoo_models(source)}
+    found = {name: (row.match, row.entry, row.rows) for name, row in rows.items()}
+    assert found == {
+        "resnet18_200": ("closest", "resnet18 (v1, shortcut B)", ("fc", "model")),
+        "resnet50_200": ("closest", "resnet50 (v1.5, shortcut B)", ("fc", "model")),
+        "seresnet50t": ("closest", "seresnet50 (v1.5, shortcut D)", ("conv1", "model")),
+    }, found

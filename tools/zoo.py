@@ -31,16 +31,17 @@ ZOOS = {  # name -> SOURCE
 def audit(name: str, source: str) -> str:
     """The page's lines for one zoo: the command, the figure, the table."""
     with tempfile.TemporaryDirectory() as folder:
-        command = ["resnet-spec", "audit", source, "-n", "auto", "--format", "markdown", "--results",
-                   str(Path(folder, "rows.jsonl"))]  # fmt: skip
+        # the installed command, run by this interpreter (the same as `resnet-spec`, found without PATH)
+        options = ["-n", "auto", "--format", "markdown", "--results", str(Path(folder, "rows.jsonl"))]
         start = time.perf_counter()
-        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+        result = subprocess.run([sys.executable, "-m", "resnet_spec", "audit", source, *options], capture_output=True,
+                                text=True, cwd=ROOT, check=False)  # fmt: skip
         seconds = time.perf_counter() - start
     if result.returncode not in (0, 1):
         sys.exit(f"{name}: {result.stderr.strip().splitlines()[-1:]}")
     table = result.stdout.strip().splitlines()
     models = int(re.match(r"(\d+) models", table[-1]).group(1))  # type: ignore[union-attr]
-    shown = " ".join(f"'{part}'" if any(c in part for c in "*!,") else part for part in command[:3])
+    shown = f"resnet-spec audit '{source}'" if any(c in source for c in "*!,") else f"resnet-spec audit {source}"
     return "\n".join([
         "```bash",
         f"{shown} -n auto --format markdown",

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..sandbox import ContainedError, PreloadedServers, run_contained
 from ..spec import ResNetSpec, families, list_specs, load_spec
-from ._compare import Comparison, best_matches, compare_subject, structural_comparison, trace_sizes
+from ._compare import Comparison, best_matches, compare_subject, options_like, structural_comparison, trace_sizes
 from ._read_trace import FoundNetwork, read_trace
 from ._report import finding_line, table, verdict_text
 from ._subjects import RemoteSubject, preloaded
@@ -252,12 +252,12 @@ _SHORTLIST = 3  # entries compared in full for the closest: those whose blocks l
 
 
 def _found_shape(found: FoundNetwork) -> tuple[tuple[object, ...], ...]:
-    """The model's blocks in a few facts each (channels, convs and their kernels, groups, SE, pre-activation), its
-    stem convs first: what a glance at the table would compare."""
+    """The model's blocks in a few facts each (channels, convs and their kernels, groups, its gate's convs: 2 for
+    SE, 1 for ECA, pre-activation, an addition), its stem convs first: what a glance at the table would compare."""
     stem = ((len(found.stem_convs),),)
     return stem + tuple(
         (b.out_channels, tuple(c.kernel[0] for c in b.convs), max((c.groups for c in b.convs), default=1) > 1,
-         bool(b.se), bool(b.preactivation))
+         len(b.se), bool(b.preactivation), b.shortcut is not None)
         for b in found.blocks
     )  # fmt: skip
 
@@ -267,7 +267,7 @@ def _spec_shape(spec: ResNetSpec) -> tuple[tuple[object, ...], ...]:
     stem = ((len(spec.stem.convs),),)
     return stem + tuple(
         (b.out_channels, tuple(c.kernel for c in b.convs), max(c.groups for c in b.convs) > 1,
-         b.gated, b.order == "pre")
+         0 if not b.gated else 1 if b.eca_kernel is not None else 2, b.order == "pre", b.shortcut != "none")
         for b in spec.blocks
     )  # fmt: skip
 
@@ -286,8 +286,10 @@ def _likeness(found: tuple[tuple[object, ...], ...], spec: tuple[tuple[object, .
 
 
 def _closest(readings: Sequence[tuple[str, tuple[int, int], FoundNetwork]]) -> Comparison:
-    """The entry (as its table defines it) with the fewest rows, then findings, that differ: the structural diff of
-    the few entries whose blocks look most like the model's (the diff of every entry would cost seconds)."""
+    """The entry with the fewest rows, then findings, that differ: the structural diff of the few entries whose
+    blocks look most like the model's (the diff of every entry would cost seconds), each as its table defines it
+    or under the named deviations' options that give the model's strides and shortcuts (a v1.5 model's closest is
+    a v1 table's entry at v1.5, not its stride placement in three rows)."""
     candidates = []
     for family, size, found in readings:
         shape = _found_shape(found)
@@ -296,7 +298,11 @@ def _closest(readings: Sequence[tuple[str, tuple[int, int], FoundNetwork]]) -> C
             stages, blocks = _likeness(shape, _spec_shape(spec))
             candidates.append((-stages, -blocks, name, spec, size, found))
     candidates.sort(key=lambda c: c[:3])
-    comparisons = [structural_comparison(found, spec, size) for *_, spec, size, found in candidates[:_SHORTLIST]]
+    comparisons = [
+        structural_comparison(found, option, size)
+        for *_, spec, size, found in candidates[:_SHORTLIST]
+        for option in options_like(found, spec.name)
+    ]
     return min(comparisons, key=lambda c: (len(_rows_that_differ(c)), len(c.mismatches)))
 
 

@@ -6,6 +6,7 @@ which named deviations) a reading conforms to structurally.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -271,6 +272,57 @@ def _may_match(found: FoundNetwork, spec: ResNetSpec) -> bool:
     return True
 
 
+def _combinations() -> list[dict[str, str]]:
+    """Every choice of one option for each named deviation (``variants.toml``'s knobs)."""
+    combinations: list[dict[str, str]] = [{}]
+    for knob, options in knob_options().items():
+        combinations = [{**c, knob: option} for c in combinations for option in options]
+    return combinations
+
+
+def _network_key(spec: ResNetSpec) -> object:
+    """What makes two specs one network (an option may change nothing: the stride variant of basic blocks)."""
+    return (spec.stem, spec.stages, spec.head, spec.order)
+
+
+@functools.cache
+def _entries_by_network(family: str) -> dict[object, ResNetSpec]:
+    """Each network of ``family`` that an entry is as its table defines it, to that entry (the first, if several)."""
+    entries: dict[object, ResNetSpec] = {}
+    for name in list_specs(family):
+        entries.setdefault(_network_key(load_spec(name)), load_spec(name))
+    return entries
+
+
+def options_like(found: FoundNetwork, name: str) -> list[ResNetSpec]:
+    """Entry ``name`` as its table defines it where its branch strides and shortcuts are ``found``'s; else
+    each distinct network of it, under the named deviations' options, whose are (the table's own where none), each
+    named as the entry its table defines so where there is one (``plain18`` with shortcut B is ``resnet18``): the
+    networks to diff a model against when it fits no entry exactly."""
+
+    pools = any(b.shortcut is not None and b.shortcut.pool is not None for b in found.blocks)
+
+    def like(spec: ResNetSpec) -> bool:  # and a pool before the projections where the model has one (ResNet-D)
+        return _may_match(found, spec) and pools == any(b.shortcut == "avg_projection" for b in spec.blocks)
+
+    default = load_spec(name)
+    if like(default):
+        return [default]
+    entries = _entries_by_network(default.family)
+    specs: list[ResNetSpec] = []
+    seen = {_network_key(default)}
+    for combination in _combinations():
+        try:
+            spec = load_spec(name, **combination)
+        except SpecError:  # options that form no network (a pre-activation table with no shortcuts)
+            continue
+        key = _network_key(spec)
+        if key not in seen and like(spec):
+            specs.append(entries.get(key, spec))
+        seen.add(key)
+    return specs or [default]
+
+
 def best_matches(
     found: FoundNetwork, family: str, input_size: tuple[int, int], *, headless: bool = False, inference: bool = False,
     limit: int | None = None,
@@ -284,10 +336,7 @@ def best_matches(
     ``resnet34`` with ``shortcut="none"``; each distinct network is listed once.
     """
     names = [name for name in list_specs(family) if _may_conform(found, load_spec(name))]
-    knobs = knob_options()
-    combinations: list[dict[str, str]] = [{}]
-    for knob, options in knobs.items():
-        combinations = [{**c, knob: option} for c in combinations for option in options]
+    combinations = _combinations()
 
     def candidates() -> Iterator[ResNetSpec]:
         yield from (load_spec(name) for name in names)
@@ -300,7 +349,7 @@ def best_matches(
     matches: list[ResNetSpec] = []
     seen: set[object] = set()
     for spec in candidates():
-        key = (spec.stem, spec.stages, spec.head, spec.order)
+        key = _network_key(spec)
         if key in seen:
             continue
         seen.add(key)
