@@ -299,6 +299,21 @@ def test_preact_cifar_params_as_the_paper_prints_them(depth: int) -> None:
     assert count(spec).params > weights  # and the batch norms' on top
 
 
+# pytorchcv's pre-activation CIFAR-10 nets (pytorchcv/models/preresnet_cifar.py): depth -> its model's name
+PYTORCHCV_PREACT_CIFAR = {110: "preresnet110_cifar10", 164: "preresnet164bn_cifar10", 1001: "preresnet1001_cifar10"}
+
+
+@pytest.mark.slow  # ResNet-1001: 3,000 operators traced, then float64 and float32 passes
+@pytest.mark.parametrize("depth", sorted(PYTORCHCV_PREACT_CIFAR))
+def test_pytorchcv_preact_cifar_nets_conform_to_the_papers(depth: int) -> None:
+    """pytorchcv's pre-activation nets are the paper's, by structure and by computation.  With the drawn weights,
+    ResNet-1001's float32 output overflows (its 333 units each add to the stream): inf and NaN, the same on every
+    call, are no sign of a model that is not a function of its input."""
+    comparison = compare_model(pytorchcv_model(PYTORCHCV_PREACT_CIFAR[depth], pretrained=False),
+                               load_spec(f"preact_resnet{depth}"))  # fmt: skip
+    assert (comparison.verdict, comparison.exit_status) == ("conformant", 0), comparison.mismatches
+
+
 @pytest.mark.parametrize("depth", [164, pytest.param(1001, marks=pytest.mark.slow)])
 def test_preact_cifar_gradients_reach_the_stem_at_initialisation(depth: int) -> None:
     torch.manual_seed(0)

@@ -876,7 +876,16 @@ def _written(alignment: Alignment, passes: Iterable[tuple[Iterable[str], bool]])
 
 
 def _same(found: Sequence[Tensor], first: Sequence[Tensor]) -> bool:
-    return len(found) == len(first) and all(torch.equal(a, b) for a, b in zip(found, first, strict=True))
+    """Bit for bit the same outputs, a NaN where the other has one (a deep net's float32 overflow: inf - inf)."""
+
+    def equal(a: Tensor, b: Tensor) -> bool:
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if not a.is_floating_point():
+            return torch.equal(a, b)
+        return bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+    return len(found) == len(first) and all(equal(a, b) for a, b in zip(found, first, strict=True))
 
 
 def _nondeterministic(first: Sequence[Tensor], found: Sequence[Tensor], where: str) -> Mismatch:
