@@ -317,3 +317,20 @@ def test_a_file_that_is_not_a_checkpoint_gets_one_line(tmp_path: Path, capsys: p
     torch.save([torch.zeros(2)], listed)
     code, out, err = _run(capsys, main, "identify", str(listed), "--format", "json")
     assert code == 2 and len(err.splitlines()) == 1 and json.loads(out)["phase"] == "load", (out, err)
+
+
+def test_timm_resnet_rs_weights_are_identified_and_load_to_the_same_logits() -> None:
+    """timm keeps the stem conv that replaces ResNet-RS's max pool under maxpool.0/1 (timm/models/resnet.py,
+    replace_stem_pool): its file is resnetrs50 in the timm format, and loads to timm's logits."""
+    torch.manual_seed(0)
+    model = timm.create_model("resnetrs50").eval()
+    state = model.state_dict()
+    assert {"maxpool.0.weight", "maxpool.1.running_var"} <= state.keys()
+    result = identify(state)
+    assert [(fit.entry, fit.deviations, fit.formats) for fit in result.fits] == [("resnetrs50", (), ("timm",))]
+    ours = build("resnetrs50").eval()
+    ours.load_state_dict(convert_state_dict(state, "resnetrs50", source="timm"))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), model(x), rtol=1e-5, atol=1e-5)
+    assert convert_state_dict(ours.state_dict(), "resnetrs50", target="timm").keys() == state.keys()

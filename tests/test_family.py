@@ -160,17 +160,8 @@ def _randomise_batch_norms(model: nn.Module, seed: int) -> None:
                     tensor.copy_(torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype) * (high - low) + low)
 
 
-# Peers whose names no weight format maps: timm's ResNet-RS keeps the stem conv that replaces the max pool under
-# ``maxpool.0/1``, where the plan (a stem of four convs) names it ``conv1.9``/``conv1.10``.  Their outputs are proved
-# equal by the transfer along the alignment instead (test_the_peer_is_the_entry_by_computation, and the default run's
-# structural checks).
-UNCONVERTED = {"resnetrs50", "resnetrs101", "resnetrs152", "resnetrs200"}
-
-
 @pytest.mark.parametrize(("entry", "key", "fmt"), _pairs())
 def test_outputs_equal_after_converting_the_peers_weights(entry: str, key: str, fmt: str) -> None:
-    if entry in UNCONVERTED:
-        pytest.skip(f"{key}'s weight names map to no format (its replaced stem pool is maxpool.0/1)")
     torch.manual_seed(0)
     peer = _peer(key)().double().eval()
     _randomise_batch_norms(peer, seed=1)

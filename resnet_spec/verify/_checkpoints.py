@@ -86,6 +86,7 @@ _KNOB_WORDS: Mapping[str, str] = {
 FINDING_PROBLEMS = ("missing block", "unexpected block", "missing", "shape", "unexpected")
 _NAMING_WORDS: Mapping[str, str] = {
     "ours": "torchvision's names",
+    "timm": "timm's names",
     "mmpretrain": "mmpretrain's names",
     "caffe": "the Caffe release's names",
     "timm-resnetv2": "timm resnetv2's names",
@@ -409,10 +410,11 @@ def _exact(layout: Mapping[str, FormatKey], shapes: Mapping[str, tuple[int, ...]
 
 
 def _accepted(tensors: Mapping[str, Tensor], spec: ResNetSpec, reading: _Reading) -> tuple[str, ...]:
-    """The formats of the naming whose converter reads the tensors into the network: those whose stride placement
-    is the spec's first, then those that check none (the converter decides)."""
+    """The formats whose converter reads the tensors into the network (the reading's naming, or another with the
+    same names for it: timm's are torchvision's but for a replaced stem pool): those whose stride placement is the
+    spec's first, then those that check none (the converter decides)."""
     accepted = []
-    for name in _namings()[reading.naming]:
+    for name in FORMATS:
         try:
             convert_state_dict(tensors, spec, source=name, num_classes=reading.num_classes,
                                in_channels=reading.in_channels)  # fmt: skip

@@ -7,7 +7,9 @@ Our names are torchvision's (``conv1, bn1, layer1.0.conv1, ..., layer2.0.downsam
 - ``"torchvision"`` and ``"timm"``: the same names.  timm's ResNet (``timm/models/resnet.py``) was copied from
   torchvision and keeps its module names (``conv1``, ``bn1``, ``layerN.M.convK/bnK``, ``downsample.0/1``, ``fc``;
   "never liked this name, but weight compat requires it"), so the conversion is the identity after the checks.  Both
-  put a downsampling block's stride on its 3x3 ("v1.5"): their weights belong in ``variant="v1.5"``.
+  put a downsampling block's stride on its 3x3 ("v1.5"): their weights belong in ``variant="v1.5"``.  One stem
+  differs: where timm replaces the stem's max pool by a fourth conv (``replace_stem_pool``, ResNet-RS), that conv
+  and its BN are ``maxpool.0/1`` and the third conv's BN is ``bn1`` (ours: ``conv1.9``, ``bn1`` and ``conv1.7``).
 - ``"mmpretrain"``: ``backbone.`` + our names for the body, ``head.fc.weight/bias`` for the classifier
   (``ResNet`` backbone, ``LinearClsHead``); ``style='pytorch'``, its default, stride on the 3x3.
   ``"mmpretrain-caffe"`` is the same naming with ``style='caffe'`` (stride on the first 1x1).
@@ -65,7 +67,7 @@ class WeightFormat:
     """A naming of a ResNet's weights, and where its downsampling blocks carry their stride."""
 
     name: str
-    naming: Literal["ours", "mmpretrain", "caffe", "timm-resnetv2", "pytorchcv"]
+    naming: Literal["ours", "timm", "mmpretrain", "caffe", "timm-resnetv2", "pytorchcv"]
     stride_on: StrideOn | None  # as variants.toml's stride_on; None: not checked (our own checkpoints)
     source: str  # where the naming comes from
 
@@ -75,7 +77,13 @@ FORMATS: Mapping[str, WeightFormat] = {
     for f in (
         WeightFormat("ours", "ours", None, "resnet_spec.build: torchvision's module names"),
         WeightFormat("torchvision", "ours", "first_spatial", "torchvision.models.resnet (stride on the 3x3, v1.5)"),
-        WeightFormat("timm", "ours", "first_spatial", "timm/models/resnet.py: torchvision's names, stride on the 3x3"),
+        WeightFormat(
+            "timm",
+            "timm",
+            "first_spatial",
+            "timm/models/resnet.py: torchvision's names, stride on the 3x3; "
+            "a stem conv replacing the max pool is maxpool.0/1",
+        ),
         WeightFormat("mmpretrain", "mmpretrain", "first_spatial", "mmpretrain ResNet, style='pytorch'; LinearClsHead"),
         WeightFormat("mmpretrain-caffe", "mmpretrain", "first", "mmpretrain ResNet, style='caffe'; LinearClsHead"),
         WeightFormat("caffe", "caffe", "first", "KaimingHe/deep-residual-networks prototxts (stride on the 1x1)"),
@@ -239,8 +247,29 @@ def _place(match: re.Match[str]) -> dict[str, int]:
     return fields
 
 
+# timm/models/resnet.py, ResNet.__init__: a stem of one conv or of three (stem_type 'deep', 'deep_tiered': conv1.0,
+# .3, .6, then bn1), and with replace_stem_pool a fourth conv, its BN and ReLU as ``maxpool``
+_TIMM_STEM_POOL = ((re.compile(r"^conv1\.7\."), "bn1."), (re.compile(r"^conv1\.9\."), "maxpool.0."),
+                   (re.compile(r"^bn1\."), "maxpool.1."))  # fmt: skip
+
+
+def _timm_key(key: str, plan: Plan) -> str:
+    convs = len(plan.spec.stem.convs)
+    if convs in (1, 3):
+        return key
+    if convs != 4:
+        raise ConversionError(f"timm weights do not fit {plan.spec.label}", ["a stem of 1, 3 or 4 convs"])
+    for pattern, replacement in _TIMM_STEM_POOL:
+        match = pattern.match(key)
+        if match is not None:
+            return replacement + key[match.end() :]
+    return key
+
+
 def _source_key(naming: str, key: str, plan: Plan) -> str:
     """Our state_dict key in another naming."""
+    if naming == "timm":
+        return _timm_key(key, plan)
     if naming not in _RENAMINGS:
         body, head = _prefixes(naming)
         return (head if key.startswith("fc.") else body) + key
