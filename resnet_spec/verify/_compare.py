@@ -295,10 +295,10 @@ def _entries_by_network(family: str) -> dict[object, ResNetSpec]:
 
 
 def options_like(found: FoundNetwork, name: str) -> list[ResNetSpec]:
-    """Entry ``name`` as its table defines it where its branch strides and shortcuts are ``found``'s; else
-    each distinct network of it, under the named deviations' options, whose are (the table's own where none), each
-    named as the entry its table defines so where there is one (``plain18`` with shortcut B is ``resnet18``): the
-    networks to diff a model against when it fits no entry exactly."""
+    """Each distinct network of entry ``name``, as its table defines it or under the named deviations' options,
+    whose branch strides and shortcuts are ``found``'s (the table's own network where none is), the table's first,
+    each named as the entry its table defines so where there is one (``plain18`` with shortcut B is ``resnet18``):
+    the networks to diff a model against when it fits no entry exactly."""
 
     pools = any(b.shortcut is not None and b.shortcut.pool is not None for b in found.blocks)
 
@@ -306,10 +306,8 @@ def options_like(found: FoundNetwork, name: str) -> list[ResNetSpec]:
         return _may_match(found, spec) and pools == any(b.shortcut == "avg_projection" for b in spec.blocks)
 
     default = load_spec(name)
-    if like(default):
-        return [default]
     entries = _entries_by_network(default.family)
-    specs: list[ResNetSpec] = []
+    specs = [default] if like(default) else []
     seen = {_network_key(default)}
     for combination in _combinations():
         try:
