@@ -6,7 +6,6 @@ which named deviations) a reading conforms to structurally.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -285,7 +284,6 @@ def _network_key(spec: ResNetSpec) -> object:
     return (spec.stem, spec.stages, spec.head, spec.order)
 
 
-@functools.cache
 def _entries_by_network(family: str) -> dict[object, ResNetSpec]:
     """Each network of ``family`` that an entry is as its table defines it, to that entry (the first, if several)."""
     entries: dict[object, ResNetSpec] = {}

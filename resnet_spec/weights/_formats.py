@@ -254,11 +254,12 @@ _TIMM_STEM_POOL = ((re.compile(r"^conv1\.7\."), "bn1."), (re.compile(r"^conv1\.9
 
 
 def _timm_key(key: str, plan: Plan) -> str:
-    convs = len(plan.spec.stem.convs)
+    convs, pool = len(plan.spec.stem.convs), plan.spec.stem.pool is not None
     if convs in (1, 3):
         return key
-    if convs != 4:
-        raise ConversionError(f"timm weights do not fit {plan.spec.label}", ["a stem of 1, 3 or 4 convs"])
+    if convs != 4 or pool:
+        raise ConversionError(f"timm weights do not fit {plan.spec.label}",
+                              ["a stem of 1 or 3 convs, or of 4 and no pool"])  # fmt: skip
     for pattern, replacement in _TIMM_STEM_POOL:
         match = pattern.match(key)
         if match is not None:
