@@ -29,6 +29,7 @@ import torchvision
 from cases import TABLE_HEADS
 from facts import FAMILY_PEERS, PREACT_CIFAR_N, PREACT_CIFAR_PARAMS, RESNETV2_CLASS_LAYERS
 from pytorchcv.model_provider import get_model as pytorchcv_model
+from test_reader import _EcaAsTheAuthorsWriteIt
 from timm.layers import BatchNormAct2d, create_conv2d
 from timm.models.resnetv2 import ResNetV2
 from torch import nn
@@ -233,6 +234,54 @@ def test_eca_kernels_are_the_papers_rule_and_the_peers(entry: str) -> None:
     by_hand = [ECA_KERNELS_BY_HAND[block.convs[-1].out_channels] for block in spec.blocks]
     assert ours == theirs == by_hand
     assert all(b.se_channels is None for b in spec.blocks)  # one gate: ECA has no reduced width
+
+
+# ---- ECA-Net as its authors' code builds it (BangguWu/ECANet, models/eca_resnet.py): torchvision's ResNet with an
+# eca_layer after each block's last BN, kernel 3 in every stage (k_size=[3, 3, 3, 3], every factory's default).
+ECA_NET = {18: "eca_resnet18", 34: "eca_resnet34", 50: "eca_resnet50", 101: "eca_resnet101", 152: "eca_resnet152"}
+ECA_NET_KERNEL = 3
+
+
+def _eca_net(depth: int) -> nn.Module:
+    """torchvision's resnetN with the authors' eca_layer between each block's last BN and the addition."""
+    model = getattr(torchvision.models, f"resnet{depth}")()
+    for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in layer:
+            last = "bn3" if hasattr(block, "bn3") else "bn2"
+            setattr(block, last, nn.Sequential(getattr(block, last), _EcaAsTheAuthorsWriteIt(ECA_NET_KERNEL)))
+    return model
+
+
+@pytest.mark.parametrize("depth", sorted(ECA_NET))
+def test_eca_net_counts_by_hand_and_on_the_authors_network(depth: int) -> None:
+    """Parameters: torchvision's resnetN's and one k-tap 1-D conv a block (no bias), by hand = count(entry) = the
+    network's numel; conv + fc MACs: FlopCounterMode / 2 on the network = count(entry)."""
+    with torch.device("meta"):
+        torchvision_params = sum(p.numel() for p in getattr(torchvision.models, f"resnet{depth}")().parameters())
+        peer = _eca_net(depth)
+    with FlopCounterMode(display=False) as counter:
+        peer(torch.empty(1, 3, 224, 224, device="meta"))
+    by_hand = torchvision_params + ECA_NET_KERNEL * sum(facts.TABLE1_REPEATS[depth])
+    counts = count(ECA_NET[depth])
+    assert (by_hand, counts.params, counts.total) == (
+        sum(p.numel() for p in peer.parameters()), by_hand, counter.get_total_flops() // 2)  # fmt: skip
+    assert {block.eca_kernel for block in load_spec(ECA_NET[depth]).blocks} == {ECA_NET_KERNEL}
+
+
+@pytest.mark.parametrize(
+    "depth", [pytest.param(d, marks=[pytest.mark.slow] if d > 50 else []) for d in sorted(ECA_NET)]
+)
+def test_eca_net_as_its_authors_build_it_conforms_and_is_named_first(depth: int) -> None:
+    """The authors' network conforms to its entry (by the numbers too for ResNet-18) and best matches name it
+    first, before ecaresnet*, whose kernels follow Eq. (12)."""
+    entry = load_spec(ECA_NET[depth])
+    functional = depth == 18
+    with torch.device("cpu" if functional else "meta"):
+        peer = _eca_net(depth)
+    comparison = compare_model(peer, entry, functional=functional)
+    assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches
+    best = best_matches(comparison.found, "imagenet", comparison.input_size)
+    assert best and best[0].name == ECA_NET[depth], [spec.label for spec in best]
 
 
 def test_se_divisor_rounds_the_basic_blocks_c_over_r_up_to_8() -> None:

@@ -202,7 +202,7 @@ def test_a_parameter_difference_is_located_at_its_row() -> None:
 
 
 class _EcaAsTheAuthorsWriteIt(nn.Module):
-    """ECA as the ECA-Net authors' code writes it (BGU-CS-VIL/ECANet, models/eca_module.py): an adaptive pool, the
+    """ECA as the ECA-Net authors' code writes it (BangguWu/ECANet, models/eca_module.py): an adaptive pool, the
     1-D conv on the squeezed map transposed to (N, 1, C) and back, a sigmoid module, an expanded product."""
 
     def __init__(self, kernel: int) -> None:

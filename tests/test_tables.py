@@ -233,6 +233,9 @@ MALFORMED = [
     ("net.eca_beta", 1, "net.eca_beta", "an eca_gamma beside it"),
     ("net.eca_gamma", 0, "net.eca_gamma", "an integer >= 1"),
     ("net.eca_beta", 10**6, "net.eca_beta", "at most 64 (eca_beta"),
+    ("net.eca_kernel", 4, "net.eca_kernel", "an odd integer"),
+    ("net.eca_kernel", 0, "net.eca_kernel", "an integer >= 1"),
+    ("net.eca_kernel", 10**3, "net.eca_kernel", "at most 63 (eca_kernel"),
     ("net.order", "sandwich", "net.order", "one of 'post', 'pre'"),
     ("net.canonical", "yes", "net.canonical", "true or false"),
     ("table.stem_pool", "round", "table.stem_pool", "one of 'padded', 'caffe'"),
@@ -259,6 +262,17 @@ def test_one_channel_gate_a_block() -> None:
     doc = _broken("net.se_reduction", 4)
     doc["net"].update(eca_gamma=2, eca_beta=1)
     with pytest.raises(SpecError, match=r"net.eca_gamma: expected one channel gate: se_reduction or ECA's, not both"):
+        load_table(doc, "toy.toml")
+    doc = _broken("net.se_reduction", 4)
+    doc["net"].update(eca_kernel=3)
+    with pytest.raises(SpecError, match=r"net.eca_kernel: expected one channel gate: se_reduction or ECA's, not both"):
+        load_table(doc, "toy.toml")
+
+
+def test_one_eca_kernel_rule() -> None:
+    doc = _broken("net.eca_kernel", 3)
+    doc["net"].update(eca_gamma=2, eca_beta=1)
+    with pytest.raises(SpecError, match=r"net.eca_kernel: expected one ECA kernel rule: eca_kernel, or eca_gamma"):
         load_table(doc, "toy.toml")
 
 

@@ -61,6 +61,7 @@ BOUNDS: Mapping[str, int] = MappingProxyType(
         "se_divisor": 1_024,  # timm rounds SE widths to multiples of 8
         "eca_gamma": 64,  # ECA's kernel rule (Wang et al. 2020, Eq. 12): gamma = 2, b = 1
         "eca_beta": 64,
+        "eca_kernel": 63,  # ECA's kernel where a table fixes it (the authors' code: 3 in every block)
     }
 )
 
@@ -70,7 +71,7 @@ _STAGE_NAME = re.compile(r"^conv(\d+)_x$")
 # The paper's cell "3x3, 64"; ResNeXt's "3x3, 128, C=32" adds the cardinality (groups).
 _CONV_CELL = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*C\s*=\s*(\d+)\s*)?$")
 
-_GATE_KEYS = ("se_reduction", "se_divisor", "eca_gamma", "eca_beta")
+_GATE_KEYS = ("se_reduction", "se_divisor", "eca_gamma", "eca_beta", "eca_kernel")
 _TABLE_KEYS = ("family", "source", "input_size", "in_channels", *KNOBS, "order", *_GATE_KEYS)
 _SECTION_KEYS = ("table", "stem", "head")
 # An entry's name: printed in reports and typed on command lines, so nothing a terminal would interpret or show as
@@ -324,7 +325,7 @@ class _Choices:
     order: str
     se_reduction: int | None
     se_divisor: int | None  # SE widths rounded to a multiple of it (timm); None: exactly C/r (Hu et al. 2018)
-    eca: tuple[int, int] | None  # ECA's (gamma, b) (Wang et al. 2020); None: no ECA
+    eca: tuple[int, int] | int | None  # ECA's (gamma, b) (Wang et al. 2020, Eq. 12) or its fixed kernel; None: none
 
 
 def _choices(
@@ -355,9 +356,10 @@ def _choices(
         )
     eca = _eca_rule(reader, where)
     if eca is not None and se_reduction is not None:
-        doc, path = where("eca_gamma")
+        key = "eca_gamma" if isinstance(eca, tuple) else "eca_kernel"
+        doc, path = where(key)
         gate = "one channel gate: se_reduction or ECA's, not both"
-        raise reader.error(_join(path, "eca_gamma"), doc["eca_gamma"], gate)
+        raise reader.error(_join(path, key), doc[key], gate)
     shortcut = pick("shortcut")
     if order == "pre" and not shortcut.residual:
         # Without shortcuts, BN-ReLU before every conv is the post-activation net: the same layers in the same order.
@@ -368,8 +370,9 @@ def _choices(
     return _Choices(pick("variant"), shortcut, pick("stem_pool"), order, se_reduction, se_divisor, eca)
 
 
-def _eca_rule(reader: _Reader, where: Callable[[str], tuple[Mapping[str, Any], str]]) -> tuple[int, int] | None:
-    """ECA's kernel rule: ``eca_gamma`` and ``eca_beta`` together (Wang et al. 2020, Eq. 12), or neither."""
+def _eca_rule(reader: _Reader, where: Callable[[str], tuple[Mapping[str, Any], str]]) -> tuple[int, int] | int | None:
+    """ECA's kernel rule: ``eca_gamma`` and ``eca_beta`` together (Wang et al. 2020, Eq. 12), or ``eca_kernel``
+    alone (one odd kernel for every block, as the authors' code), or none of them."""
     (gamma_doc, gamma_path), (beta_doc, beta_path) = where("eca_gamma"), where("eca_beta")
     gamma = reader.optional_int(gamma_doc, "eca_gamma", gamma_path, bound="eca_gamma")
     beta = reader.optional_int(beta_doc, "eca_beta", beta_path, bound="eca_beta")
@@ -377,6 +380,16 @@ def _eca_rule(reader: _Reader, where: Callable[[str], tuple[Mapping[str, Any], s
         path, key, value = (gamma_path, "eca_gamma", gamma) if beta is None else (beta_path, "eca_beta", beta)
         other = "eca_beta" if beta is None else "eca_gamma"
         raise reader.error(_join(path, key), value, f"an {other} beside it (ECA's kernel rule takes both)")
+    kernel_doc, kernel_path = where("eca_kernel")
+    kernel = reader.optional_int(kernel_doc, "eca_kernel", kernel_path, bound="eca_kernel")
+    if kernel is not None and gamma is not None:
+        rule = "one ECA kernel rule: eca_kernel, or eca_gamma and eca_beta, not both"
+        raise reader.error(_join(kernel_path, "eca_kernel"), kernel, rule)
+    if kernel is not None and kernel % 2 == 0:
+        expected = "an odd integer (the 1-D conv pads (k - 1) / 2 on each side to keep the channels)"
+        raise reader.error(_join(kernel_path, "eca_kernel"), kernel, expected)
+    if kernel is not None:
+        return kernel
     return None if gamma is None or beta is None else (gamma, beta)
 
 
@@ -600,7 +613,8 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
                 f"channels (block {prefix}_{index + 1} takes {channels})",
             )
         se_channels = _se_channels(reader, path, raw, block_out, choices.se_reduction, choices.se_divisor)
-        eca = None if choices.eca is None else eca_kernel(block_out, *choices.eca)
+        rule = choices.eca
+        eca = rule if rule is None or isinstance(rule, int) else eca_kernel(block_out, *rule)
         blocks.append(
             Block(f"{prefix}_{index + 1}", tuple(convs), kind, block_stride, choices.order, se_channels, eca)  # type: ignore[arg-type]
         )
