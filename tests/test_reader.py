@@ -303,6 +303,18 @@ def test_a_model_that_cannot_run_on_meta_is_traced_on_the_cpu(make: Any) -> None
         assert torch.equal(model.state_dict()[name], value), name
 
 
+def test_a_module_scripted_on_the_meta_device_conforms() -> None:
+    """``torch.jit.script`` of a model built on the meta device (as a target is built: its tensors have no memory,
+    every data pointer 0): each of its tensors is its own in the copies the check runs, by structure and by the
+    numbers, in both modes."""
+    with torch.device("meta"):
+        model = torch.jit.script(torchvision.models.resnet18())
+    comparison = compare_model(model, load_spec("resnet18"))
+    assert comparison.mismatches == (), comparison.mismatches
+    assert comparison.equivalence is not None and comparison.equivalence.status == "equal"
+    assert comparison.verdict == "conformant"
+
+
 def test_a_model_for_other_input_says_what_it_expects() -> None:
     class Cifar(nn.Module):
         """A CIFAR-only net: a fixed 8x8 average pool, so the fc takes 64 features only at 32x32."""

@@ -865,8 +865,9 @@ def materialize(model: nn.Module, dtype: torch.dtype | None = None, *, values: b
             for name, tensor in store.items():
                 if tensor is None or is_lazy(tensor):
                     continue
-                # a scripted module hands out a new Python object per access: its tensors are told apart by memory
-                key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype) if scripted else id(tensor)
+                # a scripted module hands out a new Python object per access: its tensors are told apart by their
+                # storage (not by data_ptr, which is 0 for every tensor of a module scripted on the meta device)
+                key = _memory(tensor) if scripted else id(tensor)
                 if key not in allocated:
                     kind = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
                     if values:
