@@ -315,6 +315,17 @@ def test_a_module_scripted_on_the_meta_device_conforms() -> None:
     assert comparison.verdict == "conformant"
 
 
+def test_a_compiled_model_is_checked_as_the_code_it_compiles() -> None:
+    """``torch.compile`` promises its model's function: the check runs the model's own eager code (the compiler runs
+    neither on the meta device nor under the recorder), and a defect in that code is found."""
+    comparison = compare_model(torch.compile(torchvision.models.resnet18()), load_spec("resnet18"))
+    assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches
+    broken = torchvision.models.resnet18()
+    broken.conv1 = nn.Conv2d(3, 64, 5, 2, 2, bias=False)
+    comparison = compare_model(torch.compile(broken), load_spec("resnet18"), functional=False)
+    assert comparison.verdict == "not conformant" and comparison.mismatches[0].row == "conv1", comparison.mismatches
+
+
 def test_a_model_for_other_input_says_what_it_expects() -> None:
     class Cifar(nn.Module):
         """A CIFAR-only net: a fixed 8x8 average pool, so the fc takes 64 features only at 32x32."""

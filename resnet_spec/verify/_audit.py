@@ -311,17 +311,20 @@ def _audit(subject: RemoteSubject) -> tuple[Comparison, str]:
     first family with an entry it fits exactly; else the closest entry of any family."""
     ordered = sorted(families(), key=_family_size, reverse=True)
     reading: tuple[Trace, FoundNetwork, tuple[int, int]] | None = None
+    failures: list[str] = []
     for family in ordered:
         size = (_family_size(family),) * 2
         reference = load_spec(list_specs(family)[0])
         try:
             trace = subject.trace((2, reference.in_channels, *size), trace_sizes(reference, size))
-        except TraceError:
+        except TraceError as e:
+            failures.append(f"{family} ({size[0]}x{size[1]}): {e}")
             continue
         reading = (trace, read_trace(trace), size)
         break
     if reading is None:
-        raise TraceError("the model does not run at the input size of any table family")
+        first = f"; at {failures[0]}" if failures else ""
+        raise TraceError(f"the model does not run at the input size of any table family{first}")
     trace, found, size = reading
     for family in ordered:
         exact = best_matches(found, family, size, limit=1)

@@ -21,6 +21,7 @@ import itertools
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -293,6 +294,17 @@ def _cast(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return clone
 
 
+@contextmanager
+def _uncompiled() -> Iterator[None]:
+    """``torch.compile``'s directives ignored while the model runs: a compiled model runs its own eager code, the
+    function compiling promises to keep (its compiler runs neither on the meta device nor under the recorder)."""
+    if "torch._dynamo" not in sys.modules:  # nothing was compiled (and importing the compiler costs seconds)
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"):
+        yield
+
+
 class LocalSubject(Subject):
     """A model object in this process (see the module docstring).  The model itself is never modified."""
 
@@ -304,7 +316,8 @@ class LocalSubject(Subject):
             self.note = self.artifact.note
 
     def trace(self, input_shape: tuple[int, ...], cpu_sizes: Sequence[tuple[int, int]] = ()) -> Trace:
-        return trace_model(self.model, input_shape, cpu_sizes=cpu_sizes)
+        with _uncompiled():
+            return trace_model(self.model, input_shape, cpu_sizes=cpu_sizes)
 
     def tensors(self) -> list[TensorInfo]:
         try:
@@ -319,10 +332,12 @@ class LocalSubject(Subject):
         return self._copies.tensors
 
     def run(self, x: Tensor, train: bool) -> Run:
-        return self._copies.run(x, train)
+        with _uncompiled():
+            return self._copies.run(x, train)
 
     def call(self, x: Tensor, train: bool) -> Call:
-        return self._copies.call(x, train)
+        with _uncompiled():
+            return self._copies.call(x, train)
 
 
 # ---- the contained child ----------------------------------------------------------------------------------------
@@ -349,7 +364,8 @@ def _setup(target: str) -> tuple[Any, Any]:
 
     def handle(kind: str, payload: Any) -> Any:
         try:
-            return answer(kind, payload)
+            with _uncompiled():
+                return answer(kind, payload)
         except TraceError as e:  # the model's forward fails here: an answer (the checker may try another input)
             return {"trace_error": str(e)}
 
