@@ -249,7 +249,7 @@ CLOSEST = textwrap.dedent(
     import timm
     import torchvision
 
-    __all__ = ["resnet18_200", "resnet50_200", "seresnet50t", "legacy_seresnet50"]
+    __all__ = ["resnet18_200", "resnet50_200", "seresnet50t", "legacy_seresnet50", "resnet50_backbone"]
 
 
     def resnet18_200():  # torchvision's resnet18 (resnet18 at v1, shortcut B) with a 200-way fc (a CUB fine-tune)
@@ -266,6 +266,10 @@ CLOSEST = textwrap.dedent(
 
     def legacy_seresnet50():  # timm/models/senet.py: the authors' Caffe layout (stride on the 1x1, a max pool in
         return timm.create_model("legacy_seresnet50")  # ceil mode without padding), dropout 0.2 before the fc
+
+
+    def resnet50_backbone():  # timm's resnet50 (torchvision's layout) without its classifier
+        return timm.create_model("resnet50", num_classes=0)
     """
 )
 
@@ -273,7 +277,8 @@ CLOSEST = textwrap.dedent(
 def test_the_closest_entry_is_named_under_the_options_that_fit(tmp_path: Path) -> None:
     """Where no entry fits, the closest is the entry whose table, under the named deviations' options, differs in
     the fewest rows: only the fc of a fine-tune or of a net with dropout, only the stem of a ResNet-D variant;
-    never a plain net given shortcuts, nor a v1 entry's stride placement in three rows."""
+    never a plain net given shortcuts, nor a v1 entry's stride placement in three rows.  A model without a
+    classifier whose structure is an entry's without its fc is that entry's backbone."""
     path = tmp_path / "closest.py"
     path.write_text(CLOSEST)
     source = str(path)
@@ -285,4 +290,6 @@ def test_the_closest_entry_is_named_under_the_options_that_fit(tmp_path: Path) -
         "resnet50_200": ("closest", "resnet50 (v1.5, shortcut B)", ("fc", "model")),
         "seresnet50t": ("closest", "seresnet50 (v1.5, shortcut D)", ("conv1", "model")),
         "legacy_seresnet50": ("closest", "seresnet50 (v1, shortcut B, Caffe pool)", ("fc",)),
+        "resnet50_backbone": ("backbone", "resnet50 (v1.5, shortcut B)", ()),
     }, found
+    assert rows["resnet50_backbone"].verdict == "conformant"

@@ -217,7 +217,9 @@ class AuditRow:
     model: str
     target: str
     entry: str | None  # the entry's label (with its named deviations); None where the model could not be read
-    match: str  # "exact": its structure is the entry's; "closest": no entry fits, the nearest is named; "": none
+    # "exact": its structure is the entry's; "backbone": the entry's without its fc (the verdict is as a backbone's);
+    # "closest": no entry fits, the nearest is named; "": none
+    match: str
     verdict: str  # conformant, equivalent, not conformant, undecided; "error" where the audit failed
     rows: tuple[str, ...]  # the rows that differ, in the table's order
     summary: str  # the verdict in one sentence, or the error
@@ -308,7 +310,9 @@ def _closest(readings: Sequence[tuple[str, tuple[int, int], FoundNetwork]]) -> C
 
 def _audit(subject: RemoteSubject) -> tuple[Comparison, str]:
     """The model read once, at the input of the first table family it runs at (the largest first: ImageNet's); the
-    first family with an entry it fits exactly; else the closest entry of any family."""
+    first family with an entry it fits exactly; else, for a model without a classifier, the first with an entry it
+    fits without its fc (a backbone, compared as ``compare --headless`` does); else the closest entry of any
+    family."""
     ordered = sorted(families(), key=_family_size, reverse=True)
     reading: tuple[Trace, FoundNetwork, tuple[int, int]] | None = None
     failures: list[str] = []
@@ -330,6 +334,11 @@ def _audit(subject: RemoteSubject) -> tuple[Comparison, str]:
         exact = best_matches(found, family, size, limit=1)
         if exact:
             return compare_subject(subject, exact[0], size, trace=trace), "exact"
+    if not found.head.fc:  # no classifier: a backbone (num_classes=0, features_only) is an entry without its fc
+        for family in ordered:
+            exact = best_matches(found, family, size, headless=True, limit=1)
+            if exact:
+                return compare_subject(subject, exact[0], size, headless=True, trace=trace), "backbone"
     comparison = _closest([(family, size, found) for family in ordered])
     if not comparison.mismatches:  # the structure fits as far as it was read: the numbers decide
         return compare_subject(
@@ -351,7 +360,9 @@ def audit_model(model: ZooModel, servers: PreloadedServers | None = None, *, tim
     except (SubjectError, TraceError, ContainedError) as e:
         summary = " ".join(str(e).split())
         return AuditRow(model.name, model.target, None, "", "error", (), summary, time.perf_counter() - start)
-    summary = verdict_text(comparison) if match == "exact" else _closest_text(comparison)
+    summary = _closest_text(comparison) if match == "closest" else verdict_text(comparison)
+    if match == "backbone":
+        summary += " (as a backbone: no fc)"
     return AuditRow(model.name, model.target, comparison.spec.label, match, comparison.verdict.value,
                     _rows_that_differ(comparison), summary, time.perf_counter() - start)  # fmt: skip
 
@@ -381,7 +392,7 @@ def render_audit(rows: Iterable[AuditRow], format: str = "text", *, source: str 
         return json.dumps({"source": source, "models": [r.to_json() for r in rows], "summary": _summary(rows)},
                           indent=2) + "\n"  # fmt: skip
     headers = ["model", "entry", "verdict", "rows that differ", "time"]
-    lines = [[r.model, (r.entry or "-") + (" (closest)" if r.match == "closest" else ""), r.verdict,
+    lines = [[r.model, (r.entry or "-") + (f" ({r.match})" if r.match in ("closest", "backbone") else ""), r.verdict,
               ", ".join(r.rows) or "-", f"{r.seconds:.1f} s"] for r in rows]  # fmt: skip
     if format == "html":
         return _html(headers, lines, rows, source)
