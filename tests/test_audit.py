@@ -249,7 +249,7 @@ CLOSEST = textwrap.dedent(
     import timm
     import torchvision
 
-    __all__ = ["resnet18_200", "resnet50_200", "seresnet50t", "legacy_seresnet50", "resnet50_backbone"]
+    __all__ = ["resnet18_200", "resnet50_200", "seresnet50t", "legacy_seresnet50", "resnet50_backbone", "seresnet20"]
 
 
     def resnet18_200():  # torchvision's resnet18 (resnet18 at v1, shortcut B) with a 200-way fc (a CUB fine-tune)
@@ -270,6 +270,12 @@ CLOSEST = textwrap.dedent(
 
     def resnet50_backbone():  # timm's resnet50 (torchvision's layout) without its classifier
         return timm.create_model("resnet50", num_classes=0)
+
+
+    def seresnet20():  # pytorchcv/models/seresnet_cifar.py: Sec. 4.2's ResNet-20 with 1x1 conv + BN projections
+        from pytorchcv.model_provider import get_model  # (its resize_identity) and SE in every unit: no SE entry
+
+        return get_model("seresnet20_cifar10", pretrained=False)
     """
 )
 
@@ -278,7 +284,8 @@ def test_the_closest_entry_is_named_under_the_options_that_fit(tmp_path: Path) -
     """Where no entry fits, the closest is the entry whose table, under the named deviations' options, differs in
     the fewest rows: only the fc of a fine-tune or of a net with dropout, only the stem of a ResNet-D variant;
     never a plain net given shortcuts, nor a v1 entry's stride placement in three rows.  A model without a
-    classifier whose structure is an entry's without its fc is that entry's backbone."""
+    classifier whose structure is an entry's without its fc is that entry's backbone; an SE net with no SE entry of
+    its widths is closest to the same net without SE."""
     path = tmp_path / "closest.py"
     path.write_text(CLOSEST)
     source = str(path)
@@ -291,5 +298,6 @@ def test_the_closest_entry_is_named_under_the_options_that_fit(tmp_path: Path) -
         "seresnet50t": ("closest", "seresnet50 (v1.5, shortcut D)", ("conv1", "model")),
         "legacy_seresnet50": ("closest", "seresnet50 (v1, shortcut B, Caffe pool)", ("fc",)),
         "resnet50_backbone": ("backbone", "resnet50 (v1.5, shortcut B)", ()),
+        "seresnet20": ("closest", "resnet20 (v1, shortcut B)", ("conv2_x", "conv3_x", "conv4_x", "model")),
     }, found
     assert rows["resnet50_backbone"].verdict == "conformant"

@@ -275,16 +275,24 @@ def _spec_shape(spec: ResNetSpec) -> tuple[tuple[object, ...], ...]:
 
 
 def _likeness(found: tuple[tuple[object, ...], ...], spec: tuple[tuple[object, ...], ...]) -> tuple[float, float]:
-    """How alike two shapes look: first their kinds of block in order, each run of equal blocks once (a stage,
-    whatever its repeats: the rows that differ count stages), then block by block."""
+    """How alike two shapes look: their kinds of block in order, each run of equal blocks once (a stage, whatever
+    its repeats: the rows that differ count stages), as they are (counted twice) and with the facts a named network
+    adds to a plain one left out in turn (its gate, its pre-activation, its addition: an SE net with no SE entry is
+    like the same net without SE more than like an SE net of other widths); then, to break ties, block by block."""
 
     def ratio(a: Sequence[object], b: Sequence[object]) -> float:
         return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
-    def runs(shape: tuple[tuple[object, ...], ...]) -> list[tuple[object, ...]]:
+    def runs(shape: Sequence[tuple[object, ...]]) -> list[tuple[object, ...]]:
         return [item for i, item in enumerate(shape) if i == 0 or shape[i - 1] != item]
 
-    return ratio(runs(found), runs(spec)), ratio(found, spec)
+    def without(shape: tuple[tuple[object, ...], ...], left_out: tuple[int, ...]) -> list[tuple[object, ...]]:
+        return [shape[0], *(tuple(f for i, f in enumerate(block) if i not in left_out) for block in shape[1:])]
+
+    # the fields of _found_shape's blocks left out in turn: none, the gate, also the pre-activation, also the addition
+    levels = ((), (), (3,), (3, 4), (3, 4, 5))
+    stages = sum(ratio(runs(without(found, out)), runs(without(spec, out))) for out in levels)
+    return stages, ratio(found, spec)
 
 
 def _closest(readings: Sequence[tuple[str, tuple[int, int], FoundNetwork]]) -> Comparison:
@@ -297,9 +305,9 @@ def _closest(readings: Sequence[tuple[str, tuple[int, int], FoundNetwork]]) -> C
         shape = _found_shape(found)
         for name in list_specs(family):
             spec = load_spec(name)
-            stages, blocks = _likeness(shape, _spec_shape(spec))
-            candidates.append((-stages, -blocks, name, spec, size, found))
-    candidates.sort(key=lambda c: c[:3])
+            likeness = tuple(-r for r in _likeness(shape, _spec_shape(spec)))
+            candidates.append((likeness, name, spec, size, found))
+    candidates.sort(key=lambda c: c[:2])
     comparisons = [
         structural_comparison(found, option, size)
         for *_, spec, size, found in candidates[:_SHORTLIST]
