@@ -250,35 +250,38 @@ def _rows_that_differ(comparison: Comparison) -> tuple[str, ...]:
     return tuple([row for row in order if row in found] + sorted(found - set(order)))
 
 
-_SHORTLIST = 3  # entries compared in full for the closest: those whose blocks look most like the model's
+_SHORTLIST = 3  # entries compared in full for the closest: those whose blocks look most like the model's, and the
+# likeliest at each level of _likeness besides
 
 
 def _found_shape(found: FoundNetwork) -> tuple[tuple[object, ...], ...]:
     """The model's blocks in a few facts each (channels, convs and their kernels, groups, its gate's convs: 2 for
-    SE, 1 for ECA, pre-activation, an addition), its stem convs first: what a glance at the table would compare."""
-    stem = ((len(found.stem_convs),),)
-    return stem + tuple(
+    SE, 1 for ECA, pre-activation, an addition), its stem convs' kernels and widths first: what a glance at the
+    table would compare."""
+    stem = tuple((c.kernel[0], c.out_channels) for c in found.stem_convs)
+    return (stem, *(
         (b.out_channels, tuple(c.kernel[0] for c in b.convs), max((c.groups for c in b.convs), default=1) > 1,
          len(b.se), bool(b.preactivation), b.shortcut is not None)
         for b in found.blocks
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _spec_shape(spec: ResNetSpec) -> tuple[tuple[object, ...], ...]:
     """The same facts of an entry (see _found_shape)."""
-    stem = ((len(spec.stem.convs),),)
-    return stem + tuple(
+    stem = tuple((c.kernel, c.out_channels) for c in spec.stem.convs)
+    return (stem, *(
         (b.out_channels, tuple(c.kernel for c in b.convs), max(c.groups for c in b.convs) > 1,
          0 if not b.gated else 1 if b.eca_kernel is not None else 2, b.order == "pre", b.shortcut != "none")
         for b in spec.blocks
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
-def _likeness(found: tuple[tuple[object, ...], ...], spec: tuple[tuple[object, ...], ...]) -> tuple[float, float]:
-    """How alike two shapes look: their kinds of block in order, each run of equal blocks once (a stage, whatever
-    its repeats: the rows that differ count stages), as they are (counted twice) and with the facts a named network
-    adds to a plain one left out in turn (its gate, its pre-activation, its addition: an SE net with no SE entry is
-    like the same net without SE more than like an SE net of other widths); then, to break ties, block by block."""
+def _likeness(found: tuple[tuple[object, ...], ...], spec: tuple[tuple[object, ...], ...]) -> tuple[float, ...]:
+    """How alike two shapes look, at five levels and block by block: their kinds of block in order, each run of
+    equal blocks once (a stage, whatever its repeats: the rows that differ count stages), as they are and with the
+    facts a named network adds to a plain one left out in turn (its gate, its pre-activation, its addition: an SE
+    net with no SE entry is like the same net without SE), then its groups too (channels and kernels only); last,
+    the blocks one by one."""
 
     def ratio(a: Sequence[object], b: Sequence[object]) -> float:
         return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
@@ -289,28 +292,34 @@ def _likeness(found: tuple[tuple[object, ...], ...], spec: tuple[tuple[object, .
     def without(shape: tuple[tuple[object, ...], ...], left_out: tuple[int, ...]) -> list[tuple[object, ...]]:
         return [shape[0], *(tuple(f for i, f in enumerate(block) if i not in left_out) for block in shape[1:])]
 
-    # the fields of _found_shape's blocks left out in turn: none, the gate, also the pre-activation, also the addition
-    levels = ((), (), (3,), (3, 4), (3, 4, 5))
-    stages = sum(ratio(runs(without(found, out)), runs(without(spec, out))) for out in levels)
-    return stages, ratio(found, spec)
+    # the fields of _found_shape's blocks left out in turn: none, the gate, also the pre-activation, the addition,
+    # the groups
+    levels = ((), (3,), (3, 4), (3, 4, 5), (2, 3, 4, 5))
+    return (*(ratio(runs(without(found, out)), runs(without(spec, out))) for out in levels), ratio(found, spec))
 
 
 def _closest(readings: Sequence[tuple[str, tuple[int, int], FoundNetwork]]) -> Comparison:
     """The entry with the fewest rows, then findings, that differ: the structural diff of the few entries whose
-    blocks look most like the model's (the diff of every entry would cost seconds), each as its table defines it
-    or under the named deviations' options that give the model's strides and shortcuts (a v1.5 model's closest is
-    a v1 table's entry at v1.5, not its stride placement in three rows)."""
+    blocks look most like the model's (all levels together, the first counted twice; and the likeliest at each
+    level: the diff of every entry would cost seconds), each as its table defines it or under the named deviations'
+    options that give the model's strides and shortcuts (a v1.5 model's closest is a v1 table's entry at v1.5, not
+    its stride placement in three rows)."""
     candidates = []
     for family, size, found in readings:
         shape = _found_shape(found)
         for name in list_specs(family):
             spec = load_spec(name)
-            likeness = tuple(-r for r in _likeness(shape, _spec_shape(spec)))
-            candidates.append((likeness, name, spec, size, found))
-    candidates.sort(key=lambda c: c[:2])
+            *levels, blocks = _likeness(shape, _spec_shape(spec))
+            candidates.append((levels[0] + sum(levels), levels, blocks, name, spec, size, found))
+    overall = sorted(candidates, key=lambda c: (-c[0], -c[2], c[3]))
+    shortlist = overall[:_SHORTLIST]
+    for level in range(len(overall[0][1]) if overall else 0):
+        best = min(overall, key=lambda c: (-c[1][level], -c[0], -c[2], c[3]))
+        if all(best[3] != c[3] for c in shortlist):
+            shortlist.append(best)
     comparisons = [
         structural_comparison(found, option, size)
-        for *_, spec, size, found in candidates[:_SHORTLIST]
+        for *_, spec, size, found in shortlist
         for option in options_like(found, spec.name)
     ]
     return min(comparisons, key=lambda c: (len(_rows_that_differ(c)), len(c.mismatches)))
