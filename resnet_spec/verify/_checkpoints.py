@@ -346,6 +346,22 @@ def _namings() -> dict[str, tuple[str, ...]]:
     return {naming: tuple(names) for naming, names in out.items()}
 
 
+def _alike(plan: Plan, naming: str) -> tuple[str, ...]:
+    """The formats whose names for ``plan``'s network are ``naming``'s, in FORMATS order: that naming's, and any
+    other's that names this network alike (timm's names are torchvision's unless a stem conv replaces the pool)."""
+    keys = set(_format_layout(plan, _namings()[naming][0]))
+    alike = []
+    for name, fmt in FORMATS.items():
+        if fmt.naming != naming:
+            try:
+                if set(_format_layout(plan, name)) != keys:
+                    continue
+            except (ConversionError, ValueError):  # no names for this network
+                continue
+        alike.append(name)
+    return tuple(alike)
+
+
 @dataclass(frozen=True)
 class _Reading:
     """The tensors laid on one entry under one naming."""
@@ -536,7 +552,8 @@ def compare_checkpoint(tensors: Mapping[str, Tensor], spec: ResNetSpec | str) ->
     if rows and not findings:
         table = _table_entry(spec)
         fit = _fit(tensors, spec, table, reading) if table is not None else None
-    return CheckpointComparison(spec, _namings()[reading.naming][0], _namings()[reading.naming], reading.mapped,
+    formats = _alike(reading.plan, reading.naming)
+    return CheckpointComparison(spec, formats[0], formats, reading.mapped,
                                 len(shapes), _elements(shapes), reading.num_classes, reading.in_channels, rows,
                                 findings, identification, fit)  # fmt: skip
 
@@ -840,7 +857,8 @@ def _render_identification(result: Identification, file: CheckpointFile) -> str:
                   "--arch NAME --impl FILE"]  # fmt: skip
         return "\n".join(lines) + "\n"
     first = result.fits[0]
-    lines[0] += f"; {_naming_text(_namings()[first.format and FORMATS[first.format].naming])}; " + _io_text(
+    plan = _plan(load_spec(first.entry, **dict(first.deviations)), first.num_classes, first.in_channels)
+    lines[0] += f"; {_naming_text(_alike(plan, FORMATS[first.format].naming))}; " + _io_text(
         first.num_classes, first.in_channels
     )
     entries = len(result.groups)
