@@ -19,6 +19,7 @@ from resnet_spec.sandbox import ContainedError
 from resnet_spec.verify import compare_model
 from resnet_spec.verify._artifacts import ArtifactError, artifact_kind, load_artifact
 
+VOCABULARY = Path(__file__).parent / "support" / "vocabulary_table.toml"
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
@@ -270,3 +271,55 @@ def test_a_pt2_program_of_our_resnet101_gets_the_live_verdict(tmp_path: Path) ->
     against_50 = compare_model(str(path), "resnet50", functional=False)
     assert against_50.exit_status == 1
     assert {m.row for m in against_50.mismatches if m.property == "repeats"} == {"conv4_x"}
+
+
+def _bit_like() -> torch.nn.Module:
+    """The vocabulary's BiT-like net (pre-activation, GroupNorm, weight standardisation, the zero-padded stem pool)
+    with its GroupNorms' scales and shifts away from 1 and 0 (an exporter merges equal initializers)."""
+    torch.manual_seed(0)
+    model = build(load_spec(f"{VOCABULARY}:bit_like"))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.GroupNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+@pytest.mark.parametrize(
+    "dynamo",
+    [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["torchscript exporter: the standardisation in the graph", "dynamo exporter: the weights standardised"],
+)
+def test_a_group_norm_and_weight_standardised_net_conforms_as_onnx(dynamo: bool, tmp_path: Path) -> None:
+    """Exporters write a GroupNorm as a reshape to (N, G, -1), an InstanceNormalization with unit scale, a reshape
+    back and a per-channel Mul and Add: read as one GroupNorm of G groups with its scale and shift.  The
+    TorchScript exporter keeps the standardisation as nodes on the weight (ReduceMean, Sub, Mul, Add, Sqrt, Div:
+    read as the table's, its epsilon found); the dynamo exporter computes it once into the initializers (the
+    table's inference form of it, applied as it is)."""
+    spec = load_spec(f"{VOCABULARY}:bit_like")
+    path = _export_onnx(_bit_like(), tmp_path / "bit_like.onnx", dynamo=dynamo)
+    comparison = compare_model(str(path), spec)
+    assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches
+    assert comparison.equivalence is not None and comparison.equivalence.status == "equal"
+
+
+@pytest.mark.slow
+def test_timms_bit_as_onnx_is_its_entry_and_not_the_authors() -> None:
+    """timm's resnetv2_50x1_bit exported: its standardisation is a BatchNormalization over a copy of each weight,
+    with the statistics computed from a transposed copy; each weight is one parameter, its epsilon 1e-8 read."""
+    import tempfile
+
+    import timm
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "bit.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(timm.create_model("resnetv2_50x1_bit").eval(), (torch.randn(1, 3, 224, 224),),
+                              str(path), dynamo=False)  # fmt: skip
+        ported = compare_model(str(path), "resnetv2_50x1_bit")
+        assert (ported.verdict, ported.mismatches) == ("conformant", ()), ported.mismatches
+        authors = compare_model(str(path), "bit_resnet50x1")
+        assert authors.verdict == "not conformant"
+        assert {m.found for m in authors.mismatches if m.property.endswith("weight")} == {"standardised (eps 1e-08)"}

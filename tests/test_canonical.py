@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_spec.models import ZeroFilledMaxPool
 from resnet_spec.verify import trace_model
 from resnet_spec.verify._canonical import EQUIVALENCES, canonicalise
 
@@ -109,6 +110,11 @@ FORMS: dict[str, list[tuple[Form, Form]]] = {
                        lambda m, x: F.conv2d(x, m.conv.weight, None, 1, 1))],
     "maxpool.zero_pad": [(lambda m, x: F.max_pool2d(F.pad(F.relu(x), (1, 1, 1, 1)), 3, 2),
                           lambda m, x: F.max_pool2d(F.relu(x), 3, 2, 1))],
+    "norm.group_affine": [(lambda m, x: F.group_norm(x.reshape(2, 2, -1), 2).reshape(x.shape)
+                           * m.bn.weight.view(1, -1, 1, 1) + m.bn.bias.view(1, -1, 1, 1),
+                           lambda m, x: F.group_norm(x, 2, m.bn.weight, m.bn.bias))],
+    "maxpool.zero_fill": [(lambda m, x: F.max_pool2d(F.pad(x, (1, 1, 1, 1)), 3, 2),
+                           lambda m, x: ZeroFilledMaxPool(3, 2, 1)(x))],
     "conv.matrix": [(lambda m, x: torch.einsum("nchw,oc->nohw", x, m.pointwise), _pointwise),
                     (lambda m, x: (m.pointwise @ x.flatten(2)).view(2, 6, 6, 6), _pointwise),
                     (lambda m, x: F.linear(x.permute(0, 2, 3, 1), m.pointwise).permute(0, 3, 1, 2), _pointwise),
@@ -134,7 +140,18 @@ class _Form(nn.Module):
         return self.fn(self.holder, x)
 
 
-_ATTRS = ("padding", "kernel", "stride", "bias", "out_features", "function", "in_features")
+_ATTRS = (
+    "padding",
+    "kernel",
+    "stride",
+    "bias",
+    "out_features",
+    "function",
+    "in_features",
+    "zero_fill",
+    "groups",
+    "affine",
+)
 
 
 def _reading(fn: Form, holder: _Holder) -> list[tuple[object, ...]]:
@@ -173,6 +190,9 @@ NOT_EQUIVALENT: list[tuple[str, Form, Form]] = [
     ("mean over channels", lambda m, x: x.mean(1), lambda m, x: _pooled(x).flatten(1)),
     ("pad with ones", lambda m, x: m.conv(F.pad(x, (1, 1, 1, 1), value=1.0)),
      lambda m, x: F.conv2d(x, m.conv.weight, None, 1, 1)),
+    ("a group norm whose groups have a scale of their own", lambda m, x: F.group_norm(
+        x.reshape(2, 2, -1), 2, m.bn.weight[:2]).reshape(x.shape) * m.bn.weight.view(1, -1, 1, 1)
+        + m.bn.bias.view(1, -1, 1, 1), lambda m, x: F.group_norm(x, 2, m.bn.weight, m.bn.bias)),
     ("zero pad before a max pool of signed values", lambda m, x: F.max_pool2d(F.pad(x, (1, 1, 1, 1)), 3, 2),
      lambda m, x: F.max_pool2d(x, 3, 2, 1)),
     ("a product over the spatial positions", lambda m, x: (x.flatten(2) @ torch.ones(36, 36)).view(2, 4, 6, 6),

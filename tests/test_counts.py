@@ -49,7 +49,7 @@ from torch import nn
 from resnet_spec import ResNetSpec, build, load_spec
 from resnet_spec.counts import CONVENTIONS, COUNTERS, OPS, count, materialize, measure, operators
 from resnet_spec.models import ResidualBlock
-from resnet_spec.spec import load_table, tables_dir
+from resnet_spec.spec import layout_plan, load_table, tables_dir
 
 # Input sizes per table family: the table's own, even and odd ones (the padding arithmetic rounds), a non-square one.
 SIZES: dict[str, tuple[int | tuple[int, int], ...]] = {
@@ -76,7 +76,7 @@ def _distinct_cases() -> tuple[list[Any], dict[str, list[str]]]:
     folded: dict[Case, list[Case]] = {}
     for case in CASES:
         spec = load_spec(case[0], variant=case[1], shortcut=case[2])
-        key = (spec.in_channels, spec.stem, spec.stages, spec.head)
+        key = (spec.in_channels, *spec.network_key)
         if key in first:
             folded[first[key]].append(case)
             continue
@@ -196,12 +196,17 @@ def measured_problems(spec: ResNetSpec, fvcore: bool = True, flop_counter: bool 
     check("fvcore total outside every row", 0, fv.other)
     # The ops fvcore has no rule for carry no multiply-adds: the residual additions (one per residual block),
     # the stem's max pool, the zero-padding of option A shortcuts.
-    # Squeeze-and-excitation adds a mean, a sigmoid and a product; ResNet-D's shortcut an average pool.
+    # Squeeze-and-excitation adds a mean, a sigmoid and a product; ResNet-D's shortcut an average pool.  Weight
+    # standardisation computes each conv's weight, once per forward pass: (w - mean) / sqrt(var + eps).
     residual_blocks = sum(block.shortcut != "none" for block in spec.blocks)
+    standardised = sum(layer.weight_standardization is not None for layer in layout_plan(spec).layers)
     add_calls = fv.unsupported_ops.get("aten::add_", 0) + fv.unsupported_ops.get("aten::add", 0)
-    check("fvcore unsupported aten::add_/add (one per residual block)", residual_blocks, add_calls)
+    check("fvcore unsupported aten::add_/add (one per residual block and standardised conv)",
+          residual_blocks + standardised, add_calls)  # fmt: skip
     allowed = {"aten::add_", "aten::add", "aten::max_pool2d", "aten::pad", "aten::avg_pool2d", "aten::mean",
                "aten::sigmoid", "aten::mul"}  # fmt: skip
+    if standardised:
+        allowed |= {"aten::var_mean", "aten::sub", "aten::sqrt", "aten::div"}
     check("fvcore unsupported ops without multiply-adds", set(), set(fv.unsupported_ops) - allowed)
     return problems
 

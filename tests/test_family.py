@@ -90,6 +90,14 @@ PAIRS: dict[str, tuple[str, str]] = {
     "ecaresnet200d": ("ecaresnet200d", "timm"),
     "ecaresnet50t": ("ecaresnet50t", "timm"),
     "ecaresnet26t": ("ecaresnet26t", "timm"),
+    "resnet50_gn": ("resnet50_gn", "timm"),  # Wu and He 2018: GroupNorm (32 groups) in place of batch norm
+    # BiT as timm ports it (GroupNorm, weight standardisation with epsilon 1e-8, the zero-padded stem pool)
+    "resnetv2_50x1_bit": ("resnetv2_50x1_bit", "timm-resnetv2"),
+    "resnetv2_50x3_bit": ("resnetv2_50x3_bit", "timm-resnetv2"),
+    "resnetv2_101x1_bit": ("resnetv2_101x1_bit", "timm-resnetv2"),
+    "resnetv2_101x3_bit": ("resnetv2_101x3_bit", "timm-resnetv2"),
+    "resnetv2_152x2_bit": ("resnetv2_152x2_bit", "timm-resnetv2"),
+    "resnetv2_152x4_bit": ("resnetv2_152x4_bit", "timm-resnetv2"),
     # Hu et al.'s exact SE widths C/16 (timm rounds them to multiples of 8: seresnet18, seresnet34 above)
     "seresnet18_r16": ("pytorchcv_seresnet18", "pytorchcv"),
     "seresnet34_r16": ("pytorchcv_seresnet34", "pytorchcv"),
@@ -147,17 +155,17 @@ def test_the_peer_conforms_and_is_named_first_among_best_matches(entry: str, key
 
 
 def _randomise_batch_norms(model: nn.Module, seed: int) -> None:
-    """Running statistics and affine parameters away from 0 and 1, so BN placement matters to the outputs."""
+    """Running statistics and affine parameters away from 0 and 1, so BN placement matters to the outputs (a
+    GroupNorm's affine parameters too)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                for tensor, low, high in (
-                    (module.running_mean, -0.5, 0.5),
-                    (module.running_var, 0.5, 2.0),
-                    (module.weight, 0.5, 1.5),
-                    (module.bias, -0.5, 0.5),
-                ):
+            if isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+                statistics = (
+                    ((module.running_mean, -0.5, 0.5), (module.running_var, 0.5, 2.0))
+                    if isinstance(module, nn.BatchNorm2d) else ()
+                )  # fmt: skip
+                for tensor, low, high in (*statistics, (module.weight, 0.5, 1.5), (module.bias, -0.5, 0.5)):
                     tensor.copy_(torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype) * (high - low) + low)
 
 
@@ -282,6 +290,115 @@ def test_eca_net_as_its_authors_build_it_conforms_and_is_named_first(depth: int)
     assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches
     best = best_matches(comparison.found, "imagenet", comparison.input_size)
     assert best and best[0].name == ECA_NET[depth], [spec.label for spec in best]
+
+
+# ---- BiT as its authors' code builds it (google-research/big_transfer, bit_pytorch/models.py; FACTS.md): written
+# here from that description, so that the entries are proved against the network the paper's weights run in.
+
+
+class _StdConvAsTheAuthorsWriteIt(nn.Conv2d):
+    """Each output channel's weights standardised: biased variance, 1e-10 added under the square root."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        variance, mean = torch.var_mean(self.weight, dim=[1, 2, 3], keepdim=True, unbiased=False)
+        weight = (self.weight - mean) / torch.sqrt(variance + 1e-10)
+        return nn.functional.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class _BitUnit(nn.Module):
+    """PreActBottleneck: gn-ReLU first; the projection reads the pre-activated input; the stride on the 3x3."""
+
+    def __init__(self, cin: int, cout: int, cmid: int, stride: int) -> None:
+        super().__init__()
+        self.gn1, self.gn2, self.gn3 = nn.GroupNorm(32, cin), nn.GroupNorm(32, cmid), nn.GroupNorm(32, cmid)
+        self.conv1 = _StdConvAsTheAuthorsWriteIt(cin, cmid, 1, bias=False)
+        self.conv2 = _StdConvAsTheAuthorsWriteIt(cmid, cmid, 3, stride, 1, bias=False)
+        self.conv3 = _StdConvAsTheAuthorsWriteIt(cmid, cout, 1, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = (_StdConvAsTheAuthorsWriteIt(cin, cout, 1, stride, bias=False)
+                           if stride != 1 or cin != cout else None)  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.gn1(x))
+        residual = x if self.downsample is None else self.downsample(out)
+        out = self.conv1(out)
+        out = self.conv2(self.relu(self.gn2(out)))
+        out = self.conv3(self.relu(self.gn3(out)))
+        return out + residual
+
+
+class _BitAsTheAuthorsWriteIt(nn.Module):
+    """ResNetV2(block_units, width_factor, head_size): the root (StdConv 7x7/2, a zero pad of 1, a 3x3/2 max pool
+    with no padding), four stages of units, GroupNorm-ReLU, the global average pool and a 1x1 conv head."""
+
+    def __init__(self, block_units: tuple[int, ...], wf: int, head_size: int = 1000) -> None:
+        super().__init__()
+        self.root = nn.Sequential(_StdConvAsTheAuthorsWriteIt(3, 64 * wf, 7, 2, 3, bias=False), nn.ConstantPad2d(1, 0),
+                                  nn.MaxPool2d(kernel_size=3, stride=2, padding=0))  # fmt: skip
+        units: list[nn.Module] = []
+        cin = 64 * wf
+        for stage, n in enumerate(block_units):
+            cmid = 64 * wf * 2**stage
+            for i in range(n):
+                units.append(_BitUnit(cin, 4 * cmid, cmid, 2 if stage > 0 and i == 0 else 1))
+                cin = 4 * cmid
+        self.body = nn.Sequential(*units)
+        self.gn, self.relu = nn.GroupNorm(32, cin), nn.ReLU(inplace=True)
+        self.head = nn.Conv2d(cin, head_size, kernel_size=1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.adaptive_avg_pool2d(self.relu(self.gn(self.body(self.root(x)))), 1)
+        return self.head(x)[..., 0, 0]
+
+
+# entry -> the authors' KNOWN_MODELS arguments (block_units, width_factor), FACTS.md
+BIT = {"bit_resnet50x1": ((3, 4, 6, 3), 1), "bit_resnet101x1": ((3, 4, 23, 3), 1), "bit_resnet50x3": ((3, 4, 6, 3), 3),
+       "bit_resnet101x3": ((3, 4, 23, 3), 3), "bit_resnet152x2": ((3, 8, 36, 3), 2),
+       "bit_resnet152x4": ((3, 8, 36, 3), 4)}  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", sorted(BIT))
+def test_bit_counts_are_the_authors_network_and_timms(entry: str) -> None:
+    """Parameters: the authors' network's numel = count(entry) = timm's port's figure in FACTS.md (the same
+    network but for the standardisation's epsilon); conv + fc MACs: FlopCounterMode / 2 on it = count(entry)."""
+    with torch.device("meta"):
+        peer = _BitAsTheAuthorsWriteIt(*BIT[entry])
+    with FlopCounterMode(display=False) as counter:
+        peer(torch.empty(1, 3, 224, 224, device="meta"))
+    counts = count(entry)
+    units, wf = BIT[entry]
+    timm_key = f"resnetv2_{entry.removeprefix('bit_resnet')}_bit"
+    assert (counts.params, counts.total) == (sum(p.numel() for p in peer.parameters()), counter.get_total_flops() // 2)
+    assert (counts.params, counts.total) == FAMILY_PEERS[timm_key][2:], timm_key
+    assert (units, wf) == (tuple(s.repeats for s in load_spec(entry).stages), load_spec(entry).stem.out_channels // 64)
+
+
+@pytest.mark.parametrize(
+    "entry", [pytest.param(e, marks=[pytest.mark.slow] if e != "bit_resnet50x1" else []) for e in sorted(BIT)]
+)
+def test_bit_as_its_authors_write_it_conforms_and_is_named_first(entry: str) -> None:
+    """The authors' network conforms to its entry (by the numbers too for R50x1: GroupNorm, the standardised
+    weights and the zero-padded pool computed by our reference on its weights) and best matches name it first,
+    before timm's port (whose epsilon is 1e-8) and the batch-norm pre-activation nets."""
+    functional = entry == "bit_resnet50x1"
+    with torch.device("cpu" if functional else "meta"):
+        peer = _BitAsTheAuthorsWriteIt(*BIT[entry])
+    comparison = compare_model(peer, load_spec(entry), functional=functional)
+    assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches
+    best = best_matches(comparison.found, "imagenet", comparison.input_size)
+    assert best and best[0].name == entry, [spec.label for spec in best]
+
+
+def test_bit_differs_from_timms_port_by_the_standardisations_epsilon_alone() -> None:
+    """Against timm's resnetv2_50x1_bit entry, the authors' R50x1 differs in every conv's weight (eps 1e-10, not
+    1e-8) and nowhere else; by the numbers too, at the first conv."""
+    peer = _BitAsTheAuthorsWriteIt((3, 4, 6, 3), 1)
+    comparison = compare_model(peer, load_spec("resnetv2_50x1_bit"))
+    assert comparison.verdict == "not conformant"
+    structural = [m for m in comparison.mismatches if m.kind != "computation"]
+    assert {m.property.rpartition(".")[2] for m in structural} == {"weight"}, structural
+    assert {(m.expected, m.found) for m in structural} == {("standardised (eps 1e-08)", "standardised (eps 1e-10)")}
+    assert [m.row for m in comparison.mismatches if m.kind == "computation"][:1] == ["conv1"], comparison.mismatches
 
 
 def test_se_divisor_rounds_the_basic_blocks_c_over_r_up_to_8() -> None:

@@ -23,7 +23,7 @@ from test_counts import measured_problems
 from torch import nn
 
 from resnet_spec import build, compare_model
-from resnet_spec.models import ZeroPadShortcut
+from resnet_spec.models import StandardizedConv2d, ZeroFilledMaxPool, ZeroPadShortcut
 from resnet_spec.spec import TABLES_ENV, layout_plan, list_specs, load_spec, load_table, tables_dir
 from resnet_spec.spec._loader import read_toml
 from resnet_spec.verify import best_matches
@@ -36,9 +36,12 @@ VOCABULARY_NAMES = list(read_toml(VOCABULARY).keys() - {"table", "stem", "head"}
 KIND_OF = {
     nn.Conv2d: "conv",
     nn.Conv1d: "conv",  # ECA's conv across the channels
+    StandardizedConv2d: "conv",  # weight standardisation (BiT)
     nn.BatchNorm2d: "bn",
+    nn.GroupNorm: "bn",  # the normalisation's place, where a table names GroupNorm
     nn.ReLU: "relu",
     nn.MaxPool2d: "pool",
+    ZeroFilledMaxPool: "pool",  # BiT's stem pool
     nn.AvgPool2d: "pool",
     nn.AdaptiveAvgPool2d: "global_pool",
     nn.AdaptiveMaxPool2d: "global_pool",

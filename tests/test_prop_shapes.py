@@ -46,7 +46,7 @@ def _distinct_networks() -> list[Case]:
     distinct = []
     for case in CASES:
         spec = _spec(case)
-        key = (spec.stem, spec.stages, spec.head, spec.in_channels)
+        key = (*spec.network_key, spec.in_channels)
         if key not in seen:
             seen.add(key)
             distinct.append(case)

@@ -446,3 +446,62 @@ def test_our_model_conforms_to_a_50_stage_table() -> None:
     found = compare_model(build(load_table(wider)["net"], device="meta"), spec).mismatches
     assert {m.row for m in found if m.row != "model"} == {"conv31_x", "conv32_x"}, found
     assert not [m for m in found if m.property == "repeats"], found
+
+
+# ---- weight standardisation, however it is spelled: the steps that compute a conv's weight from its parameter ----
+
+
+def _std_batch_norm(conv: nn.Conv2d, eps: float) -> torch.Tensor:
+    """timm's StdConv2d: a batch norm over each output channel's weights, in training mode, without statistics."""
+    flat = conv.weight.reshape(1, conv.out_channels, -1)
+    return nn.functional.batch_norm(flat, None, None, training=True, momentum=0.0, eps=eps).reshape_as(conv.weight)
+
+
+def _std_spelled_out(conv: nn.Conv2d, eps: float) -> torch.Tensor:
+    """The mean and the biased variance written out, as exporters decompose them."""
+    centred = conv.weight - conv.weight.mean(dim=(1, 2, 3), keepdim=True)
+    return centred / torch.sqrt((centred * centred).mean(dim=(1, 2, 3), keepdim=True) + eps)
+
+
+def _std_var_mean(conv: nn.Conv2d, eps: float) -> torch.Tensor:
+    """The BiT authors' StdConv2d: torch.var_mean, biased, eps under the square root."""
+    var, mean = torch.var_mean(conv.weight, dim=[1, 2, 3], keepdim=True, unbiased=False)
+    return (conv.weight - mean) / torch.sqrt(var + eps)
+
+
+def _weights_computed_by(spelling: Any, eps: float) -> nn.Module:
+    """The vocabulary's GroupNorm and weight-standardised net, each conv computing its weight by ``spelling``."""
+    from resnet_spec.models import StandardizedConv2d
+
+    torch.manual_seed(0)
+    model = build(load_spec(f"{VOCABULARY}:group_norm_ws"))
+    for module in model.modules():
+        if isinstance(module, StandardizedConv2d):
+
+            def forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+                return self._conv_forward(x, spelling(self, eps), self.bias)
+
+            module.forward = forward.__get__(module)  # type: ignore[method-assign]
+    return model
+
+
+@pytest.mark.parametrize("spelling", [_std_batch_norm, _std_spelled_out, _std_var_mean],
+                         ids=["batch norm over the weights", "mean and variance written out", "var_mean"])  # fmt: skip
+def test_weight_standardisation_reads_as_itself_however_spelled(spelling: Any) -> None:
+    """The table's eps (1e-5) read from each spelling, and the numbers equal: conformant."""
+    comparison = compare_model(_weights_computed_by(spelling, 1e-5), load_spec(f"{VOCABULARY}:group_norm_ws"))
+    assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches
+
+
+def test_another_epsilon_or_another_computation_of_the_weight_is_named() -> None:
+    """Another epsilon is a finding at every conv, by structure and by the numbers; a weight scaled instead of
+    standardised is named by its steps."""
+    spec = load_spec(f"{VOCABULARY}:group_norm_ws")
+    other_eps = compare_model(_weights_computed_by(_std_var_mean, 1e-3), spec)
+    assert other_eps.verdict == "not conformant"
+    found = {(m.expected, m.found) for m in other_eps.mismatches if m.property.endswith("weight")}
+    assert found == {("standardised (eps 1e-05)", "standardised (eps 0.001)")}, other_eps.mismatches
+    assert any(m.kind == "computation" for m in other_eps.mismatches), other_eps.mismatches
+    scaled = compare_model(_weights_computed_by(lambda conv, eps: conv.weight * 2.0, 1e-5), spec)
+    assert scaled.verdict == "not conformant"
+    assert {m.found for m in scaled.mismatches if m.property.endswith("weight")} == {"computed by mul(2.0)"}

@@ -186,14 +186,18 @@ def _built_shortcuts(model: ResNet) -> list[tuple[Any, ...]]:
                 found.append(("identity",))
             elif isinstance(shortcut, ZeroPadShortcut):
                 found.append(("zero_pad", shortcut.stride, shortcut.extra_channels))
-            elif isinstance(shortcut, nn.Sequential) and [type(m) for m in shortcut] == [nn.Conv2d, nn.BatchNorm2d]:
-                conv, bn = shortcut
-                assert conv.bias is None and conv.out_channels == bn.num_features
+            elif (isinstance(shortcut, nn.Sequential) and [type(m) for m in shortcut][:1] == [nn.Conv2d]
+                  and [type(m) for m in shortcut][1:] in ([nn.BatchNorm2d], [nn.GroupNorm])):  # fmt: skip
+                conv, norm = shortcut  # the projection and its normalisation (a GroupNorm where the table says so)
+                channels = norm.num_features if isinstance(norm, nn.BatchNorm2d) else norm.num_channels
+                assert conv.bias is None and conv.out_channels == channels
                 assert conv.kernel_size[0] == conv.kernel_size[1] and conv.stride[0] == conv.stride[1]
                 kernel, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
                 found.append(("projection", conv.in_channels, conv.out_channels, kernel, stride, padding))
-            elif isinstance(shortcut, nn.Sequential) and [type(m) for m in shortcut] == [nn.Conv2d]:
-                (conv,) = shortcut  # a pre-activation projection: it reads the BN-ReLU'd input, no BN of its own
+            elif isinstance(shortcut, nn.Sequential) and len(shortcut) == 1 and isinstance(shortcut[0], nn.Conv2d):
+                # a pre-activation projection: it reads the BN-ReLU'd input, no BN of its own (BiT's standardises
+                # its weight: a subclass of nn.Conv2d)
+                (conv,) = shortcut
                 kernel, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
                 found.append(("projection", conv.in_channels, conv.out_channels, kernel, stride, padding))
             elif isinstance(shortcut, nn.Sequential) and [type(m) for m in shortcut][1:] == [nn.Conv2d, nn.BatchNorm2d]:
@@ -214,7 +218,7 @@ def _distinct(cases: list[Case]) -> list[Case]:
     distinct = []
     for case in cases:
         spec = _spec(case)
-        key = (spec.stem, spec.stages, spec.head)
+        key = spec.network_key
         if key not in seen:
             seen.add(key)
             distinct.append(case)

@@ -101,6 +101,12 @@ def _twice_per_output_element(op: Operator) -> int:
     return 2 * _numel(op.out_shape)
 
 
+def _fvcore_norm(op: Operator) -> int:
+    """fvcore's batchnorm_flop_jit in eval mode (2 per element); its norm_flop_jit for a GroupNorm with an affine
+    (5 per element, "a rough estimate")."""
+    return (5 if op.detail == "group" else 2) * _numel(op.out_shape)
+
+
 def _global_avg_pool_input(op: Operator) -> int:
     return _numel(op.in_shape) if op.detail == "global_avg" else 0
 
@@ -159,12 +165,12 @@ CONVENTIONS: Mapping[str, Convention] = MappingProxyType(
                 {
                     "conv": _conv_macs,
                     "fc": _fc_macs,
-                    "bn": _twice_per_output_element,  # batchnorm_flop_jit, eval mode with affine: 2 per element
+                    "bn": _fvcore_norm,  # batch norm 2 per element (eval mode, affine), GroupNorm 5
                     "pool": _global_avg_pool_input,  # adaptive_avg_pool2d: 1 per input element; max_pool2d unsupported
                 }
             ),
-            "fvcore FlopCountAnalysis default: conv and fc multiply-adds, BN 2 per element, global average pool 1 per "
-            "input element",
+            "fvcore FlopCountAnalysis default: conv and fc multiply-adds, BN 2 per element (GroupNorm 5), global "
+            "average pool 1 per input element",
         ),
         "torchinfo": Convention(
             "torchinfo",

@@ -16,6 +16,8 @@ from ._resnet import (
     ResidualBlock,
     ResNet,
     SqueezeExcitation,
+    StandardizedConv2d,
+    ZeroFilledMaxPool,
     ZeroPadShortcut,
     build,
 )
@@ -29,6 +31,8 @@ __all__ = [
     "ResNet",
     "ResidualBlock",
     "SqueezeExcitation",
+    "StandardizedConv2d",
+    "ZeroFilledMaxPool",
     "ZeroPadShortcut",
     "build",
     "fold_conv_bn",

@@ -216,6 +216,11 @@ def fuse_for_inference(model: ResNet, channels_last: bool = True) -> FusedResNet
             f"fuse_for_inference: {model.spec.label} is a pre-activation network: each batch norm precedes its conv "
             "with a ReLU between them, so no conv can absorb it"
         )
+    if model.spec.group_norm is not None:
+        raise ValueError(
+            f"fuse_for_inference: {model.spec.label} normalises with GroupNorm, by each image's own statistics, "
+            "which no conv can absorb"
+        )
     _check_no_hooks(model)
     _check_relu(model.relu, "relu")
     stem = _fold_stem(model)

@@ -17,8 +17,34 @@ from ..spec import FeatureInfo, Layer, PlannedBlock, ResNetSpec, feature_info, l
 
 __all__ = [
     "EfficientChannelAttention", "PlainBlock", "PreActBlock", "ResNet", "ResidualBlock", "SqueezeExcitation",
-    "ZeroPadShortcut", "build",
+    "StandardizedConv2d", "ZeroFilledMaxPool", "ZeroPadShortcut", "build",
 ]  # fmt: skip
+
+
+class StandardizedConv2d(nn.Conv2d):
+    """A conv with weight standardisation (Qiao et al. 2019; BiT, Kolesnikov et al. 2020): each output channel's
+    weights centred and scaled to unit variance, ``(w - mean) / sqrt(var + eps)``, before they are applied."""
+
+    def __init__(self, *args: object, eps: float, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        var, mean = torch.var_mean(self.weight, dim=(1, 2, 3), keepdim=True, unbiased=False)  # (C_out, 1, 1, 1)
+        weight = (self.weight - mean) / torch.sqrt(var + self.eps)  # (C_out, C_in / groups, k, k)
+        return self._conv_forward(x, weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, eps={self.eps}"  # type: ignore[no-untyped-call]
+
+
+class ZeroFilledMaxPool(nn.MaxPool2d):
+    """A max pool whose padding is zeros, not -inf: BiT's stem pads the conv's map with zeros, then pools."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = int(self.padding)  # type: ignore[arg-type]
+        x = F.pad(x, (p, p, p, p))  # (N, C, H + 2p, W + 2p), zeros around
+        return F.max_pool2d(x, self.kernel_size, self.stride, 0, self.dilation, self.ceil_mode)
 
 
 class ZeroPadShortcut(nn.Module):
@@ -68,15 +94,20 @@ def _make(layer: Layer, device: torch.device | None) -> nn.Module:
         return nn.Conv1d(1, 1, layer.kernel, padding=layer.padding, bias=False, device=device)
     if layer.kind == "conv":
         c_in, c_out = layer.in_shape[0], layer.out_shape[0]
-        return nn.Conv2d(
-            c_in, c_out, layer.kernel, layer.stride, layer.padding, groups=layer.groups, bias=layer.bias, device=device
-        )
+        window = (c_in, c_out, layer.kernel, layer.stride, layer.padding)
+        if layer.weight_standardization is not None:
+            return StandardizedConv2d(*window, groups=layer.groups, bias=layer.bias, device=device,
+                                      eps=layer.weight_standardization)  # fmt: skip
+        return nn.Conv2d(*window, groups=layer.groups, bias=layer.bias, device=device)
+    if layer.kind == "bn" and layer.detail == "group":
+        return nn.GroupNorm(layer.groups, layer.out_shape[0], device=device)
     if layer.kind == "bn":
         return nn.BatchNorm2d(layer.out_shape[0], device=device)
     if layer.kind == "relu":
         return nn.ReLU(inplace=True)
     if layer.kind == "pool" and layer.detail == "max":
-        return nn.MaxPool2d(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
+        pool = ZeroFilledMaxPool if layer.zero_fill else nn.MaxPool2d
+        return pool(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
     if layer.kind == "pool":
         return nn.AvgPool2d(
             layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode, count_include_pad=False

@@ -62,6 +62,7 @@ BOUNDS: Mapping[str, int] = MappingProxyType(
         "eca_gamma": 64,  # ECA's kernel rule (Wang et al. 2020, Eq. 12): gamma = 2, b = 1
         "eca_beta": 64,
         "eca_kernel": 63,  # ECA's kernel where a table fixes it (the authors' code: 3 in every block)
+        "group_norm": 1_024,  # GroupNorm's groups (Wu & He 2018 and BiT: 32)
     }
 )
 
@@ -72,12 +73,13 @@ _STAGE_NAME = re.compile(r"^conv(\d+)_x$")
 _CONV_CELL = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*C\s*=\s*(\d+)\s*)?$")
 
 _GATE_KEYS = ("se_reduction", "se_divisor", "eca_gamma", "eca_beta", "eca_kernel")
-_TABLE_KEYS = ("family", "source", "input_size", "in_channels", *KNOBS, "order", *_GATE_KEYS)
+_NORM_KEYS = ("group_norm", "weight_standardization")
+_TABLE_KEYS = ("family", "source", "input_size", "in_channels", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS)
 _SECTION_KEYS = ("table", "stem", "head")
 # An entry's name: printed in reports and typed on command lines, so nothing a terminal would interpret or show as
 # another letter.
 _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-_ARCH_KEYS = ("source", "base", "canonical", *KNOBS, "order", *_GATE_KEYS, "stem", "head", "paper")
+_ARCH_KEYS = ("source", "base", "canonical", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS, "stem", "head", "paper")
 _NOT_INHERITED = ("source", "paper", "canonical")  # what an entry does not take from its base
 _STAGE_KEYS = ("block", "repeats", "stride", "output")
 _STEM_CONV_KEYS = ("conv", "stride", "padding", "output")
@@ -240,7 +242,8 @@ def load_variants(doc: Mapping[str, Any], file: str) -> Variants:
         shortcuts[name] = ShortcutOption(name, on_change, otherwise, reader.str_(entry, "source", path))  # type: ignore[arg-type]
     pools: dict[str, StemPool] = {}
     if "stem_pool" in doc:
-        for name, entry in _entries(reader, doc, "stem_pool", ("padding", "ceil_mode", "label", "source")).items():
+        keys = ("padding", "ceil_mode", "zero_fill", "label", "source")
+        for name, entry in _entries(reader, doc, "stem_pool", keys).items():
             path = f"stem_pool.{name}"
             label = reader.str_(entry, "label", path) if "label" in entry else ""
             pools[name] = StemPool(
@@ -249,6 +252,7 @@ def load_variants(doc: Mapping[str, Any], file: str) -> Variants:
                 reader.bool_(entry, "ceil_mode", path, False),
                 reader.str_(entry, "source", path),
                 label,
+                reader.bool_(entry, "zero_fill", path, False),
             )
     return Variants(MappingProxyType(strides), MappingProxyType(shortcuts), MappingProxyType(pools))
 
@@ -326,6 +330,8 @@ class _Choices:
     se_reduction: int | None
     se_divisor: int | None  # SE widths rounded to a multiple of it (timm); None: exactly C/r (Hu et al. 2018)
     eca: tuple[int, int] | int | None  # ECA's (gamma, b) (Wang et al. 2020, Eq. 12) or its fixed kernel; None: none
+    group_norm: int | None  # GroupNorm's groups in place of batch norm; None: batch norm
+    weight_standardization: float | None  # weight standardisation's epsilon; None: none
 
 
 def _choices(
@@ -367,7 +373,32 @@ def _choices(
             _join(order_path, "order"), order, f'"post" for a plain network (shortcut {shortcut.name}): a plain '
             "net's pre-activation form is its post-activation form"
         )  # fmt: skip
-    return _Choices(pick("variant"), shortcut, pick("stem_pool"), order, se_reduction, se_divisor, eca)
+    stem_pool = pick("stem_pool")
+    if stem_pool is not None and stem_pool.zero_fill and order == "post":
+        # After the stem's ReLU every value is >= 0: zeros around the map are what -inf is to a max pool.
+        doc, path = where("stem_pool")
+        raise reader.error(
+            _join(path, "stem_pool"), stem_pool.name, "a pool that pads with -inf ('padded') for a post-activation "
+            "net: its stem pool reads a ReLU's map, where a zero padding is the same pool"
+        )  # fmt: skip
+    norm_doc, norm_path = where("group_norm")
+    group_norm = reader.optional_int(norm_doc, "group_norm", norm_path, bound="group_norm")
+    ws_doc, ws_path = where("weight_standardization")
+    weight_standardization = _epsilon(reader, ws_doc, "weight_standardization", ws_path)
+    return _Choices(
+        pick("variant"), shortcut, stem_pool, order, se_reduction, se_divisor, eca, group_norm,
+        weight_standardization,
+    )  # fmt: skip
+
+
+def _epsilon(reader: _Reader, doc: Mapping[str, Any], key: str, path: str) -> float | None:
+    """An epsilon added to a variance: a number in (0, 0.1], or None where the key is absent."""
+    if key not in doc:
+        return None
+    value = doc[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 0.1:
+        raise reader.error(_join(path, key), value, "a number in (0, 0.1]: the epsilon added to each variance")
+    return float(value)
 
 
 def _eca_rule(reader: _Reader, where: Callable[[str], tuple[Mapping[str, Any], str]]) -> tuple[int, int] | int | None:
@@ -434,11 +465,28 @@ def _resolve_arch(
         order=choices.order,  # type: ignore[arg-type]
         stem_pool=choices.stem_pool if stem.pool is not None else None,
         se_reduction=choices.se_reduction,
+        group_norm=choices.group_norm,
+        weight_standardization=choices.weight_standardization,
         canonical=canonical,
         table_source=reader.str_(table, "source", "table"),
     )
     _check_output_sizes(reader, spec, stem_path)
+    _check_groups(reader, spec, arch, name)
     return spec
+
+
+def _check_groups(reader: _Reader, spec: ResNetSpec, arch: Mapping[str, Any], name: str) -> None:
+    """GroupNorm's groups divide the channels of every map it normalises (each conv's output, each block's)."""
+    groups = spec.group_norm
+    if groups is None:
+        return
+    widths = {conv.out_channels for conv in spec.stem.convs}
+    widths |= {conv.out_channels for block in spec.blocks for conv in block.convs}
+    odd = sorted(c for c in widths if c % groups)
+    if odd:
+        path = name if "group_norm" in arch else "table"
+        expected = f"a number of groups that divides every normalised width (not {', '.join(map(str, odd))})"
+        raise reader.error(_join(path, "group_norm"), groups, expected)
 
 
 def _resolve_head(reader: _Reader, doc: Mapping[str, Any], arch: Mapping[str, Any], name: str, order: str) -> Head:
@@ -510,8 +558,9 @@ def _resolve_pool(reader: _Reader, doc: dict[str, Any], path: str, stem_pool: St
         return None
     pool_path = f"{path}.pool"
     reader.only_keys(pool_doc, ("kind", "kernel", "stride", "padding", "ceil_mode"), pool_path)
+    zero_fill = False
     if stem_pool is not None:
-        padding, ceil_mode = stem_pool.padding, stem_pool.ceil_mode
+        padding, ceil_mode, zero_fill = stem_pool.padding, stem_pool.ceil_mode, stem_pool.zero_fill
     else:
         padding = reader.int_(pool_doc, "padding", pool_path, minimum=0, bound="padding")
         ceil_mode = reader.bool_(pool_doc, "ceil_mode", pool_path, False)
@@ -521,7 +570,10 @@ def _resolve_pool(reader: _Reader, doc: dict[str, Any], path: str, stem_pool: St
         stride=reader.int_(pool_doc, "stride", pool_path, bound="stride"),
         padding=padding,
         ceil_mode=ceil_mode,
+        zero_fill=zero_fill,
     )
+    if pool.zero_fill and pool.kind != "max":
+        raise reader.error(f"{pool_path}.kind", pool.kind, f"'max' under stem_pool {stem_pool.name!r} (zero_fill)")  # type: ignore[union-attr]
     if 2 * pool.padding > pool.kernel:
         raise reader.error(f"{pool_path}.padding", pool.padding, f"at most half the kernel ({pool.kernel // 2})")
     return pool

@@ -49,8 +49,10 @@ class Layer:
     padding: int = 0
     groups: int = 1
     bias: bool = False  # a conv with a bias (squeeze-and-excitation's 1x1 convs)
-    detail: str = ""  # pools: "max" or "avg"; zero_pad: the stride; "channels": ECA's 1-D conv across channels
+    detail: str = ""  # pools: "max" or "avg"; "channels": ECA's 1-D conv across channels; "group": a GroupNorm
     ceil_mode: bool = False
+    zero_fill: bool = False  # a max pool whose padding is zeros, not -inf (an explicit zero pad before the pool)
+    weight_standardization: float | None = None  # a conv's: (w - mean) / sqrt(var + eps) per output channel
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (full parameter name, shape)
     buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (full buffer name, shape): BN statistics
 
@@ -165,14 +167,21 @@ class _Planner:
         self._check(row, name, what, out)
         weight = (conv.out_channels, shape[0] // conv.groups, conv.kernel, conv.kernel)
         params = ((f"{name}.weight", weight),) + (((f"{name}.bias", (conv.out_channels,)),) if bias else ())
+        standardized = None if role == "se" else self.spec.weight_standardization  # BiT: every conv but the gate's
         return self.add(
             Layer(name, "conv", row, block, role, shape, out, conv.kernel, conv.stride, conv.padding, conv.groups,
-                  bias, params=params)
+                  bias, params=params, weight_standardization=standardized)
         )  # fmt: skip
 
     def bn(self, name: str, row: str, block: str | None, role: str, shape: Shape) -> Shape:
+        """The normalisation after (or, pre-activation, before) a conv: batch norm, or the spec's GroupNorm (its
+        affine weight and bias per channel, no running statistics)."""
         c = (shape[0],)
         params = ((f"{name}.weight", c), (f"{name}.bias", c))
+        groups = self.spec.group_norm
+        if groups is not None:
+            return self.add(Layer(name, "bn", row, block, role, shape, shape, groups=groups, detail="group",
+                                  params=params))  # fmt: skip
         buffers = ((f"{name}.running_mean", c), (f"{name}.running_var", c), (f"{name}.num_batches_tracked", ()))
         return self.add(Layer(name, "bn", row, block, role, shape, shape, params=params, buffers=buffers))
 
@@ -187,7 +196,7 @@ class _Planner:
         self._check(row, name, f"{pool.kernel}x{pool.kernel} {pool.kind} pool, stride {pool.stride}", out)
         return self.add(
             Layer(name, "pool", row, block, role, shape, out, pool.kernel, pool.stride, pool.padding,
-                  detail=pool.kind, ceil_mode=pool.ceil_mode)
+                  detail=pool.kind, ceil_mode=pool.ceil_mode, zero_fill=pool.zero_fill)
         )  # fmt: skip
 
 

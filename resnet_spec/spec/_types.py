@@ -128,6 +128,7 @@ class Pool:
     stride: int
     padding: int
     ceil_mode: bool = False  # Caffe rounds pooling output sizes up; PyTorch's default rounds down
+    zero_fill: bool = False  # a max pool padded with zeros, not -inf: an explicit zero pad before it (BiT's stem)
 
     def output_size(self, n: int) -> int:
         """Output height/width of this pool for an input of height/width ``n``."""
@@ -239,6 +240,7 @@ class StemPool:
     ceil_mode: bool
     source: str
     label: str = ""  # added to a spec's label where not empty, e.g. "Caffe pool"
+    zero_fill: bool = False  # a max pool's padding is zeros, not -inf (BiT pads the stem conv's map, then pools)
 
 
 @dataclass(frozen=True)
@@ -260,8 +262,19 @@ class ResNetSpec:
     order: BlockOrder = "post"
     stem_pool: StemPool | None = None  # the stem pool's named padding/rounding, where the stem has a pool
     se_reduction: int | None = None  # squeeze-and-excitation's reduction ratio r; None: no SE
+    # GroupNorm of this many groups wherever the net has a batch norm (Wu & He 2018; BiT); None: batch norm.
+    group_norm: int | None = None
+    # Weight standardisation's epsilon (Qiao et al. 2019; BiT): every conv of the stem, the blocks and the shortcuts
+    # uses (w - mean) / sqrt(var + eps), mean and variance over each output channel's weights; None: w as it is.
+    weight_standardization: float | None = None
     canonical: bool = False  # the entry ``--depth N`` names in its family
     table_source: str = ""  # the table's [table] source: the paper the file transcribes (``--list`` groups by it)
+
+    @property
+    def network_key(self) -> tuple[object, ...]:
+        """What makes two specs one network, whatever their names and named deviations (an option may change
+        nothing: the stride variant of basic blocks); the input channels stay out, as the tables' own input."""
+        return (self.stem, self.stages, self.head, self.order, self.group_norm, self.weight_standardization)
 
     @property
     def blocks(self) -> Iterator[Block]:

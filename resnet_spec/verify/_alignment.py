@@ -89,6 +89,9 @@ class Alignment:
     # pre-activation of a block right after the stem).
     folded: Mapping[str, str] = field(default_factory=dict)
     holders: Mapping[str, str] = field(default_factory=dict)
+    # The inference form of weight standardisation: the table standardises its convs' weights, and the graph's convs
+    # apply weights with no computation before them (an exporter computed them once): they are compared as they are.
+    standardization_folded: bool = False
 
     @property
     def inference(self) -> bool:
@@ -189,7 +192,7 @@ def _first_preactivation(found: FoundNetwork, spec: ResNetSpec, inference: bool 
         return found
     stem, first = found.stem_convs[-1], found.blocks[0]
     kind = first.shortcut.kind if first.shortcut is not None else "none"
-    normed = stem.bn_after or (inference and stem.norm is None)
+    normed = stem.norm is not None or inference
     if not normed or stem.activation_after != "relu" or first.preactivation or kind in ("identity", "none"):
         return found
     moved = frozenset(stem.norm_params)
@@ -207,7 +210,7 @@ def _first_preactivation(found: FoundNetwork, spec: ResNetSpec, inference: bool 
     )
     first = replace(
         first,
-        preactivation=("bn", "relu") if found.stem_convs[-1].bn_after else ("relu",),
+        preactivation=(found.stem_convs[-1].norm, "relu") if found.stem_convs[-1].norm else ("relu",),
         shortcut_reads_preactivation=True,
         input_value=conv_output,  # the block now starts at the stem conv's output
         params=first.params | moved,
@@ -294,6 +297,9 @@ class _Placer:
         elif op.kind == "bn" and not op.attrs.get("by_hand"):
             for position, role in enumerate(("weight", "bias", "running_mean", "running_var"), 1):
                 fill(names[position], role)
+        elif op.kind == "norm" and op.name in ("native_group_norm", "native_layer_norm"):  # (x, weight, bias, ...)
+            fill(names[1], "weight")
+            fill(names[2], "bias")
         else:  # a batch norm written by hand, a linear layer spelled otherwise: which is which, the numbers say
             for tensor in dict.fromkeys((*op.params, *op.buffers)):
                 self.tensors.setdefault(tensor, []).append(Slot(layer.name, None, ""))
@@ -422,6 +428,10 @@ def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | N
             row_ends[match.row] = match.found.output_value  # the last block of a row wins
     if head.present and head.logits >= 0:
         row_ends["fc"] = head.logits
+    projections = [b.shortcut.conv for b in blocks if b.shortcut is not None and b.shortcut.conv is not None]
+    found_convs = [*stem_convs, *(unit for b in blocks for unit in b.convs), *projections]
+    standardization_folded = (inference and spec.weight_standardization is not None and bool(found_convs)
+                              and not any(unit.weight_transform for unit in found_convs))  # fmt: skip
     placed = {place.layer for place in placer.places.values()}
     folded = {norm: bias for norm, bias in placer.folded.items() if norm not in placed}  # a BN found is not folded
     return Alignment(
@@ -437,6 +447,7 @@ def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | N
         modules=MappingProxyType(modules),
         folded=MappingProxyType(folded),
         holders=MappingProxyType({norm: conv for norm, conv in placer.holders.items() if norm in folded}),
+        standardization_folded=standardization_folded,
     )
 
 

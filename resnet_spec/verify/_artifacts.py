@@ -26,6 +26,7 @@ like code, so a malformed file that crashes a parser costs that process only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -307,6 +308,73 @@ _STATISTICS = frozenset({"running_mean", "running_var"})
 _SEGMENT = re.compile(r"[^0-9A-Za-z_]")
 
 
+# Operators a computation on a weight alone may run before the operator that reads it (weight standardisation's
+# mean, deviation, variance, square root and quotient; a gain's product).
+_WEIGHT_STEPS = frozenset(
+    {"ReduceMean", "Sub", "Pow", "Mul", "Add", "Sqrt", "Div", "Reciprocal", "Reshape", "BatchNormalization"}
+)
+
+
+def _same_values(a: Tensor, b: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """How ``b`` holds ``a``'s values, as (shape, order) with ``b == a.reshape(shape).permute(order)`` (an exporter's
+    reshaped or transposed copy); None where it does not hold them."""
+    if a.numel() != b.numel() or a.dtype != b.dtype or b.dim() > 4:
+        return None
+    for order in itertools.permutations(range(b.dim())):
+        shape = tuple(b.shape[order.index(d)] for d in range(b.dim()))  # a's values in the layout b permutes
+        if torch.equal(a.reshape(shape).permute(order), b):
+            return shape, order
+    return None
+
+
+def _fed_roles(
+    graph: Any, initializers: Mapping[str, Any], alias: Mapping[str, str]
+) -> dict[str, tuple[str, str, bool]]:
+    """Each float initializer whose uses all lie in a computation on initializers and constants alone that ends as
+    one operand of one operator with a role (``_ROLES``): the role, that operator's node name, and whether the
+    initializer's values reach it without a reduction (the weight itself, not only its statistics)."""
+    producers = {out: proto for proto in graph.node for out in proto.output}
+    consumers: dict[str, list[tuple[Any, int]]] = {}
+    for proto in graph.node:
+        for slot, name in enumerate(proto.input):
+            consumers.setdefault(alias.get(name, name), []).append((proto, slot))
+    names = {id(p): p.name or f"{p.op_type}_{i}" for i, p in enumerate(graph.node)}
+
+    def constant(name: str) -> bool:
+        name = alias.get(name, name)
+        if not name or name in initializers:
+            return True
+        proto = producers.get(name)
+        return proto is not None and (proto.op_type == "Constant" or (
+            proto.op_type in _WEIGHT_STEPS and all(constant(i) for i in proto.input)))  # fmt: skip
+
+    def ends(name: str, depth: int = 0, reduced: bool = False) -> set[tuple[str, str, bool]] | None:
+        found: set[tuple[str, str, bool]] = set()
+        for proto, slot in consumers.get(name, []):
+            role = _ROLES.get((proto.op_type, slot))
+            if proto.op_type in _WEIGHT_STEPS and depth < 12 and all(constant(i) for i in proto.input):
+                # a step of the computation on constants alone; a statistic from here on after a reduction
+                further = ends(proto.output[0], depth + 1, reduced or proto.op_type == "ReduceMean")
+                if further is None:
+                    return None
+                found |= further
+            elif role is not None:
+                found.add((role, names[id(proto)], reduced))
+            else:
+                return None  # read by an operator on activations: not a weight's computation
+        return found
+
+    out: dict[str, tuple[str, str, bool]] = {}
+    for name in initializers:
+        if any(proto.op_type in _WEIGHT_STEPS for proto, _ in consumers.get(name, [])):
+            roles = ends(name)
+            targets = {(role, target) for role, target, _ in roles or ()}
+            if roles is not None and len(targets) == 1:
+                (role, target), data = next(iter(targets)), any(not reduced for _, _, reduced in roles)
+                out[name] = (role, target, data)
+    return out
+
+
 def _attrs(node: Any) -> dict[str, Any]:
     """A node's attributes as Python values; a float (ONNX stores float32) as the decimal it was written as (an
     epsilon of 1e-5 reads 9.9999997e-06 in float32: the shortest decimal that rounds to it is the one meant)."""
@@ -414,12 +482,20 @@ class OnnxGraph(nn.Module):
         self._constants: dict[str, Any] = {}  # initializer -> a Python value (ints, a scalar) or a tensor
         self._feeds: dict[str, str] = {}  # tensor path in this module -> the graph input it feeds in onnxruntime
         self._transposed: set[str] = set()  # tensor paths held transposed (a Gemm/MatMul weight stored (in, out))
+        # (node, input position) -> (shape, order): that use reads its tensor reshaped and its axes permuted (a copy
+        # the exporter stored in another layout)
+        self._layouts: dict[tuple[int, int], tuple[tuple[int, ...], tuple[int, ...]]] = {}
         used: dict[str, int] = {}
         scopes: dict[str, nn.Module] = {"": self}
         bound: dict[tuple[int, int], str] = {}  # (node, input position) -> the tensor path it reads
         # the graph's Identity of an initializer (the TorchScript exporter's shared values): read through
         alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in initializers}
         self._alias = alias
+        fed = _fed_roles(graph, initializers, alias)
+        reshaped = {out: proto.op_type == "Reshape" for proto in graph.node for out in proto.output}
+        shared: dict[tuple[str, str], str] = {}  # (initializer, the node whose operand it becomes) -> its one path
+        initial: dict[str, Tensor] = {}  # such an initializer's values
+        copies: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # a copy of one -> its layout of the values
         for index, proto in enumerate(graph.node):
             if proto.op_type == "Identity" and proto.output[0] in alias:
                 continue
@@ -434,6 +510,38 @@ class OnnxGraph(nn.Module):
                     continue
                 value = torch.from_numpy(onnx.numpy_helper.to_array(tensor).copy())
                 role = _ROLES.get((node.op, slot))
+                if node.op == "InstanceNormalization" and slot in (1, 2) and reshaped.get(node.inputs[0], False) \
+                        and bool((value == (1.0 if slot == 1 else 0.0)).all()):  # fmt: skip
+                    role = None  # a GroupNorm's export: its groups normalised with unit scale, zero shift (constants)
+                if role is None and value.is_floating_point() and value.numel() > 1 and name in fed:
+                    # computed from before its operator reads it (a weight standardised in the graph): one
+                    # parameter however many of the computation's nodes read it, in the role it ends in
+                    role, target_name, data = fed[name]
+                    # one parameter per initializer, and per value: an exporter folds a reshaped copy of the weight
+                    # for each step that reads it (timm's standardisation reads it twice); the parameter is the
+                    # copy the operator reads as its operand, the others only give its statistics
+                    if not data and not any(t == target_name for _, t in shared):
+                        weight = next((n for n, (r, t, d) in fed.items() if t == target_name and d), None)
+                        if weight is not None:
+                            initial[weight] = torch.from_numpy(onnx.numpy_helper.to_array(initializers[weight]).copy())
+                            shared[(weight, target_name)] = self._register(
+                                weight, initial[weight], target_name, role, graph, used, scopes
+                            )
+                    path = shared.get((name, target_name))
+                    if path is None:
+                        for (other, t), known in shared.items():
+                            layout = _same_values(initial[other], value) if t == target_name else None
+                            if layout is not None:
+                                path, copies[name] = known, layout
+                                break
+                    if name in copies:
+                        self._layouts[(position, slot)] = copies[name]
+                    if path is None:
+                        initial[name] = value
+                        path = self._register(name, value, target_name, role, graph, used, scopes)
+                    shared[(name, target_name)] = path
+                    bound[(position, slot)] = path
+                    continue
                 if role is None and node.op in ("Add", "Mul") and value.numel() > 1 and value.is_floating_point():
                     role = "bias" if node.op == "Add" else "scale"  # a bias or scale spelled as its own node
                 if role is None or not value.is_floating_point():
@@ -492,6 +600,19 @@ class OnnxGraph(nn.Module):
         except ArtifactError as e:
             raise ArtifactError(f"{path}: {e}") from None
 
+    def _register(self, name: str, value: Tensor, target: str, role: str, graph: Any, used: dict[str, int],
+                  scopes: dict[str, nn.Module]) -> str:  # fmt: skip
+        """A parameter for an initializer that a computation on constants turns into ``role`` of node ``target``
+        (named as that operand); its path."""
+        node = next(_Node(p.op_type, p.name or f"{p.op_type}_{i}", p.domain, tuple(p.input), tuple(p.output),
+                          _attrs(p), _scope(p))
+                    for i, p in enumerate(graph.node) if (p.name or f"{p.op_type}_{i}") == target)  # fmt: skip
+        path = self._path(name, node, role, used)
+        holder = self._holder(path.rpartition(".")[0], scopes)
+        holder.register_parameter(path.rpartition(".")[2], nn.Parameter(value, requires_grad=True))
+        self._feeds[path] = f"resnet_spec.{len(self._feeds)}"
+        return path
+
     def _path(self, name: str, node: _Node, role: str, used: dict[str, int]) -> str:
         """A tensor's name in this module: the exporter's when it names a module path (``layer1.0.conv1.weight``),
         else the node's scope and the tensor's role; one per use (a second use gets a numbered name)."""
@@ -527,6 +648,7 @@ class OnnxGraph(nn.Module):
         alias = self._alias
         kept = list(graph.node)
         del graph.node[:]
+        layouts: list[Any] = []  # the reshape and transpose of each use that reads its tensor in another layout
         position = 0
         for proto in kept:
             if proto.op_type == "Identity" and proto.output[0] in alias:
@@ -535,11 +657,25 @@ class OnnxGraph(nn.Module):
             new.CopyFrom(proto)
             for slot in range(len(new.input)):
                 path = self._bound.get((position, slot))
-                if path is not None:
+                layout = self._layouts.get((position, slot))
+                if path is not None and layout is not None:  # the feed in this use's layout: reshape, transpose
+                    shape, order = layout
+                    name = f"{self._feeds[path]}_layout{position}_{slot}"
+                    graph.initializer.append(onnx.numpy_helper.from_array(
+                        torch.tensor(shape, dtype=torch.int64).numpy(), f"{name}_shape"))  # fmt: skip
+                    reshape = [self._feeds[path], f"{name}_shape"]
+                    layouts.append(onnx.helper.make_node("Reshape", reshape, [f"{name}_r"]))
+                    layouts.append(onnx.helper.make_node("Transpose", [f"{name}_r"], [name], perm=list(order)))
+                    new.input[slot] = name
+                elif path is not None:
                     new.input[slot] = self._feeds[path]
                 elif new.input[slot] in alias:
                     new.input[slot] = alias[new.input[slot]]
             position += 1
+        if layouts:
+            nodes = list(graph.node)
+            del graph.node[:]
+            graph.node.extend([*layouts, *nodes])
         read = {name for node in graph.node for name in node.input}
         constants = [t for t in graph.initializer if t.name in read]
         for tensor in constants:
@@ -580,11 +716,13 @@ class OnnxGraph(nn.Module):
             for slot, name in enumerate(node.inputs):
                 path = self._bound.get((position, slot))
                 if path is not None:
-                    args.append(tensors[path])
+                    layout = self._layouts.get((position, slot))
+                    tensor = tensors[path]
+                    args.append(tensor if layout is None else tensor.reshape(layout[0]).permute(layout[1]))
                 elif name in values:
                     args.append(values[name])
-                elif name in self._constants:
-                    args.append(self._constants[name])
+                elif self._alias.get(name, name) in self._constants:  # an Identity of an initializer reads it
+                    args.append(self._constants[self._alias.get(name, name)])
                 else:
                     raise ArtifactError(f"node {node.name!r} ({node.op}) reads {name!r}, which nothing computes")
             if node.op in _READ_THE_INPUT:  # a tensor made from nothing: on the input's device, in its dtype
@@ -723,10 +861,24 @@ def _matmul(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
     return run
 
 
+def _instance_norm(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
+    """Each channel normalised over its own positions: a group norm with one group per channel (exporters write a
+    GroupNorm as a reshape to (N, G, -1), this, a reshape back, and the per-channel scale and shift)."""
+    eps = float(node.attrs.get("epsilon", 1e-5))
+
+    def run(x: Tensor, scale: Any, bias: Any) -> Tensor:
+        weight = scale.to(x) if isinstance(scale, Tensor) else x.new_full((x.shape[1],), float(scale))
+        shift = bias.to(x) if isinstance(bias, Tensor) else x.new_full((x.shape[1],), float(bias))
+        return F.group_norm(x, x.shape[1], weight, shift, eps)
+
+    return run
+
+
 def _batch_norm(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
     eps = float(node.attrs.get("epsilon", 1e-5))
 
     def run(x: Tensor, scale: Tensor, bias: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        scale, bias, mean, var = (t.to(x) if isinstance(t, Tensor) else t for t in (scale, bias, mean, var))
         return F.batch_norm(x, mean, var, scale, bias, training=False, eps=eps)
 
     return run
@@ -978,6 +1130,7 @@ _OPERATORS: Mapping[str, Callable[[_Node, tuple[bool, ...]], Callable[..., Any]]
     "Gemm": _gemm,
     "MatMul": _matmul,
     "BatchNormalization": _batch_norm,
+    "InstanceNormalization": _instance_norm,
     "Relu": _elementwise(torch.relu),
     "Sigmoid": _elementwise(torch.sigmoid),
     "Tanh": _elementwise(torch.tanh),

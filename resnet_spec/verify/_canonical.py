@@ -47,6 +47,8 @@ EQUIVALENCES: tuple[Equivalence, ...] = (
     Equivalence("identity.neutral", "identity", "x + 0, x - 0, x * 1, x / 1 (sum([a, b]) starts with 0 + a)"),
     Equivalence("identity.view", "identity", "views, reshapes, copies: view, flatten, clone, contiguous, detach, to"),
     Equivalence("bn.affine", "bn", "a per-channel affine chain: (x - mean) / sqrt(var + eps) * w + b, x * s + t"),
+    Equivalence("norm.group_affine", "norm", "a GroupNorm as exporters write it: a reshape to (N, G, -1), a norm of "
+                "each group without scale and shift, the reshape back, then a per-channel scale and shift"),
     Equivalence("dropout.mask", "dropout", "x * mask with a random mask (dropout, dropout2d, drop path)"),
     Equivalence("global_pool.mean", "global_pool", "mean over H and W in any steps: x.mean((2, 3)), "
                 "x.mean(3).mean(2), x.flatten(2).mean(-1); avg_pool2d / adaptive_avg_pool2d to 1x1"),
@@ -56,6 +58,8 @@ EQUIVALENCES: tuple[Equivalence, ...] = (
     Equivalence("linear.bias_add", "linear", "x @ w.t() + b: a matrix product, then a bias vector added"),
     Equivalence("conv.zero_pad", "conv", "an explicit zero pad (F.pad, ZeroPad2d) right before a convolution"),
     Equivalence("maxpool.zero_pad", "maxpool", "a zero pad before a max pool whose input is a ReLU's (>= 0)"),
+    Equivalence("maxpool.zero_fill", "maxpool", "a zero pad before an unpadded max pool of a map that may be "
+                "negative: a max pool whose padding is zeros, not -inf (BiT's stem)"),
     Equivalence("conv.matrix", "conv", "a 1x1 convolution as a matrix product over channels: einsum('nchw,oc->nohw'), "
                 "w @ x.flatten(2), nn.Linear on channels-last, with or without a bias vector"),
     Equivalence("conv.im2col", "conv", "a convolution as F.unfold (im2col) and a matrix product with the weight"),
@@ -188,7 +192,7 @@ def canonicalise(trace: Trace) -> Trace:
     trace = _split_convs(trace)
     trace = _per_op(trace)
     trace = _live(trace)
-    for rewrite in (_stack_sum, _affine_chains, _global_pools, _bias_adds, _conv1x1_fc, _zero_pads):
+    for rewrite in (_stack_sum, _group_norms, _affine_chains, _global_pools, _bias_adds, _conv1x1_fc, _zero_pads):
         trace = rewrite(trace)
     trace = _live(trace)
     return dataclasses.replace(trace, canonical=True)
@@ -290,6 +294,48 @@ def _stack_sum(trace: Trace) -> Trace:
                                          attrs=MappingProxyType({"equivalence": "add.stack_sum"}),
                                          operands=tuple(("value", v) for v in op.inputs))  # fmt: skip
             groups.append(([op, summed], merged))
+    return _merge(trace, groups)
+
+
+def _unit_const(operand: tuple[str, Any] | None, value: float) -> bool:
+    """An operand that is absent or a constant (not a parameter) with ``value`` throughout."""
+    if operand is None or (operand[0] == "scalar" and operand[1] is None):
+        return True
+    return operand[0] == "const" and not operand[1].params and operand[1].value == value
+
+
+def _group_norms(trace: Trace) -> Trace:
+    """A norm of each group of a map viewed as (N, G, -1), with no scale and shift of its own, read back as the map
+    and scaled and shifted per channel (x * s, then + t, each a tensor of the model): a GroupNorm of G groups with
+    that scale and shift, its tensors in the norm's weight and bias places."""
+    groups = []
+    for op in trace.ops:
+        in_shape = tuple(op.attrs.get("in_shape", ()))
+        if op.name != "native_group_norm" or len(in_shape) != 3 or not op.inputs:
+            continue
+        if not (_unit_const(_arg(op, 1), 1.0) and _unit_const(_arg(op, 2), 0.0)):
+            continue  # a norm with its own scale and shift: another computation
+        scale = _only_reader(trace, op.output)
+        shift = _only_reader(trace, scale.output) if scale is not None else None
+        source = _shape_of(trace, op.inputs[0])
+        if scale is None or shift is None or len(source) != 4 or scale.shape != source or shift.shape != source:
+            continue
+        if scale.kind != "affine" or shift.kind != "affine" or not scale.name.startswith("mul") \
+                or not shift.name.startswith("add"):  # fmt: skip
+            continue
+        weight, bias = _other_const(scale), _other_const(shift)
+        if weight is None or bias is None or weight[0] != "const" or bias[0] != "const":
+            continue
+        if len(weight[1].params) != 1 or len(bias[1].params) != 1:
+            continue
+        attrs = dict(op.attrs, in_shape=source, function="group_norm", affine=True, groups=in_shape[1],
+                     equivalence="norm.group_affine")  # fmt: skip
+        merged = dataclasses.replace(
+            shift, kind="norm", aten=op.aten, inputs=op.inputs, params=(*weight[1].params, *bias[1].params),
+            attrs=MappingProxyType(attrs), operands=(("value", op.inputs[0]), weight, bias, *op.operands[3:]),
+            arg_names=("", weight[1].params[0], bias[1].params[0]), buffers=(),
+        )  # fmt: skip
+        groups.append(([op, scale, shift], merged))
     return _merge(trace, groups)
 
 
@@ -427,7 +473,8 @@ def _squeezes(trace: Trace, pool: Op) -> bool:
 
 
 def _zero_pads(trace: Trace) -> Trace:
-    """A zero pad read only by a convolution (or by a max pool of non-negative values) is that op's padding."""
+    """A zero pad read only by a convolution (or by a max pool of non-negative values) is that op's padding; before
+    an unpadded max pool of values that may be negative, the pool's padding filled with zeros (``zero_fill``)."""
     groups = []
     for op in trace.ops:
         if op.kind != "pad" or op.attrs.get("value", 0.0) != 0.0:
@@ -439,15 +486,18 @@ def _zero_pads(trace: Trace) -> Trace:
         if after is None or after.inputs[:1] != (op.output,):
             continue
         source = trace.producer(op.inputs[0])
+        padding = tuple(after.attrs.get("padding", (0, 0)))
+        extra: dict[str, Any] = {}
         if after.kind == "conv":
             rule = "conv.zero_pad"
         elif after.kind == "maxpool" and source is not None and source.kind == "relu":
             rule = "maxpool.zero_pad"
+        elif after.kind == "maxpool" and not any(padding):
+            rule, extra = "maxpool.zero_fill", {"zero_fill": True}
         else:
             continue
-        padding = tuple(after.attrs.get("padding", (0, 0)))
         folded = (padding[0] + pad[2], padding[-1] + pad[0])
-        attrs = dict(after.attrs, padding=folded, equivalence=rule)
+        attrs = dict(after.attrs, padding=folded, equivalence=rule, **extra)
         if "input_size" in attrs:
             attrs["input_size"] = _shape_of(trace, op.inputs[0])[2:]
         operands = (("value", op.inputs[0]), *after.operands[1:])

@@ -253,7 +253,7 @@ _LAYOUTS: dict[tuple[int, str], tuple[Plan, dict[str, FormatKey]]] = {}
 
 
 def _network(spec: ResNetSpec) -> _Network:
-    return (spec.stem, spec.stages, spec.head, spec.order, spec.in_channels)
+    return (*spec.network_key, spec.in_channels)
 
 
 def _plan(spec: ResNetSpec, num_classes: int | None = None, in_channels: int | None = None) -> Plan:

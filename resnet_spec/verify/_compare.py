@@ -191,8 +191,10 @@ def compare_subject(
         comparison = replace(comparison, info=(*comparison.info, subject.note))
     if not functional:
         return comparison
-    return _with_equivalence(comparison, check_equivalence(subject, spec, headless=headless, in_channels=in_channels,
-                                                           inference=comparison.inference_form))  # fmt: skip
+    # a graph (no train mode) may hold the table's inference form: batch norms folded, weights standardised once
+    inference = inference or comparison.inference_form
+    equivalence = check_equivalence(subject, spec, headless=headless, in_channels=in_channels, inference=inference)
+    return _with_equivalence(comparison, equivalence)
 
 
 def _with_equivalence(comparison: Comparison, eq: Equivalence) -> Comparison:
@@ -279,16 +281,11 @@ def _combinations() -> list[dict[str, str]]:
     return combinations
 
 
-def _network_key(spec: ResNetSpec) -> object:
-    """What makes two specs one network (an option may change nothing: the stride variant of basic blocks)."""
-    return (spec.stem, spec.stages, spec.head, spec.order)
-
-
 def _entries_by_network(family: str) -> dict[object, ResNetSpec]:
     """Each network of ``family`` that an entry is as its table defines it, to that entry (the first, if several)."""
     entries: dict[object, ResNetSpec] = {}
     for name in list_specs(family):
-        entries.setdefault(_network_key(load_spec(name)), load_spec(name))
+        entries.setdefault(load_spec(name).network_key, load_spec(name))
     return entries
 
 
@@ -306,13 +303,13 @@ def options_like(found: FoundNetwork, name: str) -> list[ResNetSpec]:
     default = load_spec(name)
     entries = _entries_by_network(default.family)
     specs = [default] if like(default) else []
-    seen = {_network_key(default)}
+    seen = {default.network_key}
     for combination in _combinations():
         try:
             spec = load_spec(name, **combination)
         except SpecError:  # options that form no network (a pre-activation table with no shortcuts)
             continue
-        key = _network_key(spec)
+        key = spec.network_key
         if key not in seen and like(spec):
             specs.append(entries.get(key, spec))
         seen.add(key)
@@ -345,7 +342,7 @@ def best_matches(
     matches: list[ResNetSpec] = []
     seen: set[object] = set()
     for spec in candidates():
-        key = _network_key(spec)
+        key = spec.network_key
         if key in seen:
             continue
         seen.add(key)

@@ -37,6 +37,7 @@ and width are not confused), batch 2 (batch statistics need more than one value 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -263,7 +264,9 @@ def _transfer(
     out = _Transfer(plan.state_dict())
     for layer in plan.layers:  # what a missing batch norm tensor stands for: the identity
         if layer.kind == "bn":
-            out.constants.update({f"{layer.name}.weight": 1.0, f"{layer.name}.running_var": 1.0})
+            out.constants[f"{layer.name}.weight"] = 1.0
+            if layer.buffers:  # a batch norm's (a GroupNorm has no running statistics)
+                out.constants[f"{layer.name}.running_var"] = 1.0
     layers = {layer.name: layer for layer in plan.layers}
     order = list(plan.layers)
     by_layer: dict[str, list[tuple[str, str | None, str]]] = {}
@@ -754,6 +757,10 @@ def _check(
     transfer = _transfer(base.alignment, base.values, drawn, tol)
     _symmetries(transfer, base.alignment, base.values)
     plan = base.alignment.plan
+    if base.alignment.standardization_folded:  # the graph's weights are standardised already: applied as they are
+        spec = dataclasses.replace(spec, weight_standardization=None)
+        transfer.notes.append("the table's inference form: weight standardisation computed into the graph's conv "
+                              "weights, which the reference applies as they are")  # fmt: skip
     reference = build(spec, num_classes=plan.num_classes, in_channels=plan.in_channels, device="meta")
     for module in reference.modules():
         if isinstance(module, nn.BatchNorm2d):
@@ -1192,7 +1199,9 @@ def _op_finding(
         return None
     module: Any = reference.get_submodule(layer.name)
     x, y = values[op.inputs[0]], values[op.output]
-    if layer.kind == "bn":
+    if layer.kind == "bn" and isinstance(module, nn.GroupNorm):
+        expected = module(x)
+    elif layer.kind == "bn":
         expected = F.batch_norm(x, module.running_mean.clone(), module.running_var.clone(), module.weight,
                                 module.bias, train, 0.0, module.eps)  # fmt: skip
     elif layer.kind == "fc" and op.kind == "conv":  # the classifier as a 1x1 conv (before or after the pool)

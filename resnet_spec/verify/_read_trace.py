@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from ._canonical import canonicalise, keep_outputs
-from ._trace import Op, Trace
+from ._trace import Const, Op, Trace
 
 __all__ = [
-    "ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundOp", "FoundPool", "FoundShortcut", "read_trace",
+    "ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundOp", "FoundPool", "FoundShortcut", "norm_kind",
+    "read_trace", "standardization_eps",
 ]  # fmt: skip
 
 _PASS_THROUGH = frozenset({"view"})  # operators that neither compute nor end a unit
@@ -50,6 +51,16 @@ class ConvUnit:
     index: int = -1  # the conv's position in the trace
     members: tuple[int, ...] = ()  # positions of the unit's ops (conv, norm, activation)
     norm_params: tuple[str, ...] = ()  # the normalisation's parameters (a subset of params)
+    # What computes the weight the conv applies from its parameter (views left out): () for the parameter itself;
+    # ("var_mean", "sub", "add(1e-10)", "sqrt", "div") for weight standardisation written by hand.
+    weight_transform: tuple[str, ...] = ()
+    weight_sources: tuple[str, ...] = ()  # the parameters that weight is computed from (a gain besides the weight)
+
+    @property
+    def weight_standardization(self) -> float | None:
+        """The epsilon of the weight standardisation the conv's weight transform computes (None: not one): the
+        transform normalises by a variance (var, std, a batch norm over the weights) and adds this to it."""
+        return standardization_eps(self.weight_transform)
 
     @property
     def norm(self) -> str | None:
@@ -70,12 +81,14 @@ class FoundPool:
     stride: tuple[int, ...]
     padding: tuple[int, ...]
     ceil_mode: bool
+    zero_fill: bool = False  # a max pool padded with zeros (an explicit zero pad before it) on a map that may be < 0
 
     @property
     def text(self) -> str:
-        """'3x3 max pool /2 pad 1', with ', ceil mode' when the output size rounds up."""
+        """'3x3 max pool /2 pad 1', with ', ceil mode' when the output size rounds up (', zeros' when the
+        padding of a max pool is zeros, not -inf)."""
         text = f"{self.kernel[0]}x{self.kernel[-1]} {self.kind} pool /{self.stride[0]} pad {self.padding[0]}"
-        return text + (", ceil mode" if self.ceil_mode else "")
+        return text + (", ceil mode" if self.ceil_mode else "") + (", zeros" if self.zero_fill else "")
 
 
 @dataclass(frozen=True)
@@ -297,6 +310,7 @@ def _pool(op: Op) -> FoundPool:
         op.attrs["stride"],
         op.attrs["padding"],
         op.attrs["ceil_mode"],
+        bool(op.attrs.get("zero_fill", False)),
     )
 
 
@@ -336,6 +350,42 @@ def _only_reader(trace: Trace, value: int) -> Op | None:
         value = op.output
 
 
+_VARIANCES = ("var", "std", "batch_norm")  # reductions a standardisation divides by (var_mean, std_mean, ...)
+
+
+def standardization_eps(transform: tuple[str, ...]) -> float | None:
+    """The epsilon of a weight standardisation from the steps that compute a conv's weight (see
+    :attr:`ConvUnit.weight_transform`), or None where they compute no standardisation.  A batch norm over the
+    weights carries its epsilon last; a standardisation written by hand adds it to the variance (or the deviation).
+    The reading names what differs; the functional check decides whether it is the same function."""
+    names = [step.partition("(")[0] for step in transform]
+    # a variance spelled out, as exporters write it: the mean of the squared deviations, then its square root
+    spelled = "mean" in names and any(n in names for n in ("pow", "mul", "square")) and \
+        any(n in names for n in ("sqrt", "rsqrt")) and any(n in names for n in ("sub", "rsub"))  # fmt: skip
+    eps: float | None = None
+    varied = False
+    for step in transform:
+        name, _, numbers = step.partition("(")
+        values = [float(v) for v in numbers.rstrip(")").split(",") if v.strip()] if numbers else []
+        if any(word in name for word in _VARIANCES) or (spelled and name == "mean"):
+            varied = True
+            if "batch_norm" in name and values:
+                eps = values[-1]
+        elif varied and eps is None and name in ("add", "add_") and values:
+            eps = values[0]
+    return (eps if eps is not None else 0.0) if varied else None
+
+
+def norm_kind(op: Op) -> str:
+    """How a normalisation operator reads: "bn", "group_norm(32)" (with its groups), "layer_norm" ...; an
+    activation's kind for a ReLU or another activation."""
+    if op.kind != "norm":
+        return op.kind
+    function = str(op.attrs.get("function", op.name))
+    groups = op.attrs.get("groups")
+    return f"{function}({groups})" if groups is not None else function
+
+
 def _unit(trace: Trace, conv: Op) -> ConvUnit:
     norm = None
     affine = True
@@ -346,7 +396,7 @@ def _unit(trace: Trace, conv: Op) -> ConvUnit:
     members = [conv.index]
     after = _only_reader(trace, conv.output)
     if after is not None and after.kind in _NORMS:
-        norm = "bn" if after.kind == "bn" else str(after.attrs.get("function", after.name))
+        norm = norm_kind(after)
         affine = bool(after.params)
         norm_params = after.params
         end = after.output
@@ -378,7 +428,17 @@ def _unit(trace: Trace, conv: Op) -> ConvUnit:
         index=conv.index,
         members=tuple(members),
         norm_params=tuple(norm_params),
+        weight_transform=_weight(conv).transform,
+        weight_sources=_weight(conv).params,
     )
+
+
+def _weight(conv: Op) -> Const:
+    """What a conv's weight operand is (the steps that compute it, the parameters it comes from); an empty Const
+    where the weight is an activation (a weight computed from the input)."""
+    if len(conv.operands) < 2 or conv.operands[1][0] != "const":
+        return Const(())
+    return conv.operands[1][1]
 
 
 def _common_ancestor(trace: Trace, a: int, b: int) -> int | None:
@@ -432,7 +492,7 @@ class _BlockRead:
     recognised: set[int]  # ops of the block the reader interprets beyond the known kinds (SE's gate and product)
 
 
-_NORM_KINDS = ("bn", "relu", "activation")
+_NORM_KINDS = ("bn", "norm", "relu", "activation")
 
 
 def _norm_before(trace: Trace, value: int, owned: set[int]) -> tuple[list[str], set[int]]:
@@ -443,7 +503,7 @@ def _norm_before(trace: Trace, value: int, owned: set[int]) -> tuple[list[str], 
         op = trace.producer(value)
         if op is None or op.kind not in _NORM_KINDS or not op.inputs:
             break
-        kinds.append(op.kind)
+        kinds.append(norm_kind(op))
         indices.add(op.index)
         value = op.inputs[0]
     return kinds[::-1], indices
@@ -592,7 +652,7 @@ def _read_head(trace: Trace, after_index: int, has_logits: bool) -> tuple[FoundH
     fc_before_pool = False
     for op in trace.ops[after_index + 1 :]:
         if pool is None and not fc and op.kind in _NORM_KINDS:
-            norm.append(op.kind)  # a pre-activation network's final BN-ReLU
+            norm.append(norm_kind(op))  # a pre-activation network's final BN-ReLU
             norm_ops.append(op.index)
             explained.add(op.index)
         elif op.kind == "global_pool" and pool is None and (not fc or fc_before_pool):

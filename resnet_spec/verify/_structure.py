@@ -111,6 +111,8 @@ class _Collector:
     module: str = ""  # the user's module the checks are about now
     holding: frozenset[int] = frozenset()  # the inference form: the convs (trace positions) a batch norm is folded into
     folded_norms: frozenset[str] = frozenset()  # the planned batch norms folded into a conv
+    norm: str = "bn"  # the table's normalisation as the reader names one: "bn", "group_norm(32)"
+    weight_standardization: float | None = None  # the table's convs: weight standardisation's epsilon, or None
 
     def folded(self, unit: ConvUnit) -> bool:
         """Whether the table's batch norm after this conv is folded into it (the alignment says: the inference form)."""
@@ -164,15 +166,32 @@ def _check_conv_unit(
     out.check(
         row, block, f"{prefix}.bias", "no bias (BN follows)", "bias before BN" if found.bias else "no bias (BN follows)"
     )
-    out.check(row, block, f"{prefix}.bn", _norm_text("bn" if bn_after else None), _norm_text(norm))
-    if norm == "bn" and bn_after:
+    expected_norm = out.norm if bn_after else None
+    out.check(row, block, f"{prefix}.bn", _norm_text(expected_norm, out.norm), _norm_text(norm, out.norm))
+    if norm == expected_norm and bn_after:
         out.check(row, block, f"{prefix}.bn.affine", "learned scale and shift", _affine_text(found.norm_affine))
+    out.check(row, block, f"{prefix}.weight", _weight_text(out.weight_standardization, ()),
+              _weight_text(found.weight_standardization, found.weight_transform, found.weight_sources))  # fmt: skip
 
 
-def _norm_text(norm: str | None) -> str:
-    if norm == "bn":
-        return "BN right after the conv"
-    return "no BN after the conv" if norm is None else f"{norm} instead of BN"
+def _norm_text(norm: str | None, expected: str = "bn") -> str:
+    """How a finding names the normalisation after a conv, against the table's (BN, or GroupNorm)."""
+    name = _NORM_NAMES.get(expected, expected)
+    if norm == expected:
+        return f"{name} right after the conv"
+    return f"no {name} after the conv" if norm is None else f"{norm} instead of {name}"
+
+
+_NORM_NAMES = {"bn": "BN"}
+
+
+def _weight_text(eps: float | None, transform: tuple[str, ...], sources: tuple[str, ...] = ()) -> str:
+    """How a finding names the weight a conv applies: its parameter, standardised, or computed otherwise (and
+    from which other parameters besides its own, such as a learned gain)."""
+    others = f", with {len(sources) - 1} more parameter{'s' if len(sources) > 2 else ''}" if len(sources) > 1 else ""
+    if eps is not None:
+        return f"standardised (eps {eps:g}){others}"
+    return "as learned" if not transform else "computed by " + " -> ".join(transform) + others
 
 
 def _affine_text(affine: bool) -> str:
@@ -235,7 +254,7 @@ def _check_preactivation(out: _Collector, row: str, planned: PlannedBlock, found
     # a BN folded into the conv before the block (the inference form) leaves its ReLU
     first_conv = next((i for i, layer in enumerate(planned.layers) if layer.kind == "conv"), 0)
     folded = any(layer.kind == "bn" and layer.name in out.folded_norms for layer in planned.layers[:first_conv])
-    expected = ("relu" if folded else "bn -> relu") if pre else "none"
+    expected = ("relu" if folded else f"{out.norm} -> relu") if pre else "none"
     out.check(row, planned.spec.name, "pre-activation", expected, " -> ".join(found.preactivation) or "none")
     if pre and planned.spec.shortcut not in ("identity", "none") and found.preactivation:
         reads = "the pre-activated input" if found.shortcut_reads_preactivation else "the block's input"
@@ -360,7 +379,10 @@ def diff(alignment: Alignment) -> Structure:
     headless = alignment.headless
     holders = set(alignment.holders.values())
     holding = frozenset(index for index, place in alignment.places.items() if place.layer in holders)
-    out = _Collector(holding=holding, folded_norms=frozenset(alignment.folded))
+    norm = "bn" if spec.group_norm is None else f"group_norm({spec.group_norm})"
+    standardized = None if alignment.standardization_folded else spec.weight_standardization  # computed once: as is
+    out = _Collector(holding=holding, folded_norms=frozenset(alignment.folded), norm=norm,
+                     weight_standardization=standardized)  # fmt: skip
     expected_sizes = spec.row_output_sizes(*size)
     rows: list[RowView] = []
     param_rows: dict[str, str] = {}
@@ -425,7 +447,7 @@ def diff(alignment: Alignment) -> Structure:
                 out.check("fc", None, "fc.in_features", spec.out_channels, found.head.in_features)
             if found.head.fc_bias:
                 out.check("fc", None, "fc.bias", "bias", "bias" if found.head.fc_bias[-1] else "no bias")
-            _check_head_norm(out, plan.head, found)
+            _check_head_norm(out, plan.head, found, out.norm)
     param_rows.update({name: "fc" for name in found.fc_params})
 
     # operators outside the Table 1 view: findings between conv1 and the logits, notes outside
@@ -519,9 +541,10 @@ def _relative(layer: Layer) -> str:
     return layer.name.split(".", 2)[-1] if layer.block is not None else layer.name
 
 
-def _check_head_norm(out: _Collector, planned: tuple[Layer, ...], found: FoundNetwork) -> None:
+def _check_head_norm(out: _Collector, planned: tuple[Layer, ...], found: FoundNetwork, norm: str) -> None:
     """A pre-activation net's final BN-ReLU before the global pool (He et al. 2016); nothing there otherwise."""
-    expected = " -> ".join(layer.kind for layer in planned if layer.kind in ("bn", "relu")) or "none"
+    kinds = (norm if layer.kind == "bn" else layer.kind for layer in planned if layer.kind in ("bn", "relu"))
+    expected = " -> ".join(kinds) or "none"
     found_text = " -> ".join("relu" if k == "relu" else k for k in found.head.norm) or "none"
     out.check("fc", None, "before the pool", expected, found_text)
 
@@ -565,6 +588,10 @@ def _one_per_cause(mismatches: Sequence[Mismatch]) -> list[Mismatch]:
     return merged
 
 
+def _fill_text(zero_fill: bool) -> str:
+    return "padding zeros" if zero_fill else "padding -inf (never the maximum)"
+
+
 def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork) -> tuple[str, str]:
     """The stem pool, which Table 1 prints in the conv2_x row.  Returns its (expected, found) text."""
     pool, found_pool = spec.stem.pool, found.stem_pool
@@ -573,6 +600,7 @@ def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork
         if pool is None
         else f"{pool.kernel}x{pool.kernel} {pool.kind} pool /{pool.stride} pad {pool.padding}"
         + (", ceil mode" if pool.ceil_mode else "")
+        + (", zeros" if pool.zero_fill else "")
     )
     found_text = "none" if found_pool is None else found_pool.text
     if pool is None or found_pool is None:
@@ -583,6 +611,8 @@ def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork
         out.check(row, None, "pool.stride", _pair(pool.stride), found_pool.stride)
         out.check(row, None, "pool.padding", _pair(pool.padding), found_pool.padding)
         out.check(row, None, "pool.ceil_mode", pool.ceil_mode, found_pool.ceil_mode)
+        if pool.kind == "max" and found_pool.kind == "max" and (pool.padding or any(found_pool.padding)):
+            out.check(row, None, "pool.fill", _fill_text(pool.zero_fill), _fill_text(found_pool.zero_fill))
     if pool is None and found_pool is None:
         return ("", "")
     return (f"{expected}; ", f"{found_text}; ")

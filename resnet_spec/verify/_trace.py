@@ -144,6 +144,9 @@ class Const:
     random: bool = False  # drawn at random (a dropout mask)
     params: tuple[str, ...] = ()  # the parameters it is, or is computed from
     buffers: tuple[str, ...] = ()  # the buffers (running statistics) it is, or is computed from
+    # The operators that computed it from its parameters, views left out, each with its numbers: ("var_mean",
+    # "sub", "add(1e-10)", "sqrt", "div") for a weight standardised by hand; () for a parameter itself (or a view).
+    transform: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -379,7 +382,13 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         random = name in _RANDOM or any(c.random for c in consts)
         params = tuple(dict.fromkeys(p for c in consts for p in c.params))
         buffers = tuple(dict.fromkeys(b for c in consts for b in c.buffers))
-        self._consts[id(out)] = Const(shape, value, random, params, buffers)
+        transform = tuple(dict.fromkeys(step for c in consts for step in c.transform))
+        # a step that computes a new tensor; an in-place write to a parameter (a lazy module's initialisation, a
+        # forward pass that writes its weights: a finding of its own) leaves the parameter what the conv reads
+        if params and name not in _VIEWS and name not in _FACTORIES and id(out) not in self._param_ids:
+            numbers = [v for v in scalars if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool))]
+            transform += (f"{name}({', '.join(repr(float(v)) for v in numbers)})" if numbers else name,)
+        self._consts[id(out)] = Const(shape, value, random, params, buffers, transform)
         self._values.pop(id(out), None)
         self._keep.append(out)
 
@@ -791,6 +800,8 @@ def _attrs(kind: str, name: str, args: tuple[Any, ...], out: torch.Tensor) -> Ma
                      else False)  # fmt: skip
     elif kind == "norm":
         attrs.update(function=name.removeprefix("native_"), affine=len(args) > 2 and args[1] is not None)
+        if name == "native_group_norm" and len(args) > 7:  # (x, weight, bias, N, C, HxW, groups, eps)
+            attrs.update(groups=int(args[6]), eps=float(args[7]))
     return MappingProxyType(attrs)
 
 
@@ -1095,7 +1106,8 @@ def _explain(model: nn.Module, input_shape: tuple[int, ...], error: BaseExceptio
 
 def _encode(value: Any) -> Any:
     if isinstance(value, Const):
-        return {"const": [list(value.shape), value.value, value.random, list(value.params), list(value.buffers)]}
+        return {"const": [list(value.shape), value.value, value.random, list(value.params), list(value.buffers),
+                          list(value.transform)]}  # fmt: skip
     if isinstance(value, Mapping):
         return {"map": [[str(k), _encode(v)] for k, v in value.items()]}
     if isinstance(value, tuple):
@@ -1110,8 +1122,8 @@ def _encode(value: Any) -> Any:
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"const"}:
-            shape, number, random, params, buffers = value["const"]
-            return Const(_ints(shape), _number(number), bool(random), _strs(params), _strs(buffers))
+            shape, number, random, params, buffers, transform = value["const"]
+            return Const(_ints(shape), _number(number), bool(random), _strs(params), _strs(buffers), _strs(transform))
         if set(value) == {"map"}:
             return MappingProxyType({str(k): _decode(v) for k, v in value["map"]})
         raise ValueError(f"unexpected mapping {sorted(value)}")

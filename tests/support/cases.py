@@ -42,7 +42,7 @@ def distinct_cases() -> list[Case]:
     candidates += [(name, v, s) for name in canonical for v in VARIANTS for s in SHORTCUTS]
     for name, variant, shortcut in candidates:
         spec = load_spec(name, variant=variant, shortcut=shortcut)
-        key = (spec.stem, spec.stages, spec.head, spec.order)
+        key = spec.network_key
         if key not in seen:
             seen.add(key)
             cases.append((name, variant, shortcut))

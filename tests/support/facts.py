@@ -83,6 +83,13 @@ FAMILY_PEERS = {
     "ecaresnet200d": ("timm", "ecaresnet200d", 64_693_400, 15_247_415_040),
     "ecaresnet50t": ("timm", "ecaresnet50t", 25_573_814, 4_297_301_760),
     "ecaresnet26t": ("timm", "ecaresnet26t", 16_011_916, 2_550_332_928),
+    "resnet50_gn": ("timm", "resnet50_gn", 25_557_032, 4_089_184_256),
+    "resnetv2_50x1_bit": ("timm", "resnetv2_50x1_bit", 25_549_352, 4_089_184_256),
+    "resnetv2_50x3_bit": ("timm", "resnetv2_50x3_bit", 217_319_080, 36_082_286_592),
+    "resnetv2_101x1_bit": ("timm", "resnetv2_101x1_bit", 44_541_480, 7_801_405_440),
+    "resnetv2_101x3_bit": ("timm", "resnetv2_101x3_bit", 387_934_888, 69_492_277_248),
+    "resnetv2_152x2_bit": ("timm", "resnetv2_152x2_bit", 236_335_208, 45_814_382_592),
+    "resnetv2_152x4_bit": ("timm", "resnetv2_152x4_bit", 936_533_224, 182_777_282_560),
 }
 # FACTS.md, "The ResNet family": the layers of the timm peers built from the class (resnetv2_50's other arguments:
 # conv_layer=create_conv2d, norm_layer=BatchNormAct2d).
