@@ -94,9 +94,23 @@ def _registry() -> dict[str, ResNetSpec]:
 
 
 @functools.lru_cache(maxsize=256)
+def _resolution(
+    file: str, directory: Path, overrides: tuple[tuple[str, str], ...]
+) -> dict[str, ResNetSpec] | SpecError:
+    """A shipped table resolved under ``overrides``, or why it cannot be (cached either way: the shipped files do
+    not change while we run, and the best-match search asks every option of every knob of every table)."""
+    try:
+        return resolve_table(read_toml(Path(file)), file, _variants_in(directory), **dict(overrides))
+    except SpecError as e:
+        return e
+
+
 def _resolved(file: str, directory: Path, overrides: tuple[tuple[str, str], ...]) -> dict[str, ResNetSpec]:
-    """A shipped table resolved under ``overrides`` (cached: the shipped files do not change while we run)."""
-    return resolve_table(read_toml(Path(file)), file, _variants_in(directory), **dict(overrides))
+    """A shipped table resolved under ``overrides``; raises its SpecError."""
+    resolution = _resolution(file, directory, overrides)
+    if isinstance(resolution, SpecError):
+        raise SpecError(resolution.file, resolution.key_path, resolution.found, resolution.expected, resolution.hint)
+    return resolution
 
 
 def list_specs(family: str | None = None) -> list[str]:
@@ -165,7 +179,8 @@ def load_spec(name_or_path: str | Path, **overrides: str) -> ResNetSpec:
     ``name_or_path`` is a shipped name (``"resnet50"``; see :func:`list_specs`), a TOML file holding one
     architecture, or ``"file.toml:name"``.  ``overrides`` name a deviation of ``variants.toml`` per knob:
     ``variant="v1" | "v1.5"`` (stride placement), ``shortcut="A" | "B" | "C" | "D" | "none"``,
-    ``stem_pool="padded" | "caffe"``.  Raises :class:`~resnet_spec.spec.SpecError` for anything malformed or unknown.
+    ``stem_pool="padded" | "caffe" | "zeros"``.  Raises :class:`~resnet_spec.spec.SpecError` for anything malformed
+    or unknown.
     """
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or text.endswith(".toml") or ".toml:" in text:

@@ -51,6 +51,7 @@ class SpecError(ValueError):
         self.key_path = key_path
         self.found = found
         self.expected = expected
+        self.hint = hint
         if found is MISSING:
             found_text = "nothing (key missing)"
         else:
