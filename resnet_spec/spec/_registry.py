@@ -93,7 +93,7 @@ def _registry() -> dict[str, ResNetSpec]:
     return _registry_in(tables_dir())
 
 
-@functools.lru_cache(maxsize=256)
+@functools.cache  # at most (tables x options of every knob): a few hundred small tables
 def _resolution(
     file: str, directory: Path, overrides: tuple[tuple[str, str], ...]
 ) -> dict[str, ResNetSpec] | SpecError:
