@@ -315,6 +315,12 @@ _WEIGHT_STEPS = frozenset(
 )
 
 
+def _node(proto: Any, index: int) -> _Node:
+    """A graph node as the interpreter keeps it (an unnamed node named by its operator and position)."""
+    return _Node(proto.op_type, proto.name or f"{proto.op_type}_{index}", proto.domain, tuple(proto.input),
+                 tuple(proto.output), _attrs(proto), _scope(proto))  # fmt: skip
+
+
 def _same_values(a: Tensor, b: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """How ``b`` holds ``a``'s values, as (shape, order) with ``b == a.reshape(shape).permute(order)`` (an exporter's
     reshaped or transposed copy); None where it does not hold them."""
@@ -328,7 +334,7 @@ def _same_values(a: Tensor, b: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]
 
 
 def _fed_roles(
-    graph: Any, initializers: Mapping[str, Any], alias: Mapping[str, str]
+    graph: Any, initializers: Mapping[str, Any], alias: Mapping[str, str], node_names: Sequence[str]
 ) -> dict[str, tuple[str, str, bool]]:
     """Each float initializer whose uses all lie in a computation on initializers and constants alone that ends as
     one operand of one operator with a role (``_ROLES``): the role, that operator's node name, and whether the
@@ -338,7 +344,7 @@ def _fed_roles(
     for proto in graph.node:
         for slot, name in enumerate(proto.input):
             consumers.setdefault(alias.get(name, name), []).append((proto, slot))
-    names = {id(p): p.name or f"{p.op_type}_{i}" for i, p in enumerate(graph.node)}
+    names = {id(p): name for p, name in zip(graph.node, node_names, strict=True)}
 
     def constant(name: str) -> bool:
         name = alias.get(name, name)
@@ -491,7 +497,9 @@ class OnnxGraph(nn.Module):
         # the graph's Identity of an initializer (the TorchScript exporter's shared values): read through
         alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in initializers}
         self._alias = alias
-        fed = _fed_roles(graph, initializers, alias)
+        nodes = [_node(proto, index) for index, proto in enumerate(graph.node)]
+        by_name = {node.name: node for node in nodes}
+        fed = _fed_roles(graph, initializers, alias, [node.name for node in nodes])
         reshaped = {out: proto.op_type == "Reshape" for proto in graph.node for out in proto.output}
         shared: dict[tuple[str, str], str] = {}  # (initializer, the node whose operand it becomes) -> its one path
         initial: dict[str, Tensor] = {}  # such an initializer's values
@@ -499,8 +507,7 @@ class OnnxGraph(nn.Module):
         for index, proto in enumerate(graph.node):
             if proto.op_type == "Identity" and proto.output[0] in alias:
                 continue
-            node = _Node(proto.op_type, proto.name or f"{proto.op_type}_{index}", proto.domain, tuple(proto.input),
-                         tuple(proto.output), _attrs(proto), _scope(proto))  # fmt: skip
+            node = nodes[index]
             position = len(self._nodes)
             self._nodes.append(node)
             for slot, name in enumerate(node.inputs):
@@ -524,9 +531,9 @@ class OnnxGraph(nn.Module):
                         weight = next((n for n, (r, t, d) in fed.items() if t == target_name and d), None)
                         if weight is not None:
                             initial[weight] = torch.from_numpy(onnx.numpy_helper.to_array(initializers[weight]).copy())
-                            shared[(weight, target_name)] = self._register(
-                                weight, initial[weight], target_name, role, graph, used, scopes
-                            )
+                            target = by_name[target_name]
+                            shared[(weight, target_name)] = self._register(weight, initial[weight], target, role,
+                                                                           used, scopes)  # fmt: skip
                     path = shared.get((name, target_name))
                     if path is None:
                         for (other, t), known in shared.items():
@@ -538,7 +545,7 @@ class OnnxGraph(nn.Module):
                         self._layouts[(position, slot)] = copies[name]
                     if path is None:
                         initial[name] = value
-                        path = self._register(name, value, target_name, role, graph, used, scopes)
+                        path = self._register(name, value, by_name[target_name], role, used, scopes)
                     shared[(name, target_name)] = path
                     bound[(position, slot)] = path
                     continue
@@ -554,15 +561,8 @@ class OnnxGraph(nn.Module):
                     and role == "weight" and value.dim() == 2  # fmt: skip
                 if transposed:
                     value = value.t().contiguous()
-                path = self._path(name, node, role, used)
-                holder = self._holder(path.rpartition(".")[0], scopes)
-                leaf = path.rpartition(".")[2]
-                if role in _STATISTICS:
-                    holder.register_buffer(leaf, value)
-                else:
-                    holder.register_parameter(leaf, nn.Parameter(value, requires_grad=True))
+                path = self._register(name, value, node, role, used, scopes)
                 bound[(position, slot)] = path
-                self._feeds[path] = f"resnet_spec.{len(self._feeds)}"
                 if transposed:
                     self._transposed.add(path)
             self._holder(node.scope, scopes)
@@ -600,16 +600,18 @@ class OnnxGraph(nn.Module):
         except ArtifactError as e:
             raise ArtifactError(f"{path}: {e}") from None
 
-    def _register(self, name: str, value: Tensor, target: str, role: str, graph: Any, used: dict[str, int],
+    def _register(self, name: str, value: Tensor, node: _Node, role: str, used: dict[str, int],
                   scopes: dict[str, nn.Module]) -> str:  # fmt: skip
-        """A parameter for an initializer that a computation on constants turns into ``role`` of node ``target``
-        (named as that operand); its path."""
-        node = next(_Node(p.op_type, p.name or f"{p.op_type}_{i}", p.domain, tuple(p.input), tuple(p.output),
-                          _attrs(p), _scope(p))
-                    for i, p in enumerate(graph.node) if (p.name or f"{p.op_type}_{i}") == target)  # fmt: skip
+        """An initializer as a tensor of this module, named as ``role`` of ``node`` (the operator it is an operand
+        of, or turns into one of through a computation on constants): a buffer for a statistic, else a parameter,
+        and an input of the deployed graph; its path."""
         path = self._path(name, node, role, used)
         holder = self._holder(path.rpartition(".")[0], scopes)
-        holder.register_parameter(path.rpartition(".")[2], nn.Parameter(value, requires_grad=True))
+        leaf = path.rpartition(".")[2]
+        if role in _STATISTICS:
+            holder.register_buffer(leaf, value)
+        else:
+            holder.register_parameter(leaf, nn.Parameter(value, requires_grad=True))
         self._feeds[path] = f"resnet_spec.{len(self._feeds)}"
         return path
 

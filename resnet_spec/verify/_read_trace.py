@@ -20,7 +20,7 @@ from ._trace import Const, Op, Trace
 
 __all__ = [
     "ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundOp", "FoundPool", "FoundShortcut", "norm_kind",
-    "read_trace", "standardization_eps",
+    "norm_label", "read_trace", "standardization_eps",
 ]  # fmt: skip
 
 _PASS_THROUGH = frozenset({"view"})  # operators that neither compute nor end a unit
@@ -381,9 +381,13 @@ def norm_kind(op: Op) -> str:
     activation's kind for a ReLU or another activation."""
     if op.kind != "norm":
         return op.kind
-    function = str(op.attrs.get("function", op.name))
     groups = op.attrs.get("groups")
-    return f"{function}({groups})" if groups is not None else function
+    return norm_label(str(op.attrs.get("function", op.name)), None if groups is None else int(groups))
+
+
+def norm_label(function: str, groups: int | None = None) -> str:
+    """A normalisation as the reading and the diff name it: "group_norm(32)" with its groups, else the function."""
+    return function if groups is None else f"{function}({groups})"
 
 
 def _unit(trace: Trace, conv: Op) -> ConvUnit:

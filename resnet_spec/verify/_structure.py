@@ -19,7 +19,7 @@ from ..counts import count
 from ..spec import Conv, Layer, PlannedBlock, ResNetSpec
 from ._alignment import Alignment
 from ._canonical import common_module
-from ._read_trace import ConvUnit, FoundBlock, FoundNetwork, FoundPool, FoundShortcut
+from ._read_trace import ConvUnit, FoundBlock, FoundNetwork, FoundPool, FoundShortcut, norm_label
 
 __all__ = ["KINDS", "Mismatch", "RowView", "Structure", "Value", "diff"]
 
@@ -379,7 +379,7 @@ def diff(alignment: Alignment) -> Structure:
     headless = alignment.headless
     holders = set(alignment.holders.values())
     holding = frozenset(index for index, place in alignment.places.items() if place.layer in holders)
-    norm = "bn" if spec.group_norm is None else f"group_norm({spec.group_norm})"
+    norm = "bn" if spec.group_norm is None else norm_label("group_norm", spec.group_norm)
     standardized = None if alignment.standardization_folded else spec.weight_standardization  # computed once: as is
     out = _Collector(holding=holding, folded_norms=frozenset(alignment.folded), norm=norm,
                      weight_standardization=standardized)  # fmt: skip
