@@ -40,7 +40,7 @@ from ._types import (
     unusual_characters,
 )
 
-__all__ = ["BOUNDS", "KNOBS", "Variants", "load_variants", "read_toml", "resolve_table"]
+__all__ = ["BOUNDS", "KNOBS", "Variants", "load_variants", "read_toml", "resolve_entry", "resolve_table"]
 
 # Sizes no real network has.  Every entry of the ResNet family fits with a margin of 10x or more (ResNet-1202 has
 # 200 blocks a stage, ResNet-1001 111; widths reach 2048, kernels 7, strides 2, inputs 224, ResNeXt 64 groups).
@@ -267,6 +267,23 @@ def resolve_table(doc: Mapping[str, Any], file: str, variants: Variants, **overr
     ``overrides`` (one per knob of :data:`KNOBS`: ``variant=``, ``shortcut=``, ``stem_pool=``) apply to every
     architecture.  Raises :class:`SpecError`.
     """
+    reader, arch_names = _read_table(doc, file, variants, overrides)
+    return {name: _resolve_arch(reader, doc, name, overrides, variants) for name in arch_names}
+
+
+def resolve_entry(doc: Mapping[str, Any], file: str, variants: Variants, name: str, **overrides: str) -> ResNetSpec:
+    """One architecture of a table document, resolved under ``overrides`` (its table's own sections validated as
+    :func:`resolve_table` does; the other architectures not resolved).  Raises :class:`SpecError`."""
+    reader, arch_names = _read_table(doc, file, variants, overrides)
+    if name not in arch_names:
+        raise SpecError(file, name, name, "one of " + ", ".join(sorted(arch_names)))
+    return _resolve_arch(reader, doc, name, overrides, variants)
+
+
+def _read_table(
+    doc: Mapping[str, Any], file: str, variants: Variants, overrides: Mapping[str, str]
+) -> tuple[_Reader, list[str]]:
+    """The reader of a table document, its [table] section and the overrides validated; its architectures' names."""
     reader = _Reader(file)
     if not isinstance(doc, Mapping):
         raise reader.error("<document>", doc, "a table of sections")
@@ -287,7 +304,7 @@ def resolve_table(doc: Mapping[str, Any], file: str, variants: Variants, **overr
         raise reader.error(
             "<document>", sorted(doc), "at least one architecture section besides [table], [stem], [head]"
         )
-    return {name: _resolve_arch(reader, doc, name, overrides, variants) for name in arch_names}
+    return reader, arch_names
 
 
 def _check_overrides(reader: _Reader, overrides: Mapping[str, str], variants: Variants) -> None:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._loader import KNOBS, Variants, load_variants, read_toml, resolve_table
+from ._loader import KNOBS, Variants, load_variants, read_toml, resolve_entry, resolve_table
 from ._types import ResNetSpec, SpecError, unusual_characters
 
 __all__ = [
@@ -38,8 +38,12 @@ _VARIANTS_FILE = "variants.toml"
 
 def tables_dir() -> Path:
     """The directory holding the tables: ``$RESNET_SPEC_TABLES``, else the installed package's or the checkout's."""
-    override = os.environ.get(TABLES_ENV)
-    if override:
+    return _tables_dir(os.environ.get(TABLES_ENV) or None)
+
+
+@functools.cache  # the registry asks at every lookup; the answer changes only with the environment variable
+def _tables_dir(override: str | None) -> Path:
+    if override is not None:
         path = Path(override)
         if not path.is_dir():
             raise FileNotFoundError(f"{TABLES_ENV}={override}: expected a directory of table files (*.toml)")
@@ -82,7 +86,7 @@ def _registry_in(directory: Path) -> dict[str, ResNetSpec]:
     registry: dict[str, ResNetSpec] = {}
     table_variants = _variants_in(directory)
     for path in sorted(p for p in directory.glob("*.toml") if p.name != _VARIANTS_FILE):
-        for name, spec in resolve_table(read_toml(path), str(path), table_variants).items():
+        for name, spec in resolve_table(_document(str(path)), str(path), table_variants).items():
             if name in registry:
                 raise SpecError(str(path), name, name, f"a name not already defined in {registry[name].table_file}")
             registry[name] = spec
@@ -93,21 +97,27 @@ def _registry() -> dict[str, ResNetSpec]:
     return _registry_in(tables_dir())
 
 
-@functools.cache  # at most (tables x options of every knob): a few hundred small tables
+@functools.cache  # at most (entries x options of every knob), each a few kilobytes
 def _resolution(
-    file: str, directory: Path, overrides: tuple[tuple[str, str], ...]
-) -> dict[str, ResNetSpec] | SpecError:
-    """A shipped table resolved under ``overrides``, or why it cannot be (cached either way: the shipped files do
-    not change while we run, and the best-match search asks every option of every knob of every table)."""
+    file: str, directory: Path, name: str, overrides: tuple[tuple[str, str], ...]
+) -> ResNetSpec | SpecError:
+    """A shipped entry resolved under ``overrides``, or why it cannot be (cached either way: the shipped files do
+    not change while we run, and the best-match search asks every option of every knob of every entry)."""
     try:
-        return resolve_table(read_toml(Path(file)), file, _variants_in(directory), **dict(overrides))
+        return resolve_entry(_document(file), file, _variants_in(directory), name, **dict(overrides))
     except SpecError as e:
         return e
 
 
-def _resolved(file: str, directory: Path, overrides: tuple[tuple[str, str], ...]) -> dict[str, ResNetSpec]:
-    """A shipped table resolved under ``overrides``; raises its SpecError."""
-    resolution = _resolution(file, directory, overrides)
+@functools.cache
+def _document(file: str) -> Any:
+    """A shipped table file, parsed (read once)."""
+    return read_toml(Path(file))
+
+
+def _resolved(file: str, directory: Path, name: str, overrides: tuple[tuple[str, str], ...]) -> ResNetSpec:
+    """A shipped entry resolved under ``overrides``; raises its SpecError."""
+    resolution = _resolution(file, directory, name, overrides)
     if isinstance(resolution, SpecError):
         raise SpecError(resolution.file, resolution.key_path, resolution.found, resolution.expected, resolution.hint)
     return resolution
@@ -204,4 +214,4 @@ def load_spec(name_or_path: str | Path, **overrides: str) -> ResNetSpec:
                         "; ".join(h for h in hints if h))  # fmt: skip
     if not overrides:
         return registry[text]
-    return _resolved(registry[text].table_file, tables_dir(), tuple(sorted(overrides.items())))[text]
+    return _resolved(registry[text].table_file, tables_dir(), text, tuple(sorted(overrides.items())))
