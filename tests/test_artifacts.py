@@ -304,6 +304,23 @@ def test_a_group_norm_and_weight_standardised_net_conforms_as_onnx(dynamo: bool,
     assert comparison.equivalence is not None and comparison.equivalence.status == "equal"
 
 
+@pytest.mark.parametrize(
+    "source", ["ours", pytest.param("timm", marks=pytest.mark.slow)], ids=["our blur: a constant", "timm's: a buffer"]
+)
+def test_an_anti_aliased_net_conforms_as_onnx(source: str, tmp_path: Path) -> None:
+    """The blur's filter is a constant of the graph (ours computes it in the forward, timm keeps it as a buffer): a
+    fixed filter on each channel, read as the table's blur, and applied by the graph as exported."""
+    import timm
+
+    torch.manual_seed(0)
+    entry = f"{VOCABULARY}:anti_alias_blur" if source == "ours" else "resnetblur18"
+    model = build(load_spec(entry)) if source == "ours" else timm.create_model("resnetblur18")
+    path = _export_onnx(model.eval(), tmp_path / "blur.onnx", dynamo=False, size=32 if source == "ours" else 64)
+    comparison = compare_model(str(path), load_spec(entry))
+    assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches
+    assert comparison.equivalence is not None and comparison.equivalence.status == "equal"
+
+
 @pytest.mark.slow
 def test_timms_bit_as_onnx_is_its_entry_and_not_the_authors() -> None:
     """timm's resnetv2_50x1_bit exported: its standardisation is a BatchNormalization over a copy of each weight,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_spec.models import ZeroFilledMaxPool
+from resnet_spec.models import BlurPool, ZeroFilledMaxPool
 from resnet_spec.verify import trace_model
 from resnet_spec.verify._canonical import EQUIVALENCES, canonicalise
 
@@ -32,6 +32,8 @@ class _Holder(nn.Module):
         self.bn = nn.BatchNorm2d(4)
         self.fc = nn.Linear(4, 5)
         self.pointwise = nn.Parameter(torch.randn(6, 4))  # a 1x1 conv's weight as an (out, in) matrix
+        binomial = torch.tensor([1.0, 2.0, 1.0]) / 4  # Zhang 2019's 3-tap filter, kept as timm's BlurPool2d keeps it
+        self.register_buffer("filt", (binomial[:, None] * binomial[None, :]).expand(4, 1, 3, 3).clone(), False)
         with torch.no_grad():
             self.bn.running_mean.uniform_(-1, 1)
             self.bn.running_var.uniform_(0.5, 2)
@@ -126,6 +128,8 @@ FORMS: dict[str, list[tuple[Form, Form]]] = {
                      lambda m, x: F.conv2d(x, m.conv.weight, None, 2, 1))],
     "conv.split": [(lambda m, x: torch.cat([F.conv2d(x, m.conv.weight[:2]), F.conv2d(x, m.conv.weight[2:])], 1),
                     lambda m, x: m.conv(x))],
+    "blur.fixed_filter": [(lambda m, x: F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), m.filt, stride=2, groups=4),
+                           lambda m, x: BlurPool(4, 3, 2, 1)(x))],
 }  # fmt: skip
 
 CASES = [(name, i) for name, forms in FORMS.items() for i in range(len(forms))]
@@ -149,6 +153,7 @@ _ATTRS = (
     "function",
     "in_features",
     "zero_fill",
+    "fill",
     "groups",
     "affine",
 )
@@ -197,6 +202,8 @@ NOT_EQUIVALENT: list[tuple[str, Form, Form]] = [
      lambda m, x: F.max_pool2d(x, 3, 2, 1)),
     ("a product over the spatial positions", lambda m, x: (x.flatten(2) @ torch.ones(36, 36)).view(2, 4, 6, 6),
      lambda m, x: x),
+    ("a blur padded with zeros, not reflected", lambda m, x: F.conv2d(x, m.filt, stride=2, padding=1, groups=4),
+     lambda m, x: BlurPool(4, 3, 2, 1)(x)),
     ("convs of one input concatenated along the spatial axis",
      lambda m, x: torch.cat([F.conv2d(x, m.conv.weight[:3]), F.conv2d(x, m.conv.weight[3:])], 2),
      lambda m, x: m.conv(x)),

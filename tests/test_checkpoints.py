@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,12 +18,13 @@ import torchvision
 from json_schema import errors
 from torch import nn
 
-from resnet_spec import build, convert_state_dict, list_specs, load_checkpoint
+from resnet_spec import build, convert_state_dict, list_specs, load_checkpoint, load_spec
 from resnet_spec.cli import main
 from resnet_spec.verify._checkpoints import (
     JSON_SCHEMA,
     UNKNOWABLE,
     CheckpointFile,
+    Fit,
     compare_checkpoint,
     identify,
     render,
@@ -81,6 +82,17 @@ def _same_logits(ours: nn.Module, theirs: nn.Module, channels: int = 3) -> None:
     assert torch.allclose(found, expected, atol=1e-5), f"max difference {(found - expected).abs().max():.2e}"
 
 
+def _anti_aliased(entry: str) -> bool:
+    spec = load_spec(entry)
+    return spec.stem.anti_alias is not None or any(block.anti_alias is not None for block in spec.blocks)
+
+
+def _entries(fits: Sequence[Fit]) -> set[str]:
+    """The entries the fits name, less the anti-aliased twins of a fitted network: the same tensors (their pools hold
+    none) and another function, which a checkpoint cannot tell (test_anti_aliased_twins_fit_after_the_plain_net)."""
+    return {fit.entry for fit in fits if not _anti_aliased(fit.entry)}
+
+
 def _run(capsys: pytest.CaptureFixture[str], entry: Callable[[list[str]], int], *args: str) -> tuple[int, str, str]:
     code = entry(list(args))
     captured = capsys.readouterr()
@@ -98,7 +110,7 @@ def test_timm_resnet50d_safetensors_is_resnet50d_and_loads_to_the_same_logits(
     assert result.fits, "timm's resnet50d fits no entry"
     first = result.fits[0]
     assert (first.entry, first.deviations) == ("resnet50d", ()), first
-    assert {fit.entry for fit in result.fits} == {"resnet50d"}, [fit.label for fit in result.fits]
+    assert _entries(result.fits) == {"resnet50d"}, [fit.label for fit in result.fits]
     assert (first.num_classes, first.in_channels) == (timm_resnet50d.num_classes, 3)
     # timm strides the 3x3 and pads its stem pool as torchvision does; the file cannot say so: both options fit
     assert {dict(fit.knobs)["variant"] for fit in result.fits} == {"v1", "v1.5"}
@@ -111,13 +123,25 @@ def test_timm_resnet50d_safetensors_is_resnet50d_and_loads_to_the_same_logits(
 
 def test_torchvision_resnet50_pth_is_resnet50_v1_or_v1_5(resnet50_pth: Path, torchvision_resnet50: nn.Module) -> None:
     result = identify(torch.load(resnet50_pth, weights_only=True))
-    assert {fit.entry for fit in result.fits} == {"resnet50"}, [fit.label for fit in result.fits]
+    assert _entries(result.fits) == {"resnet50"}, [fit.label for fit in result.fits]
     assert result.fits[0].deviations == ()
     assert {dict(fit.knobs)["variant"] for fit in result.fits} == {"v1", "v1.5"}
     assert "variant" in result.cannot_tell
     v15 = next(fit for fit in result.fits if fit.deviations == (("variant", "v1.5"),))
     assert v15.format == "torchvision", v15  # torchvision's weights stride the 3x3 (v1.5)
     _same_logits(_load(v15.load_code(str(resnet50_pth))), torchvision_resnet50)
+
+
+def test_anti_aliased_twins_fit_after_the_plain_net(resnet50_pth: Path) -> None:
+    """A torchvision ResNet-50 file also fits the anti-aliased ResNet-50s: their blur and average pools hold no
+    tensor.  They are named after every fit of the plain net, and the report says pools cannot be told."""
+    result = identify(torch.load(resnet50_pth, weights_only=True))
+    twins = [fit.entry for fit in result.fits if _anti_aliased(fit.entry)]
+    assert set(twins) == {"resnetaa50", "resnetblur50"}, [fit.label for fit in result.fits]
+    first_twin = next(i for i, fit in enumerate(result.fits) if _anti_aliased(fit.entry))
+    assert all(_anti_aliased(fit.entry) for fit in result.fits[first_twin:])
+    assert result.groups[0].entry == "resnet50"
+    assert "pooling" in result.cannot_tell and "anti-aliasing blur" in UNKNOWABLE["pooling"]
 
 
 def test_a_fine_tune_for_other_classes_and_channels_is_identified(tmp_path: Path) -> None:
@@ -130,7 +154,7 @@ def test_a_fine_tune_for_other_classes_and_channels_is_identified(tmp_path: Path
     assert [fit.entry for fit in result.fits][:1] == ["resnet18"], [fit.label for fit in result.fits]
     assert {(fit.num_classes, fit.in_channels) for fit in result.fits} == {(10, 1)}
     assert "num_classes=10, in_channels=1" in result.fits[0].load_code(str(path))
-    as_defined = [fit for fit in result.fits if fit.deviations == ()]
+    as_defined = [fit for fit in result.fits if fit.deviations == () and not _anti_aliased(fit.entry)]
     assert len(as_defined) == 1, result.fits
     _same_logits(_load(as_defined[0].load_code(str(path))), model.eval(), channels=1)
     # The other fit pools the stem as Caffe does: the same tensors, another function; the file cannot tell which.
@@ -152,7 +176,7 @@ def test_mmpretrain_names_are_read_as_mmpretrain() -> None:
     tensors = {("head." if key.startswith("fc.") else "backbone.") + key: value for key, value in
                _meta_state_dict(torchvision.models.resnet50).items()}  # fmt: skip
     result = identify(tensors)
-    assert {fit.entry for fit in result.fits} == {"resnet50"}
+    assert _entries(result.fits) == {"resnet50"}
     v15 = next(fit for fit in result.fits if dict(fit.knobs)["variant"] == "v1.5")
     assert v15.format == "mmpretrain" and "mmpretrain" in v15.formats, v15
 
@@ -189,7 +213,7 @@ def test_resnet50_weights_against_resnet101_name_conv4_x(torchvision_resnet50: n
     rows = {row.row: row for row in result.rows}
     assert [r for r in ("conv1", "conv2_x", "conv3_x") if not rows[r].ok] == [], rows
     assert rows["conv4_x"].found.endswith(f"x{found}"), rows["conv4_x"]
-    assert {fit.entry for fit in result.identification.fits} == {"resnet50"}
+    assert _entries(result.identification.fits) == {"resnet50"}
 
 
 def test_resnet101_weights_against_resnet50_count_the_blocks_beyond() -> None:

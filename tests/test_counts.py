@@ -98,10 +98,22 @@ DISTINCT, FOLDED = _distinct_cases()
 def _sizes(spec: ResNetSpec) -> tuple[int | tuple[int, int], ...]:
     """The input sizes an entry is measured at with FlopCounterMode (see the module docstring)."""
     sizes = SIZES.get(spec.family, (spec.input_size, spec.input_size + 1, (spec.input_size + 1, spec.input_size - 1)))
+    # where the network is defined: a floor-rounded average pool on a branch meets a ceil-rounded shortcut only at
+    # even sizes (timm's AvgPool2d(2) anti-aliasing); layout_plan refuses the others, as the built model does
+    sizes = tuple(s for s in sizes if _defined(spec, s))
     if spec.name in KNOB_CARRIERS:
         return sizes
-    non_square = next(s for s in sizes if not isinstance(s, int))
+    others = ((spec.input_size + k, spec.input_size - k) for k in range(2, 9))
+    non_square = next(s for s in (*(s for s in sizes if not isinstance(s, int)), *others) if _defined(spec, s))
     return (spec.input_size, non_square)
+
+
+def _defined(spec: ResNetSpec, size: int | tuple[int, int]) -> bool:
+    try:
+        layout_plan(spec, size)
+    except ValueError:
+        return False
+    return True
 
 
 def _hw(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from test_counts import measured_problems
 from torch import nn
 
 from resnet_spec import build, compare_model
-from resnet_spec.models import StandardizedConv2d, ZeroFilledMaxPool, ZeroPadShortcut
+from resnet_spec.models import BlurPool, StandardizedConv2d, ZeroFilledMaxPool, ZeroPadShortcut
 from resnet_spec.spec import TABLES_ENV, layout_plan, list_specs, load_spec, load_table, tables_dir
 from resnet_spec.spec._loader import read_toml
 from resnet_spec.verify import best_matches
@@ -43,6 +43,7 @@ KIND_OF = {
     nn.MaxPool2d: "pool",
     ZeroFilledMaxPool: "pool",  # BiT's stem pool
     nn.AvgPool2d: "pool",
+    BlurPool: "pool",  # anti-aliasing (the anti_alias word)
     nn.AdaptiveAvgPool2d: "global_pool",
     nn.AdaptiveMaxPool2d: "global_pool",
     nn.Linear: "fc",
@@ -116,7 +117,7 @@ def test_the_average_pool_projection_is_compared_by_its_pool() -> None:
     model = build(d, device="meta")  # type: ignore[arg-type]
     comparison = compare_model(model, _vocabulary("deep_stem_d", shortcut="B"), functional=False)  # type: ignore[arg-type]
     found = {(m.where, m.property): m.found for m in comparison.mismatches}
-    assert found[("conv3_1", "shortcut.pool")] == "2x2 avg pool /2 pad 0, ceil"
+    assert found[("conv3_1", "shortcut.pool")] == "2x2 avg pool /2 pad 0, ceil mode"
     assert ("conv2_1", "shortcut.pool") not in found  # stride 1: no pool in either
 
 

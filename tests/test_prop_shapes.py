@@ -26,6 +26,7 @@ from strategies import InputDims, case_spec, input_dims
 
 from resnet_spec import ResNet, ResNetSpec, build, list_specs, load_spec
 from resnet_spec.counts import count, materialize
+from resnet_spec.spec import Pool
 
 Case = tuple[str, str, str]
 
@@ -73,22 +74,45 @@ def _out(n: int, kernel: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - kernel) // stride + 1
 
 
+def _pooled(h: int, w: int, pool: Pool) -> tuple[int, int] | None:
+    """A pool's output by the formula above; None where it leaves no map, or where a blur's reflected padding needs
+    more than the map (it mirrors ``padding`` pixels beside the edge one)."""
+    if pool.kind == "blur" and min(h, w) <= pool.padding:
+        return None
+    out = _out(h, pool.kernel, pool.stride, pool.padding), _out(w, pool.kernel, pool.stride, pool.padding)
+    return out if min(out) >= 1 else None  # an unpadded window larger than the map: nothing left
+
+
 def predicted_shapes(
     spec: ResNetSpec, batch: int, height: int, width: int, num_classes: int
-) -> dict[str, tuple[int, ...]]:
-    """Each row's output shape, from the spec's convs and pools and the formula above."""
+) -> dict[str, tuple[int, ...]] | None:
+    """Each row's output shape, from the spec's convs and pools and the formula above; None where the network is not
+    defined: an anti-aliasing blur on a map too small to reflect, or a branch whose anti-aliasing pool rounds down
+    where its shortcut, subsampling by the block's stride, keeps ceil(n / s)."""
     h, w = height, width
     for conv in spec.stem.convs:  # one conv, or a deep stem's several
         h, w = _out(h, conv.kernel, conv.stride, conv.padding), _out(w, conv.kernel, conv.stride, conv.padding)
     shapes: dict[str, tuple[int, ...]] = {"conv1": (batch, spec.stem.out_channels, h, w)}
     pool = spec.stem.pool
-    if pool is not None:
-        assert not pool.ceil_mode, "the formula above rounds down"
-        h, w = _out(h, pool.kernel, pool.stride, pool.padding), _out(w, pool.kernel, pool.stride, pool.padding)
+    for pool in (spec.stem.pool, spec.stem.anti_alias):
+        if pool is not None:
+            assert not pool.ceil_mode, "the formula above rounds down"
+            pooled = _pooled(h, w, pool)
+            if pooled is None:
+                return None
+            h, w = pooled
     for stage in spec.stages:
         for block in stage.blocks:
-            for conv in block.convs:
+            shortcut = (-(-h // block.stride), -(-w // block.stride))  # 1x1 conv, 2x2 ceil pool, or every s-th
+            for i, conv in enumerate(block.convs):
                 h, w = _out(h, conv.kernel, conv.stride, conv.padding), _out(w, conv.kernel, conv.stride, conv.padding)
+                if i == block.anti_alias_at and block.anti_alias is not None:
+                    pooled = _pooled(h, w, block.anti_alias)
+                    if pooled is None:
+                        return None
+                    h, w = pooled
+            if block.shortcut != "none" and (h, w) != shortcut:
+                return None
         shapes[stage.name] = (batch, stage.layers[-1][1], h, w)  # channels: the last conv of the table's bracket
     shapes["fc"] = (batch, num_classes)
     return shapes
@@ -111,7 +135,11 @@ def test_row_shapes_at_any_input_size(case: Case) -> None:
     def check(dims: InputDims) -> None:
         x = torch.zeros(dims.batch, spec.in_channels, dims.height, dims.width)
         expected = predicted_shapes(spec, dims.batch, dims.height, dims.width, spec.head.num_classes)
-        assert _rows(model, x) == expected, f"{spec.label} at {tuple(x.shape)}"
+        if expected is None:  # not defined there: refused with a clear error
+            with pytest.raises(ValueError, match=f"{spec.name}: .*(too small|expected equal shapes)"):
+                _rows(model, x)
+        else:
+            assert _rows(model, x) == expected, f"{spec.label} at {tuple(x.shape)}"
         _check_wrong_channels_refused(model, spec.name, spec.in_channels, dims)
 
     check()
@@ -161,7 +189,11 @@ def test_in_channels_and_num_classes_at_any_input_size(name: str) -> None:
         model = materialize(build(spec, num_classes=num_classes, in_channels=in_channels, device="meta").eval())
         x = torch.zeros(dims.batch, in_channels, dims.height, dims.width)
         expected = predicted_shapes(spec, dims.batch, dims.height, dims.width, num_classes)
-        assert _rows(model, x) == expected
+        if expected is None:  # not defined there (see predicted_shapes): refused with a clear error
+            with pytest.raises(ValueError, match=f"{name}: .*(too small|expected equal shapes)"):
+                _rows(model, x)
+        else:
+            assert _rows(model, x) == expected
         stem_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # a deep stem's first, too
         assert stem_conv.in_channels == in_channels and model.fc.out_features == num_classes
         _check_wrong_channels_refused(model, name, in_channels, dims)

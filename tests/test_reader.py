@@ -25,6 +25,7 @@ from torch import nn
 
 from resnet_spec import build, load_spec
 from resnet_spec.spec import load_table
+from resnet_spec.spec._loader import read_toml
 from resnet_spec.verify import Mismatch, TraceError, align_blocks, compare_model
 
 VOCABULARY = Path(__file__).parent / "support" / "vocabulary_table.toml"
@@ -505,3 +506,85 @@ def test_another_epsilon_or_another_computation_of_the_weight_is_named() -> None
     scaled = compare_model(_weights_computed_by(lambda conv, eps: conv.weight * 2.0, 1e-5), spec)
     assert scaled.verdict == "not conformant"
     assert {m.found for m in scaled.mismatches if m.property.endswith("weight")} == {"computed by mul(2.0)"}
+
+
+# ---- anti-aliasing: a fixed filter is read as a pool, and only the numbers say whether it is the table's -------
+
+
+class _ZhangBlur(nn.Module):
+    """Zhang 2019's ``Downsample`` as antialiased-cnns writes it: a ReflectionPad2d module, then the filter as a saved
+    buffer (``filt``), one copy per channel, applied with ``groups=C``.  ``taps`` are the 1-D filter's values."""
+
+    def __init__(self, channels: int, taps: list[float], stride: int, reflect: bool = True) -> None:
+        super().__init__()
+        row = torch.tensor(taps) / sum(taps)
+        self.register_buffer("filt", (row[:, None] * row[None, :]).expand(channels, 1, len(taps), len(taps)).clone())
+        pad = (len(taps) - 1) // 2
+        self.pad = nn.ReflectionPad2d(pad) if reflect else nn.ZeroPad2d(pad)
+        self.stride, self.channels = stride, channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(self.pad(x), self.filt, stride=self.stride, groups=self.channels)
+
+
+def _blurred(taps: list[float], reflect: bool = True, device: str = "cpu") -> nn.Module:
+    """The vocabulary's anti_alias_blur net with every blur written as :class:`_ZhangBlur` (binomial: 1 4 6 4 1)."""
+    from resnet_spec.models import BlurPool
+
+    torch.manual_seed(0)
+    model = build(load_spec(f"{VOCABULARY}:anti_alias_blur"))
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BlurPool):
+            parent, _, leaf = name.rpartition(".")
+            model.get_submodule(parent).add_module(leaf, _ZhangBlur(module.channels, taps, module.stride, reflect))
+    return model.to(device)
+
+
+BINOMIAL_5 = [1.0, 4.0, 6.0, 4.0, 1.0]  # C(4, k): the 5-tap filter of anti_alias_filter = 5
+
+
+def test_a_blur_written_otherwise_with_the_tables_filter_conforms() -> None:
+    comparison = compare_model(_blurred(BINOMIAL_5), load_spec(f"{VOCABULARY}:anti_alias_blur"))
+    assert (comparison.verdict, comparison.exit_status) == ("conformant", 0), comparison.mismatches
+    assert comparison.equivalence is not None and comparison.equivalence.equal, comparison.equivalence
+
+
+def test_another_filter_is_not_conformant_by_the_numbers() -> None:
+    """A box filter reads as the same pool (no tensor of the table's is there to differ): the numbers name it."""
+    comparison = compare_model(_blurred([1.0] * 5), load_spec(f"{VOCABULARY}:anti_alias_blur"))
+    assert (comparison.verdict, comparison.exit_status) == ("not conformant", 1), comparison.mismatches
+    assert [m.kind for m in comparison.mismatches] == ["computation"], comparison.mismatches
+
+
+def test_a_blur_padded_with_zeros_is_named_at_each_place() -> None:
+    comparison = compare_model(_blurred(BINOMIAL_5, reflect=False), load_spec(f"{VOCABULARY}:anti_alias_blur"))
+    assert comparison.exit_status == 1
+    found = {(m.where, m.property, m.found) for m in comparison.mismatches if m.kind == "structure"}
+    assert found == {
+        ("conv2_x", "pool.anti-aliasing", "5x5 blur pool /2 pad 2, zero-padded"),
+        ("conv3_1", "conv2.anti-aliasing", "5x5 blur pool /2 pad 2, zero-padded"),
+    }, comparison.mismatches
+    assert {m.module for m in comparison.mismatches if m.property == "conv2.anti-aliasing"} == {"layer2.0.conv2"}
+
+
+def test_a_fixed_filter_without_values_is_undecided() -> None:
+    """Built on the meta device, the model holds no filter: the numbers cannot decide, and the verdict says why."""
+    with torch.device("meta"):
+        model = _blurred(BINOMIAL_5, device="meta")
+    comparison = compare_model(model, load_spec(f"{VOCABULARY}:anti_alias_blur"))
+    assert comparison.exit_status == 2, (comparison.verdict, comparison.mismatches)
+    assert "fixed filter" in str(comparison.equivalence), comparison.equivalence
+
+
+def test_a_strided_conv_where_the_table_anti_aliases_is_named() -> None:
+    """The same network without the anti_alias word (the stride on the conv and the pool, no blur) against the
+    entry: the missing layer and the stride, at each place."""
+    doc = read_toml(VOCABULARY)
+    entry = {k: v for k, v in doc["anti_alias_blur"].items() if not k.startswith("anti_alias")}
+    plain = load_table({"table": doc["table"], "stem": doc["stem"], "head": doc["head"], "net": entry}, "plain.toml")
+    comparison = compare_model(build(plain["net"]), load_spec(f"{VOCABULARY}:anti_alias_blur"))
+    assert comparison.exit_status == 1
+    properties = {(m.where.split(" ")[0], m.property) for m in comparison.mismatches}
+    expected = {("conv2_x", "pool.anti-aliasing"), ("conv2_x", "pool.stride"), ("conv3_1", "conv2.anti-aliasing"),
+                ("conv3_1", "conv2.stride")}  # fmt: skip
+    assert expected <= properties, comparison.mismatches

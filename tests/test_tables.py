@@ -236,6 +236,9 @@ MALFORMED = [
     ("net.eca_kernel", 4, "net.eca_kernel", "an odd integer"),
     ("net.eca_kernel", 0, "net.eca_kernel", "an integer >= 1"),
     ("net.eca_kernel", 10**3, "net.eca_kernel", "at most 63 (eca_kernel"),
+    ("net.anti_alias", "gauss", "net.anti_alias", "one of 'avg', 'blur'"),
+    ("net.anti_alias_filter", 5, "net.anti_alias_filter", 'an anti_alias = "blur" beside it'),
+    ("net.anti_alias_filter", 10**3, "net.anti_alias_filter", "at most 15 (anti_alias_filter"),
     ("net.order", "sandwich", "net.order", "one of 'post', 'pre'"),
     ("net.canonical", "yes", "net.canonical", "true or false"),
     ("table.stem_pool", "round", "table.stem_pool", "one of 'padded', 'caffe'"),
@@ -274,6 +277,43 @@ def test_one_eca_kernel_rule() -> None:
     doc["net"].update(eca_gamma=2, eca_beta=1)
     with pytest.raises(SpecError, match=r"net.eca_kernel: expected one ECA kernel rule: eca_kernel, or eca_gamma"):
         load_table(doc, "toy.toml")
+
+
+@pytest.mark.parametrize(
+    ("words", "key_path", "expected"),
+    [
+        ({"anti_alias": "blur", "anti_alias_filter": 4}, "net.anti_alias_filter", "an odd number of taps, at least 3"),
+        ({"anti_alias": "avg", "anti_alias_filter": 3}, "net.anti_alias_filter", 'anti_alias = "blur"'),
+        ({"anti_alias": "blur", "order": "pre"}, "net.anti_alias", "no anti_alias in a pre-activation net"),
+    ],
+)
+def test_anti_alias_words_that_form_no_network(words: dict[str, Any], key_path: str, expected: str) -> None:
+    doc = copy.deepcopy(VALID)
+    doc["net"].update(words)
+    with pytest.raises(SpecError) as info:
+        load_table(doc, "toy.toml")
+    assert info.value.key_path == key_path and expected in str(info.value), str(info.value)
+
+
+def test_anti_aliasing_needs_a_conv_before_the_last_to_carry_the_stride() -> None:
+    """The layer follows the strided conv's BN and ReLU: a block whose only conv strides has no place for it."""
+    doc = _broken("net.conv3_x.block", ["3x3, 32"])
+    doc["net"]["anti_alias"] = "avg"
+    with pytest.raises(SpecError, match=r"net.conv3_x.block: expected a conv before the last to carry the stride"):
+        load_table(doc, "toy.toml")
+
+
+def test_anti_aliasing_moves_the_stride_from_the_conv_to_the_layer_after_it() -> None:
+    """v1 strides the block's first 1x1: with anti_alias it runs at stride 1 and the blur (3 taps, padding
+    ((2 - 1) + (3 - 1)) // 2 = 1) takes the stride after its BN-ReLU; the row sizes are the table's still."""
+    doc = copy.deepcopy(VALID)
+    doc["net"]["anti_alias"] = "blur"
+    block = load_table(doc, "toy.toml")["net"].stages[1].blocks[0]
+    assert [conv.stride for conv in block.convs] == [1, 1, 1] and block.stride == 2
+    assert block.anti_alias_at == 0 and block.anti_alias is not None
+    assert (block.anti_alias.kind, block.anti_alias.kernel, block.anti_alias.stride, block.anti_alias.padding) == (
+        "blur", 3, 2, 1)  # fmt: skip
+    assert block.output_size(32) == 16
 
 
 def test_channels_that_cannot_chain_through_a_zero_pad_shortcut() -> None:

@@ -9,7 +9,8 @@ pure function of those shapes (fvcore's ``_DEFAULT_SUPPORTED_OPS`` idea); :func:
 result per row of Table 1.  Conventions shipped (see :data:`CONVENTIONS`):
 
 * ``"paper"`` (= ``ops=("conv", "fc")``): conv ``k*k*(C_in/groups)*C_out*H_out*W_out``, fc ``in*out`` (no bias
-  add); squeeze-and-excitation's 1x1 convs count as convs.
+  add); squeeze-and-excitation's 1x1 convs count as convs, and so does an anti-aliasing blur (a fixed ``k x k``
+  filter on each channel: ``k*k*C*H_out*W_out``, as fvcore and FlopCounterMode count its ``conv2d``).
 * the operator classes of :data:`OPS`, chosen freely (``ops=("conv", "fc", "bn")``, ``ops="all"``), each under our
   rule: ``bn`` one multiply-add per output element (inference form ``y = a*x + b``); ``relu`` one per element;
   ``add`` (the residual addition) one per element of the block's output; ``pool`` one per window element per output
@@ -281,6 +282,9 @@ def _operator(layer: Layer) -> Operator:
     if layer.detail == "channels":  # ECA's 1-D conv: a window of k along its (1, C, 1) line
         window = (layer.kernel, 1)
     detail = {"global_pool": f"global_{layer.detail}", "squeeze": "squeeze"}.get(layer.kind, layer.detail)
+    if layer.detail == "blur":  # a fixed filter on each channel: a depthwise conv's multiply-adds, no parameters
+        return Operator("conv", layer.row, layer.name, layer.in_shape, layer.out_shape, window, detail, 0,
+                        layer.in_shape[0])  # fmt: skip
     return Operator(
         _OPERATOR_CLASS[layer.kind], layer.row, layer.name, layer.in_shape, layer.out_shape, window, detail,
         layer.param_count, layer.groups,

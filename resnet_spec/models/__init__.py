@@ -10,6 +10,7 @@ Every layer comes from :func:`resnet_spec.spec.layout_plan`; nothing here knows 
 from ._features import FeatureExtractor
 from ._fused import FusedResNet, fold_conv_bn, fuse_for_inference
 from ._resnet import (
+    BlurPool,
     EfficientChannelAttention,
     PlainBlock,
     PreActBlock,
@@ -23,6 +24,7 @@ from ._resnet import (
 )
 
 __all__ = [
+    "BlurPool",
     "EfficientChannelAttention",
     "FeatureExtractor",
     "FusedResNet",

@@ -72,20 +72,26 @@ def fold_conv_bn(conv: nn.Module, bn: nn.Module, where: str = "conv") -> nn.Conv
 
 
 class FusedBlock(nn.Module):
-    """A plain block with its batch norms folded: ``relu_(se(conv_K(... relu_(conv_1(x)))))``."""
+    """A plain block with its batch norms folded: ``relu_(se(conv_K(... relu_(conv_1(x)))))``; an anti-aliasing
+    layer ``aa`` after the ReLU of conv ``alias_after`` (1-based; 0: none), copied unchanged."""
 
-    def __init__(self, convs: list[nn.Conv2d], se: nn.Module | None = None) -> None:
+    def __init__(self, convs: list[nn.Conv2d], se: nn.Module | None = None, aa: nn.Module | None = None,
+                 alias_after: int = 0) -> None:  # fmt: skip
         super().__init__()
         for i, conv in enumerate(convs, 1):
             self.add_module(f"conv{i}", conv)  # the unfused block's names: conv1 .. convK
         self._hidden = tuple(convs[:-1])
         self._last = convs[-1]
         self.se = se if se is not None else nn.Identity()  # squeeze-and-excitation, copied unchanged
+        self.aa = aa if aa is not None else nn.Identity()
+        self.alias_after = alias_after if aa is not None else 0
 
     def branch(self, x: Tensor) -> Tensor:
         """The folded residual branch, without the last ReLU."""
-        for conv in self._hidden:
+        for i, conv in enumerate(self._hidden, 1):
             x = torch.relu_(conv(x))  # (N, C_i, H_i, W_i)
+            if i == self.alias_after:
+                x = self.aa(x)  # the block's stride, after the strided conv's ReLU
         return self.se(self._last(x))  # (N, C_out, H/s, W/s)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -95,8 +101,9 @@ class FusedBlock(nn.Module):
 class FusedResidualBlock(FusedBlock):
     """A residual block with its batch norms folded: ``relu_(branch(x) + downsample(x))``."""
 
-    def __init__(self, convs: list[nn.Conv2d], downsample: nn.Module, se: nn.Module | None = None) -> None:
-        super().__init__(convs, se)
+    def __init__(self, convs: list[nn.Conv2d], downsample: nn.Module, se: nn.Module | None = None,
+                 aa: nn.Module | None = None, alias_after: int = 0) -> None:  # fmt: skip
+        super().__init__(convs, se, aa, alias_after)
         self.downsample = downsample  # nn.Identity, ZeroPadShortcut, or one folded 1x1 conv
 
     def forward(self, x: Tensor) -> Tensor:
@@ -179,9 +186,10 @@ def _fold_block(block: nn.Module, where: str) -> FusedBlock:
         for i in range(1, block.num_convs + 1)
     ]
     se = copy.deepcopy(block.se) if block.has_se else None
+    aa = copy.deepcopy(block.aa) if block.alias_after else None
     if isinstance(block, ResidualBlock):
-        return FusedResidualBlock(convs, _shortcut(block.downsample, f"{where}.downsample"), se)
-    return FusedBlock(convs, se)
+        return FusedResidualBlock(convs, _shortcut(block.downsample, f"{where}.downsample"), se, aa, block.alias_after)
+    return FusedBlock(convs, se, aa, block.alias_after)
 
 
 def _fold_stem(model: ResNet) -> nn.Module:

@@ -9,6 +9,8 @@ Names follow torchvision, so a torchvision state_dict loads into the ``v1.5`` va
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,8 +18,8 @@ from torch import Tensor, nn
 from ..spec import FeatureInfo, Layer, PlannedBlock, ResNetSpec, feature_info, layout_plan, load_spec
 
 __all__ = [
-    "EfficientChannelAttention", "PlainBlock", "PreActBlock", "ResNet", "ResidualBlock", "SqueezeExcitation",
-    "StandardizedConv2d", "ZeroFilledMaxPool", "ZeroPadShortcut", "build",
+    "BlurPool", "EfficientChannelAttention", "PlainBlock", "PreActBlock", "ResNet", "ResidualBlock",
+    "SqueezeExcitation", "StandardizedConv2d", "ZeroFilledMaxPool", "ZeroPadShortcut", "build",
 ]  # fmt: skip
 
 
@@ -45,6 +47,27 @@ class ZeroFilledMaxPool(nn.MaxPool2d):
         p = int(self.padding)  # type: ignore[arg-type]
         x = F.pad(x, (p, p, p, p))  # (N, C, H + 2p, W + 2p), zeros around
         return F.max_pool2d(x, self.kernel_size, self.stride, 0, self.dilation, self.ceil_mode)
+
+
+class BlurPool(nn.Module):
+    """Anti-aliased downsampling (Zhang 2019): each channel blurred by the binomial filter of ``taps`` taps in each
+    direction (normalised to sum 1: 1 2 1 / 4 for 3), after a reflected padding, then subsampled by ``stride``.  The
+    filter is fixed, computed in the forward: the module holds no tensor (timm's ``BlurPool2d`` holds it as a buffer
+    it does not save)."""
+
+    def __init__(self, channels: int, taps: int, stride: int, padding: int) -> None:
+        super().__init__()
+        self.channels, self.taps, self.stride, self.padding = channels, taps, stride, padding
+        self.coefficients = tuple(math.comb(taps - 1, k) / 2 ** (taps - 1) for k in range(taps))
+
+    def forward(self, x: Tensor) -> Tensor:
+        row = torch.tensor(self.coefficients, dtype=x.dtype, device=x.device)
+        weight = (row[:, None] * row[None, :]).expand(self.channels, 1, self.taps, self.taps)
+        x = F.pad(x, [self.padding] * 4, mode="reflect")  # (N, C, H + 2p, W + 2p)
+        return F.conv2d(x, weight, stride=self.stride, groups=self.channels)  # (N, C, H', W')
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, taps={self.taps}, stride={self.stride}, padding={self.padding}"
 
 
 class ZeroPadShortcut(nn.Module):
@@ -108,6 +131,8 @@ def _make(layer: Layer, device: torch.device | None) -> nn.Module:
     if layer.kind == "pool" and layer.detail == "max":
         pool = ZeroFilledMaxPool if layer.zero_fill else nn.MaxPool2d
         return pool(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
+    if layer.kind == "pool" and layer.detail == "blur":
+        return BlurPool(layer.in_shape[0], layer.kernel, layer.stride, layer.padding)
     if layer.kind == "pool":
         return nn.AvgPool2d(
             layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode, count_include_pad=False
@@ -158,11 +183,13 @@ class _Block(nn.Module):
 
     relu: nn.Module
     downsample: nn.Module
+    aa: nn.Module  # where the block has an anti-aliasing layer
     se: SqueezeExcitation | EfficientChannelAttention  # where the block has a channel gate
 
     def __init__(self, planned: PlannedBlock, device: torch.device | None = None) -> None:
         super().__init__()
         self.num_convs = len(planned.spec.convs)
+        self.alias_after = planned.spec.anti_alias_at + 1 if planned.spec.anti_alias is not None else 0  # conv number
         self.has_se = planned.spec.gated
         gate = EfficientChannelAttention if planned.spec.eca_kernel is not None else SqueezeExcitation
         _fill(self, planned.layers, planned.module + ".", device, {"se": gate})
@@ -183,6 +210,8 @@ class _Block(nn.Module):
         out = x
         for i in range(1, self.num_convs):
             out = self.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out)))
+            if i == self.alias_after:
+                out = self.aa(out)  # anti-aliasing: the block's stride, after the conv's BN and ReLU
         last = self.num_convs
         return self._se(getattr(self, f"bn{last}")(getattr(self, f"conv{last}")(out)))
 
@@ -260,6 +289,9 @@ class ResNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.min_input_size = spec.min_input_size()  # smaller inputs leave a row empty; checked in forward
+        # an anti-aliasing layer on a branch may round otherwise than its shortcut: such sizes are refused too
+        self._rounded_branches = any(block.anti_alias is not None for block in spec.blocks)
+        self._refusals: dict[tuple[int, int], str] = {}
         plan = layout_plan(spec, self.min_input_size, num_classes=num_classes, in_channels=in_channels)
         self.in_channels = plan.in_channels
         self.num_classes = plan.num_classes
@@ -306,6 +338,17 @@ class ResNet(nn.Module):
         """Each row's module, channels and reduction (cumulative stride), computed from the spec without running."""
         return feature_info(self.spec)
 
+    def _refusal(self, height: int, width: int) -> str:
+        """Why the network is not defined at ``height`` x ``width`` ("" where it is): an anti-aliasing pool that
+        rounds down on a branch whose shortcut rounds up (timm's AvgPool2d(2)) meets it at even sizes only."""
+        if (height, width) not in self._refusals:
+            try:
+                layout_plan(self.spec, (height, width))
+                self._refusals[(height, width)] = ""
+            except ValueError as e:
+                self._refusals[(height, width)] = str(e).removeprefix(f"{self.spec.label}: ")
+        return self._refusals[(height, width)]
+
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"{self.spec.name}: expected input a torch.Tensor (N, C, H, W), got {type(x).__name__}")
@@ -332,6 +375,10 @@ class ResNet(nn.Module):
                 f"{self.spec.name}: input {x.shape[2]}x{x.shape[3]} is too small: row {empty} would be empty; "
                 f"expected height and width of at least {self.min_input_size}"
             )
+        if self._rounded_branches:
+            refusal = self._refusal(int(x.shape[2]), int(x.shape[3]))
+            if refusal:
+                raise ValueError(f"{self.spec.name}: {refusal}")
         if self.training:
             # Batch norm in training mode needs more than one value per channel; the last stage's maps are the
             # smallest any of them sees.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -63,6 +63,7 @@ BOUNDS: Mapping[str, int] = MappingProxyType(
         "eca_beta": 64,
         "eca_kernel": 63,  # ECA's kernel where a table fixes it (the authors' code: 3 in every block)
         "group_norm": 1_024,  # GroupNorm's groups (Wu & He 2018 and BiT: 32)
+        "anti_alias_filter": 15,  # the blur filter's taps (timm: 3 or 5; Zhang 2019 up to 7)
     }
 )
 
@@ -74,12 +75,18 @@ _CONV_CELL = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*C\s*=\s*(\d
 
 _GATE_KEYS = ("se_reduction", "se_divisor", "eca_gamma", "eca_beta", "eca_kernel")
 _NORM_KEYS = ("group_norm", "weight_standardization")
-_TABLE_KEYS = ("family", "source", "input_size", "in_channels", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS)
+_ALIAS_KEYS = ("anti_alias", "anti_alias_filter")
+ANTI_ALIAS_KINDS: tuple[str, ...] = ("avg", "blur")
+_TABLE_KEYS = (
+    "family", "source", "input_size", "in_channels", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS, *_ALIAS_KEYS
+)  # fmt: skip
 _SECTION_KEYS = ("table", "stem", "head")
 # An entry's name: printed in reports and typed on command lines, so nothing a terminal would interpret or show as
 # another letter.
 _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-_ARCH_KEYS = ("source", "base", "canonical", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS, "stem", "head", "paper")
+_ARCH_KEYS = (
+    "source", "base", "canonical", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS, *_ALIAS_KEYS, "stem", "head", "paper"
+)  # fmt: skip
 _NOT_INHERITED = ("source", "paper", "canonical")  # what an entry does not take from its base
 _STAGE_KEYS = ("block", "repeats", "stride", "output")
 _STEM_CONV_KEYS = ("conv", "stride", "padding", "output")
@@ -349,6 +356,16 @@ class _Choices:
     eca: tuple[int, int] | int | None  # ECA's (gamma, b) (Wang et al. 2020, Eq. 12) or its fixed kernel; None: none
     group_norm: int | None  # GroupNorm's groups in place of batch norm; None: batch norm
     weight_standardization: float | None  # weight standardisation's epsilon; None: none
+    anti_alias: tuple[str, int] | None = None  # ("avg", 0) or ("blur", filter taps); None: strided convs and pools
+
+    def alias(self, stride: int) -> Pool:
+        """The anti-aliasing layer that takes a stride: timm's ``AvgPool2d(stride)`` (a window of the stride), or its
+        ``BlurPool2d(filt_size, stride)`` (padding ``((stride - 1) + (taps - 1)) // 2``, reflected)."""
+        assert self.anti_alias is not None
+        kind, taps = self.anti_alias
+        if kind == "avg":
+            return Pool("avg", stride, stride, 0)
+        return Pool("blur", taps, stride, ((stride - 1) + (taps - 1)) // 2)
 
 
 def _choices(
@@ -404,8 +421,35 @@ def _choices(
     weight_standardization = _epsilon(reader, ws_doc, "weight_standardization", ws_path)
     return _Choices(
         pick("variant"), shortcut, stem_pool, order, se_reduction, se_divisor, eca, group_norm,
-        weight_standardization,
+        weight_standardization, _anti_alias(reader, where, order),
     )  # fmt: skip
+
+
+def _anti_alias(
+    reader: _Reader, where: Callable[[str], tuple[Mapping[str, Any], str]], order: str
+) -> tuple[str, int] | None:
+    """The anti_alias word: "avg" or "blur" (with anti_alias_filter, the blur's taps: odd, 3 by default), or None."""
+    doc, path = where("anti_alias")
+    filter_doc, filter_path = where("anti_alias_filter")
+    taps = reader.optional_int(filter_doc, "anti_alias_filter", filter_path, bound="anti_alias_filter")
+    if "anti_alias" not in doc:
+        if taps is not None:
+            raise reader.error(_join(filter_path, "anti_alias_filter"), taps, 'an anti_alias = "blur" beside it')
+        return None
+    kind = reader.str_(doc, "anti_alias", path, choices=ANTI_ALIAS_KINDS)
+    if order == "pre":
+        expected = "no anti_alias in a pre-activation net (the word places the layer after a conv's BN and ReLU)"
+        raise reader.error(_join(path, "anti_alias"), kind, expected)
+    if kind == "avg":
+        if taps is not None:
+            raise reader.error(_join(filter_path, "anti_alias_filter"), taps, 'anti_alias = "blur" (a filter\'s taps)')
+        return ("avg", 0)
+    if taps is None:
+        return ("blur", 3)
+    if taps < 2 or taps % 2 == 0:
+        expected = "an odd number of taps, at least 3 (the binomial filter is centred on each output)"
+        raise reader.error(_join(filter_path, "anti_alias_filter"), taps, expected)
+    return ("blur", taps)
 
 
 def _epsilon(reader: _Reader, doc: Mapping[str, Any], key: str, path: str) -> float | None:
@@ -455,6 +499,10 @@ def _resolve_arch(
     if not isinstance(stem_doc, dict):
         raise reader.error(stem_path, stem_doc, "a table with conv1 (and optionally pool)")
     stem = _resolve_stem(reader, stem_doc, stem_path, in_channels, choices.stem_pool)
+    if choices.anti_alias is not None and stem.pool is not None and stem.pool.kind == "max" and stem.pool.stride > 1:
+        # Zhang 2019's MaxBlurPool (timm's stem): the max at stride 1, then the anti-aliasing layer with the stride
+        pool = replace(stem.pool, stride=1)
+        stem = replace(stem, pool=pool, anti_alias=choices.alias(stem.pool.stride))
     stages = _resolve_stages(reader, arch, name, stem.out_channels, choices)
     head = _resolve_head(reader, doc, arch, name, choices.order)
     canonical = reader.bool_(doc[name], "canonical", name, False)
@@ -668,7 +716,7 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
         for i, cell in enumerate(cells):
             if conv_in % cell.groups:
                 raise reader.error(f"{path}.block[{i}]", raw[i], f"groups dividing the conv's {conv_in} input channels")
-            conv_stride = block_stride if i == stride_index else 1
+            conv_stride = block_stride if i == stride_index and choices.anti_alias is None else 1
             convs.append(Conv(cell.kernel, conv_in, cell.channels, conv_stride, same_padding(cell.kernel), cell.groups))
             conv_in = cell.channels
         block_out = cells[-1].channels
@@ -684,9 +732,14 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
         se_channels = _se_channels(reader, path, raw, block_out, choices.se_reduction, choices.se_divisor)
         rule = choices.eca
         eca = rule if rule is None or isinstance(rule, int) else eca_kernel(block_out, *rule)
-        blocks.append(
-            Block(f"{prefix}_{index + 1}", tuple(convs), kind, block_stride, choices.order, se_channels, eca)  # type: ignore[arg-type]
-        )
+        alias = choices.alias(block_stride) if choices.anti_alias is not None and block_stride > 1 else None
+        if alias is not None and stride_index == len(cells) - 1:
+            expected = "a conv before the last to carry the stride: anti_alias follows its BN and ReLU"
+            raise reader.error(f"{path}.block", raw, expected)
+        block = Block(f"{prefix}_{index + 1}", tuple(convs), kind, block_stride, choices.order, se_channels, eca)  # type: ignore[arg-type]
+        if alias is not None:
+            block = replace(block, anti_alias=alias, anti_alias_at=stride_index)
+        blocks.append(block)
         channels = block_out
     groups = tuple(cell.groups for cell in cells)
     layers = tuple((cell.kernel, cell.channels) for cell in cells)

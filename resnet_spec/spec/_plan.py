@@ -49,7 +49,7 @@ class Layer:
     padding: int = 0
     groups: int = 1
     bias: bool = False  # a conv with a bias (squeeze-and-excitation's 1x1 convs)
-    detail: str = ""  # pools: "max" or "avg"; "channels": ECA's 1-D conv across channels; "group": a GroupNorm
+    detail: str = ""  # pools: "max", "avg", "blur"; "channels": ECA's 1-D conv across channels; "group": a GroupNorm
     ceil_mode: bool = False
     zero_fill: bool = False  # a max pool whose padding is zeros, not -inf (an explicit zero pad before the pool)
     weight_standardization: float | None = None  # a conv's: (w - mean) / sqrt(var + eps) per output channel
@@ -189,11 +189,11 @@ class _Planner:
         return self.add(Layer(name, kind, row, block, role, shape, shape))
 
     def pool(self, name: str, row: str, block: str | None, role: str, shape: Shape, pool: Pool) -> Shape:
-        size = (
-            conv_output_size(n, pool.kernel, pool.stride, pool.padding, ceil_mode=pool.ceil_mode) for n in shape[1:]
-        )
-        out: Shape = (shape[0], *size)  # type: ignore[assignment]
-        self._check(row, name, f"{pool.kernel}x{pool.kernel} {pool.kind} pool, stride {pool.stride}", out)
+        out: Shape = (shape[0], pool.output_size(shape[1]), pool.output_size(shape[2]))
+        what = f"{pool.kernel}x{pool.kernel} {pool.kind} pool, stride {pool.stride}"
+        if pool.kind == "blur":
+            what += f", reflected padding {pool.padding} (an input larger than {pool.padding})"
+        self._check(row, name, what, out)
         return self.add(
             Layer(name, "pool", row, block, role, shape, out, pool.kernel, pool.stride, pool.padding,
                   detail=pool.kind, ceil_mode=pool.ceil_mode, zero_fill=pool.zero_fill)
@@ -256,7 +256,10 @@ def _plan_stem(planner: _Planner, spec: ResNetSpec, shape: Shape) -> Shape:
     first_row = spec.stages[0].name  # Table 1 prints the stem's max pool in the conv2_x row
     if spec.stem.pool is None:
         return planner.simple("maxpool", "identity", first_row, None, "stem", shape)
-    return planner.pool("maxpool", first_row, None, "stem", shape, spec.stem.pool)
+    if spec.stem.anti_alias is None:
+        return planner.pool("maxpool", first_row, None, "stem", shape, spec.stem.pool)
+    shape = planner.pool("maxpool.0", first_row, None, "stem", shape, spec.stem.pool)  # timm: maxpool = Sequential
+    return planner.pool("maxpool.1", first_row, None, "stem", shape, spec.stem.anti_alias)
 
 
 def _plan_block(planner: _Planner, spec: ResNetSpec, block: Block, module: str, row: str, shape: Shape) -> Shape:
@@ -275,6 +278,8 @@ def _plan_block(planner: _Planner, spec: ResNetSpec, block: Block, module: str, 
             shape = planner.bn(f"{module}.bn{i}", row, block.name, "branch", shape)
             if i < len(block.convs):
                 shape = planner.simple(f"{module}.relu", "relu", row, block.name, "branch", shape)
+            if block.anti_alias is not None and i - 1 == block.anti_alias_at:  # timm's ``aa`` after the act
+                shape = planner.pool(f"{module}.aa", row, block.name, "branch", shape, block.anti_alias)
     if block.gated:
         shape = _plan_gate(planner, block, f"{module}.se", row, shape)
     _plan_shortcut(planner, spec, block, module, row, block_in, shape)

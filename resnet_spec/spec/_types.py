@@ -124,7 +124,9 @@ class Conv:
 class Pool:
     """A pooling window (the stem's, or the one before a ResNet-D projection)."""
 
-    kind: Literal["max", "avg"]
+    # "blur": an anti-aliasing filter (Zhang 2019; timm's BlurPool2d): the binomial filter of ``kernel`` taps in each
+    # direction (1 2 1 for 3, normalised to sum 1), applied to each channel alone after a reflected padding
+    kind: Literal["max", "avg", "blur"]
     kernel: int
     stride: int
     padding: int
@@ -132,7 +134,10 @@ class Pool:
     zero_fill: bool = False  # a max pool padded with zeros, not -inf: an explicit zero pad before it (BiT's stem)
 
     def output_size(self, n: int) -> int:
-        """Output height/width of this pool for an input of height/width ``n``."""
+        """Output height/width of this pool for an input of height/width ``n`` (0 where a blur's reflected padding
+        needs more than ``n``: it mirrors ``padding`` pixels beside the edge one)."""
+        if self.kind == "blur" and n <= self.padding:
+            return 0
         return conv_output_size(n, self.kernel, self.stride, self.padding, ceil_mode=self.ceil_mode)
 
 
@@ -143,6 +148,7 @@ class Stem:
     convs: tuple[Conv, ...]  # in order; each conv-BN-ReLU (in a pre-activation net the last has neither)
     output: int | None  # the table's output size of conv1 at the table's input size; checked at load
     pool: Pool | None
+    anti_alias: Pool | None = None  # the pool's stride moved to an anti-aliasing layer after it (the table's word)
 
     @property
     def out_channels(self) -> int:
@@ -160,6 +166,10 @@ class Block:
     order: BlockOrder = "post"
     se_channels: int | None = None  # squeeze-and-excitation's reduced width (Hu et al. 2018); None: no SE
     eca_kernel: int | None = None  # ECA's channel conv kernel (Wang et al. 2020); None: no ECA
+    # Anti-aliasing (the table's anti_alias word): the conv ``convs[anti_alias_at]`` runs at stride 1 and this layer,
+    # after its norm and ReLU, takes the block's stride; None: the conv itself strides
+    anti_alias: Pool | None = None
+    anti_alias_at: int = -1
 
     @property
     def gated(self) -> bool:
@@ -176,8 +186,10 @@ class Block:
 
     def output_size(self, n: int) -> int:
         """Output height/width of this block for an input of height/width ``n``."""
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
             n = conv.output_size(n)
+            if i == self.anti_alias_at and self.anti_alias is not None:
+                n = self.anti_alias.output_size(n)
         return n
 
 
@@ -336,8 +348,9 @@ class ResNetSpec:
         for conv in self.stem.convs:
             h, w = conv.output_size(h), conv.output_size(w)
         sizes["conv1"] = (h, w)
-        if self.stem.pool is not None:
-            h, w = self.stem.pool.output_size(h), self.stem.pool.output_size(w)
+        for pool in (self.stem.pool, self.stem.anti_alias):
+            if pool is not None:
+                h, w = pool.output_size(h), pool.output_size(w)
         for stage in self.stages:
             for block in stage.blocks:
                 h, w = block.output_size(h), block.output_size(w)

@@ -281,6 +281,8 @@ class _Placer:
                 self.tensors.setdefault(tensor, []).append(Slot(layer.name, target, role))
 
         weights = op.attrs.get("weights")
+        if op.kind == "blur":
+            return  # a fixed filter: part of the function, not a tensor of the table's (the model keeps its own)
         if op.kind in ("conv", "linear") and weights is not None:  # written otherwise: its layout by the numbers
             for tensor in weights:
                 fill(tensor, "weight")
@@ -330,7 +332,9 @@ class _Placer:
         current = conv
         for index in members[1:]:
             op = self.op(index)
-            kinds = ("bn",) if op is not None and op.kind in ("bn", "norm") else ("relu",)
+            kind = op.kind if op is not None else ""
+            pool = kind in ("maxpool", "avgpool", "blur")  # an anti-aliasing pool after the unit
+            kinds = ("bn",) if kind in ("bn", "norm") else ("pool",) if pool else ("relu",)
             following = self.after(current, kinds)
             if following is None:
                 break  # a norm or activation the plan does not have here stays unplaced (the diff names it)
@@ -376,9 +380,10 @@ def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | N
     for n, unit in enumerate(stem_convs):
         placer.unit(unit, planned_stem[n] if n < len(planned_stem) else None, "conv1", None)
     first_row = spec.stages[0].name
-    if found.stem_pool_op >= 0:
-        pool = next((layer for layer in plan.stem if layer.kind == "pool"), None)
-        placer.put(found.stem_pool_op, first_row, None, pool)
+    stem_pools = [layer for layer in plan.stem if layer.kind == "pool"]  # the pool, and an anti-aliasing layer
+    for n, index in enumerate((found.stem_pool_op, found.stem_anti_alias_op)):
+        if index >= 0:
+            placer.put(index, first_row, None, stem_pools[n] if n < len(stem_pools) else None)
     modules["conv1"] = _module_of(trace, [i for unit in stem_convs for i in unit.members])
 
     # the blocks, aligned to the table's sequence

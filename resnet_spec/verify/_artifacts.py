@@ -800,6 +800,10 @@ def _conv(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
     a = node.attrs
 
     def run(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        # a weight held in the graph as a constant (a fixed filter) is in the precision it was exported in: the
+        # graph runs in its copy's
+        w = w.to(x.dtype) if w.is_floating_point() else w
+        b = b.to(x.dtype) if b is not None and b.is_floating_point() else b
         kernel = list(a.get("kernel_shape", w.shape[2:]))
         stride = list(a.get("strides", [1] * len(kernel)))
         dilation = list(a.get("dilations", [1] * len(kernel)))

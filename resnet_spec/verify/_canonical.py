@@ -64,6 +64,9 @@ EQUIVALENCES: tuple[Equivalence, ...] = (
                 "w @ x.flatten(2), nn.Linear on channels-last, with or without a bias vector"),
     Equivalence("conv.im2col", "conv", "a convolution as F.unfold (im2col) and a matrix product with the weight"),
     Equivalence("conv.split", "conv", "convolutions of one input with the same window, concatenated along channels"),
+    Equivalence("blur.fixed_filter", "blur", "a fixed filter on each channel alone: a depthwise convolution whose "
+                "weight is no parameter (a buffer, or computed from constants), after a reflected pad or its own zero "
+                "padding (BlurPool, anti-aliased downsampling)"),
 )  # fmt: skip
 
 _BY_NAME: Mapping[str, Equivalence] = MappingProxyType({e.name: e for e in EQUIVALENCES})
@@ -192,7 +195,8 @@ def canonicalise(trace: Trace) -> Trace:
     trace = _split_convs(trace)
     trace = _per_op(trace)
     trace = _live(trace)
-    for rewrite in (_stack_sum, _group_norms, _affine_chains, _global_pools, _bias_adds, _conv1x1_fc, _zero_pads):
+    for rewrite in (_stack_sum, _group_norms, _affine_chains, _global_pools, _bias_adds, _conv1x1_fc, _zero_pads,
+                    _blur_pools):  # fmt: skip
         trace = rewrite(trace)
     trace = _live(trace)
     return dataclasses.replace(trace, canonical=True)
@@ -504,6 +508,43 @@ def _zero_pads(trace: Trace) -> Trace:
         merged = dataclasses.replace(after, inputs=(op.inputs[0], *after.inputs[1:]), attrs=MappingProxyType(attrs),
                                      operands=operands)  # fmt: skip
         groups.append(([op, after], merged))
+    return _merge(trace, groups)
+
+
+def _blur_pools(trace: Trace) -> Trace:
+    """A depthwise convolution of a fixed filter (its weight a buffer or computed from constants, no parameter, no
+    bias), with the reflected pad before it, is an anti-aliasing pool: kind ``blur`` with its window, stride and
+    padding, ``fill`` "reflect" or "zeros".  Which filter it applies, only the numbers say."""
+    groups = []
+    for op in trace.ops:
+        if op.kind != "conv" or op.params or op.attrs.get("bias") or len(op.operands) < 2:
+            continue
+        kind, weight = op.operands[1]
+        a = op.attrs
+        depthwise = a.get("groups") == a.get("in_channels") == a.get("out_channels")
+        if kind != "const" or not isinstance(weight, Const) or weight.params or weight.random or not depthwise:
+            continue
+        if tuple(a.get("dilation", (1, 1))) != (1, 1):
+            continue
+        members, source, padding, fill = [op], op.inputs[0], tuple(a.get("padding", (0, 0))), "zeros"
+        before = trace.producer(source)
+        pad = tuple(before.attrs.get("pad", ())) if before is not None and before.kind == "edge_pad" else ()
+        if before is not None and len(pad) == 4 and pad[0] == pad[1] and pad[2] == pad[3] and not any(padding) and \
+                before.attrs.get("mode") == "reflect" and _only_reader(trace, before.output) is op:  # fmt: skip
+            members, source, padding, fill = [before, op], before.inputs[0], (pad[2], pad[0]), "reflect"
+        attrs = {
+            "kernel": a["kernel"],
+            "stride": a["stride"],
+            "padding": padding,
+            "ceil_mode": False,
+            "fill": fill,
+            "macs": a.get("macs", 0),
+            "channels": a["in_channels"],
+            "equivalence": "blur.fixed_filter",
+        }
+        merged = dataclasses.replace(op, kind="blur", inputs=(source,), attrs=MappingProxyType(attrs),
+                                     operands=(("value", source), *op.operands[1:]))  # fmt: skip
+        groups.append((members, merged))
     return _merge(trace, groups)
 
 

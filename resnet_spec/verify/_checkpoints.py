@@ -72,7 +72,7 @@ __all__ = [
 # What parameter names and shapes never fix, whatever entry the tensors fit (the report's words for each).
 UNKNOWABLE: Mapping[str, str] = {
     "strides": "every conv's and pool's stride and padding, so where a downsampling block strides (v1 or v1.5)",
-    "pooling": "the pools (max or average, window, where they sit): they have no weights",
+    "pooling": "the pools (max, average or an anti-aliasing blur; window; where they sit): they have no weights",
     "activations": "the activations and where they sit (before or after the addition)",
     "computation": "what a model's code computes with the tensors: a checkpoint holds no code",
 }
@@ -305,6 +305,12 @@ def _convs_may_fit(plan: Plan, conv_shapes: Counter[tuple[int, ...]]) -> bool:
     return Counter(convs[1:]) <= conv_shapes
 
 
+def _tensorless(spec: ResNetSpec) -> int:
+    """Layers a checkpoint never shows that an entry adds to the network with the same tensors: its anti-aliasing
+    pools.  Of entries a file fits alike, the one with the fewest is named first."""
+    return sum(block.anti_alias is not None for block in spec.blocks) + (spec.stem.anti_alias is not None)
+
+
 def _deviations(spec: ResNetSpec, table: ResNetSpec) -> tuple[tuple[str, str], ...]:
     return tuple((knob, option) for knob, option in spec.knobs.items() if table.knobs.get(knob) != option)
 
@@ -505,12 +511,13 @@ def identify(tensors: Mapping[str, Tensor]) -> Identification:
                 fits.append(fit)
                 naming = candidate
                 break
+    fits.sort(key=lambda fit: _tensorless(load_spec(fit.entry)))  # stable: by deviations, then the tables' order
     knobs = [knob for knob in knob_options() if len({dict(fit.knobs).get(knob) for fit in fits}) > 1]
     return Identification(len(shapes), _elements(shapes), tuple(fits), _groups(fits), naming, (*knobs, *UNKNOWABLE))
 
 
 def _groups(fits: Sequence[Fit]) -> tuple[FitGroup, ...]:
-    entries = list(dict.fromkeys(fit.entry for fit in fits))
+    entries = sorted(dict.fromkeys(fit.entry for fit in fits), key=lambda entry: _tensorless(load_spec(entry)))
     groups = []
     for entry in entries:
         members = tuple(fit for fit in fits if fit.entry == entry)

@@ -16,7 +16,7 @@ from ..sandbox import DEFAULT_MEMORY, DEFAULT_TIMEOUT
 from ..spec import ResNetSpec, SpecError, as_spec, families, knob_options, list_specs, load_spec
 from ._alignment import Alignment, align
 from ._artifacts import Artifact
-from ._functional import Equivalence, check_equivalence
+from ._functional import Equivalence, check_equivalence, fixed_filters
 from ._read_trace import FoundNetwork, read_trace
 from ._structure import Mismatch, RowView, diff
 from ._subjects import LocalSubject, RemoteSubject, Subject
@@ -184,7 +184,8 @@ def compare_subject(
         raise TraceError(_input_hint(subject, spec, size, channels, batch) or str(e)) from e
     traced = (trace.input_shape[2], trace.input_shape[3])
     inference = artifact is not None and artifact.inference
-    comparison = structural_comparison(read_trace(trace), spec, traced, headless=headless, in_channels=in_channels,
+    found = read_trace(trace)
+    comparison = structural_comparison(found, spec, traced, headless=headless, in_channels=in_channels,
                                        inference=inference)  # fmt: skip
     comparison = replace(comparison, artifact=artifact)
     if subject.note:
@@ -193,7 +194,9 @@ def compare_subject(
         return comparison
     # a graph (no train mode) may hold the table's inference form: batch norms folded, weights standardised once
     inference = inference or comparison.inference_form
-    equivalence = check_equivalence(subject, spec, headless=headless, in_channels=in_channels, inference=inference)
+    fixed = fixed_filters(found.trace) if found.trace is not None else ()
+    equivalence = check_equivalence(subject, spec, headless=headless, in_channels=in_channels, inference=inference,
+                                    fixed=fixed)  # fmt: skip
     return _with_equivalence(comparison, equivalence)
 
 

@@ -51,12 +51,12 @@ from torch import Tensor, nn
 
 from ..counts import count
 from ..models import ResNet, build
-from ..spec import Layer, ResNetSpec, as_spec
+from ..spec import Layer, ResNetSpec, as_spec, layout_plan
 from ._alignment import Alignment, align
 from ._read_trace import read_trace
 from ._structure import Mismatch
 from ._subjects import LocalSubject, Subject, Values, draw
-from ._trace import Op, TraceError
+from ._trace import Op, Trace, TraceError
 
 __all__ = [
     "MAX_MACS",
@@ -139,12 +139,32 @@ def tolerance(spec: ResNetSpec) -> float:
     return 16 * spec.depth * max(reductions) * _UNIT_ROUNDOFF
 
 
+def defined_at(spec: ResNetSpec, height: int, width: int) -> bool:
+    """Whether the table's network runs at ``height`` x ``width``: every row's map is at least 1x1 and every block's
+    shortcut meets its branch (an average pool rounding down on the branch, a conv rounding up on the shortcut, meet
+    at even sizes only: timm's anti-aliased nets)."""
+    try:
+        layout_plan(spec, (height, width))
+    except ValueError:
+        return False
+    return True
+
+
 def equivalence_input(spec: ResNetSpec, in_channels: int | None = None) -> tuple[int, int, int, int]:
-    """(N, C, H, W): the smallest odd H at which every row's map is at least 2x2 (or the table's size), W = H + 2."""
-    limit = spec.input_size
-    size = spec.min_input_size() | 1
-    while size < limit and min(min(hw) for row, hw in spec.row_output_sizes(size, size + 2).items() if row != "fc") < 2:
-        size += 2
+    """(N, C, H, W): the smallest odd H at which every row's map is at least 2x2 (or the table's size), W = H + 2,
+    where the table's network is defined (else the smallest even such H)."""
+    limit, low = spec.input_size, spec.min_input_size()
+
+    def fits(n: int) -> bool:
+        sizes = spec.row_output_sizes(n, n + 2)
+        return min(min(hw) for row, hw in sizes.items() if row != "fc") >= 2 and defined_at(spec, n, n + 2)
+
+    for start in (low | 1, low + low % 2):  # odd sizes first, then even ones
+        size = start
+        while size < limit and not fits(size):
+            size += 2
+        if size < limit:
+            break
     size = min(size, limit)
     return (_BATCH, in_channels or spec.in_channels, size, size + 2 if size < limit else size)
 
@@ -209,6 +229,7 @@ class _Transfer:
     inference: set[str] = field(default_factory=set)  # running means of batch norms folded into a graph's convs
     notes: list[str] = field(default_factory=list)
     permuted: list[str] = field(default_factory=list)
+    kept: tuple[str, ...] = ()  # the model's fixed filters: never drawn (the model applies its own)
 
     def forward(self, values: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """The reference's tensors from the model's."""
@@ -673,6 +694,16 @@ def _figure(found: Tensor | None, expected: Tensor) -> float | None:
     return _relative(found, expected)
 
 
+def fixed_filters(trace: Trace) -> tuple[str, ...]:
+    """The model's tensors that only anti-aliasing blurs of its canonical ``trace`` read (their fixed filters): part
+    of the function the model computes, never drawn; the reference computes the table's filter, and the numbers say
+    whether they agree."""
+    ops = trace.ops
+    blurred = {name for op in ops if op.kind == "blur" for name in (*op.params, *op.buffers)}
+    others = {name for op in ops if op.kind != "blur" for name in (*op.params, *op.buffers)}
+    return tuple(sorted(blurred - others))
+
+
 def _load_reference(reference: ResNet, state: Mapping[str, Tensor]) -> None:
     for module_name, module in reference.named_modules():
         prefix = f"{module_name}." if module_name else ""
@@ -696,12 +727,17 @@ def check_equivalence(
     max_macs: int = MAX_MACS,
     max_params: int = MAX_PARAMS,
     inference: bool = False,
+    fixed: Sequence[str] = (),
 ) -> Equivalence:
     """Whether ``model`` computes the network of ``spec`` for every choice of weights (see the module docstring).
 
     ``inference``: the model is a graph whose batch norms may be folded into the convs before them (an ONNX export):
     each folded batch norm is compared as its conv's bias, the table's inference form.  A model file without a train
     mode (``Subject.artifact``) is compared in eval mode only, at the input it is fixed to where it is.
+
+    ``fixed``: the model's fixed filters where its structural reading knows them already (:func:`fixed_filters` of
+    its canonical trace): kept from the first draw; the recorded run's own reading decides, and differs at the cost
+    of one more draw.
 
     ``model`` is not modified (a float64 CPU copy is checked; a model on the meta device is materialised); a
     :class:`~resnet_spec.verify.Subject` is a model wherever it runs (a contained child: ``RemoteSubject``).
@@ -712,7 +748,9 @@ def check_equivalence(
     shape = equivalence_input(spec, in_channels)
     subject = model if isinstance(model, Subject) else LocalSubject(model)
     try:
-        return _check(subject, spec, shape, tol, headless, in_channels, max_macs, max_params, inference)
+        return _check(
+            subject, spec, shape, tol, headless, in_channels, max_macs, max_params, inference, tuple(sorted(fixed))
+        )
     except _Skipped as e:
         return Equivalence("skipped", str(e), None, None, shape, tol)
     except _Unmapped as e:
@@ -721,7 +759,7 @@ def check_equivalence(
 
 def _check(
     subject: Subject, spec: ResNetSpec, shape: tuple[int, int, int, int], tol: float, headless: bool,
-    in_channels: int | None, max_macs: int, max_params: int, inference: bool = False,
+    in_channels: int | None, max_macs: int, max_params: int, inference: bool = False, fixed: tuple[str, ...] = (),
 ) -> Equivalence:  # fmt: skip
     artifact = subject.artifact
     macs = count(spec, (shape[2], shape[3])).total
@@ -733,17 +771,19 @@ def _check(
     if macs > max_macs or params > max_params:
         raise _Skipped(f"too large to run here ({params:,} parameters, {macs:,} multiply-adds per image at "
                        f"{shape[2]}x{shape[3]}; limits {max_params:,} and {max_macs:,})")  # fmt: skip
-    drawn: Mapping[str, Tensor] = subject.draw(
-        _SEED
-    )  # the checker's copy of the model's drawn values; the reference reads them
+    # the checker's copy of the model's drawn values (the reference reads them), its fixed filters its own
+    try:
+        drawn: Mapping[str, Tensor] = subject.draw(_SEED, keep=fixed)
+    except TraceError as e:  # a fixed filter the model holds no values for: part of the function, unknown
+        raise _Unmapped(None, None, str(e)) from e
     generator = torch.Generator().manual_seed(_SEED)
     train = artifact is None or artifact.train
     batch = artifact.batch if artifact is not None and artifact.batch else _BATCH
     how = _How(spec, headless, in_channels, inference, train, batch)
     candidates = [(batch, *c[1:]) for c in _input_shapes(spec, shape, max_macs)]
     if artifact is not None and artifact.input_size is not None:  # a file fixed to its input: tried last
-        fixed = (batch, shape[1], *artifact.input_size)
-        candidates = [c for c in candidates if c != fixed] + [fixed]
+        pinned = (batch, shape[1], *artifact.input_size)
+        candidates = [c for c in candidates if c != pinned] + [pinned]
     error: Exception | None = None
     for candidate in candidates:
         x = torch.randn(candidate, generator=generator, dtype=torch.float64)
@@ -754,7 +794,18 @@ def _check(
             error = e
     else:
         raise _Skipped(f"the model does not run on the CPU in float64: {error}")
+    kept = fixed_filters(base.alignment.trace)
+    if kept != fixed:  # the model's own filters where the run shows others: it applies them as they are
+        try:
+            drawn = subject.draw(_SEED, keep=kept)
+        except TraceError as e:
+            raise _Unmapped(None, None, str(e)) from e
+        try:
+            base = _record(subject, x, False, how)
+        except TraceError as e:
+            raise _Skipped(str(e)) from e
     transfer = _transfer(base.alignment, base.values, drawn, tol)
+    transfer.kept = kept
     _symmetries(transfer, base.alignment, base.values)
     plan = base.alignment.plan
     if base.alignment.standardization_folded:  # the graph's weights are standardised already: applied as they are
@@ -933,7 +984,12 @@ def _observe(
         n = chooser.randint(low, max(low, min(top, low + 9)))
         return n if n % 2 == parity or n + 1 > top else n + 1
 
-    odd, even = ((side(1), side(1)), (side(0), side(0))) if drawn_sizes else ((height, width), (height, width))
+    def pair(parity: int) -> tuple[int, int]:
+        """A drawn size where the table's network is defined (the base input's, where none drawn is)."""
+        drawn = ((side(parity), side(parity)) for _ in range(16))
+        return next((hw for hw in drawn if defined_at(spec, *hw)), (height, width))
+
+    odd, even = (pair(1), pair(0)) if drawn_sizes else ((height, width), (height, width))
     x = torch.randn(how.batch, channels, *odd, generator=generator)
     small = torch.randn(1 if drawn_sizes else how.batch, channels, *even, generator=generator)  # the repeats: cheap
     _load_reference(reference, {name: value.float() for name, value in transfer.forward(values).items()})
@@ -1069,7 +1125,7 @@ def _reverse(
     first direction).  Returns the outcome where the outputs differ, and the model's values (as the checker drew them:
     the model holds them now)."""
     zero = tuple(bias for mean, bias in transfer.folded.items() if mean not in transfer.inference)
-    values = subject.draw(_SEED + 1, zero=zero)
+    values = subject.draw(_SEED + 1, zero=zero, keep=transfer.kept)
     state = transfer.forward(values)
     own: dict[str, Tensor] = {}
     held: set[tuple[str, ...]] = set()

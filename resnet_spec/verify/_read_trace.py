@@ -20,7 +20,7 @@ from ._trace import Const, Op, Trace
 
 __all__ = [
     "ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundOp", "FoundPool", "FoundShortcut", "norm_kind",
-    "norm_label", "read_trace", "standardization_eps",
+    "norm_label", "pool_text", "read_trace", "standardization_eps",
 ]  # fmt: skip
 
 _PASS_THROUGH = frozenset({"view"})  # operators that neither compute nor end a unit
@@ -55,6 +55,10 @@ class ConvUnit:
     # ("var_mean", "sub", "add(1e-10)", "sqrt", "div") for weight standardisation written by hand.
     weight_transform: tuple[str, ...] = ()
     weight_sources: tuple[str, ...] = ()  # the parameters that weight is computed from (a gain besides the weight)
+    # a pool right after the unit on a block's branch (anti-aliasing: the stride moved from the conv to a blur or an
+    # average pool after its activation), and its position in the trace
+    anti_alias: FoundPool | None = None
+    anti_alias_op: int = -1
 
     @property
     def weight_standardization(self) -> float | None:
@@ -76,19 +80,28 @@ class ConvUnit:
 
 @dataclass(frozen=True)
 class FoundPool:
-    kind: str  # "max" or "avg"
+    kind: str  # "max", "avg" or "blur" (a fixed filter on each channel: see the equivalence blur.fixed_filter)
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
     padding: tuple[int, ...]
     ceil_mode: bool
     zero_fill: bool = False  # a max pool padded with zeros (an explicit zero pad before it) on a map that may be < 0
+    fill: str = ""  # a blur's padding: "reflect" or "zeros"
 
     @property
     def text(self) -> str:
         """'3x3 max pool /2 pad 1', with ', ceil mode' when the output size rounds up (', zeros' when the
-        padding of a max pool is zeros, not -inf)."""
-        text = f"{self.kernel[0]}x{self.kernel[-1]} {self.kind} pool /{self.stride[0]} pad {self.padding[0]}"
-        return text + (", ceil mode" if self.ceil_mode else "") + (", zeros" if self.zero_fill else "")
+        padding of a max pool is zeros, not -inf); a blur's padding 'reflected' or 'zeros'."""
+        return pool_text(self.kind, self.kernel, self.stride[0], self.padding[0], self.ceil_mode,
+                         self.zero_fill, self.fill)  # fmt: skip
+
+
+def pool_text(kind: str, kernel: tuple[int, ...], stride: int, padding: int, ceil_mode: bool = False,
+              zero_fill: bool = False, fill: str = "") -> str:  # fmt: skip
+    """How the reading and the diff name a pool: '3x3 max pool /2 pad 1', '3x3 blur pool /2 pad 1, reflected'."""
+    text = f"{kernel[0]}x{kernel[-1]} {kind} pool /{stride} pad {padding}"
+    text += (", ceil mode" if ceil_mode else "") + (", zeros" if zero_fill else "")
+    return text + ({"reflect": ", reflected", "zeros": ", zero-padded"}.get(fill, "") if kind == "blur" else "")
 
 
 @dataclass(frozen=True)
@@ -173,6 +186,9 @@ class FoundNetwork:
     notes: tuple[str, ...] = ()  # how the model was traced (the CPU fallback), which output was read
     stem_convs: tuple[ConvUnit, ...] = ()  # every conv before the first block and the stem pool (a deep stem's 3)
     stem_pool_op: int = -1  # the stem pool's position in the trace, -1 where none
+    # a second pool reading the stem pool's map (anti-aliasing: a max pool at stride 1, then a blur), and its position
+    stem_anti_alias: FoundPool | None = None
+    stem_anti_alias_op: int = -1
     trace: Trace | None = None  # the canonical trace it was read from (positions and values refer to it)
 
 
@@ -214,6 +230,9 @@ def read_trace(trace: Trace) -> FoundNetwork:
     stem_pool, pool_index = _stem_pool(ops, convs[0].index if convs else len(ops), pool_end)
     if stem_pool is not None:
         explained.add(pool_index)
+    stem_alias = _pool_after(trace, ops[pool_index].output) if stem_pool is not None else None
+    if stem_alias is not None:
+        explained.add(stem_alias.index)
     stem_end = pool_index if not in_blocks and stem_pool is not None else min(first_body, pool_index)
     stem_indices = {op.index for op in convs if op.index < stem_end}
     stem_convs = tuple(units[i] for i in sorted(stem_indices))
@@ -243,11 +262,11 @@ def read_trace(trace: Trace) -> FoundNetwork:
         unexplained.append(FoundOp(op.index, _what(op), place))
     known = {"conv", "bn", "norm", "relu", "activation", "add", "maxpool", "avgpool", "global_pool", "mean",
              "adaptive_avgpool", "adaptive_maxpool", "linear", "pad", "edge_pad", "cat", "view", "dropout",
-             "softmax"}  # fmt: skip
+             "softmax", "blur"}  # fmt: skip
     recognised = {i for read in reads for i in read.recognised}
     other = tuple(sorted({_what(op) if op.aten.startswith("resnet_spec.") else op.aten for op in ops
                           if op.kind not in known and op.inputs and op.index not in recognised}))  # fmt: skip
-    macs = sum(int(op.attrs.get("macs", 0)) for op in ops if op.kind in ("conv", "linear"))
+    macs = sum(int(op.attrs.get("macs", 0)) for op in ops if op.kind in ("conv", "linear", "blur"))
     return FoundNetwork(
         input_shape=trace.input_shape,
         stem=stem,
@@ -271,6 +290,8 @@ def read_trace(trace: Trace) -> FoundNetwork:
         notes=tuple(notes),
         stem_convs=stem_convs,
         stem_pool_op=pool_index if stem_pool is not None else -1,
+        stem_anti_alias=_pool(stem_alias) if stem_alias is not None else None,
+        stem_anti_alias_op=stem_alias.index if stem_alias is not None else -1,
         trace=trace,
     )
 
@@ -304,14 +325,26 @@ def _what(op: Op) -> str:
 
 
 def _pool(op: Op) -> FoundPool:
+    maximum = op.kind == "maxpool" or op.attrs.get("function") == "max"
+    kind = "blur" if op.kind == "blur" else "max" if maximum else "avg"
     return FoundPool(
-        "max" if op.kind == "maxpool" or op.attrs.get("function") == "max" else "avg",
+        kind,
         op.attrs["kernel"],
         op.attrs["stride"],
         op.attrs["padding"],
         op.attrs["ceil_mode"],
         bool(op.attrs.get("zero_fill", False)),
+        str(op.attrs.get("fill", "")),
     )
+
+
+_WINDOWED = ("maxpool", "avgpool", "blur")
+
+
+def _pool_after(trace: Trace, value: int) -> Op | None:
+    """The windowed pool (max, average, blur) that alone reads ``value``, or None."""
+    op = _only_reader(trace, value)
+    return op if op is not None and op.kind in _WINDOWED and "kernel" in op.attrs else None
 
 
 def _logits(trace: Trace) -> int | None:
@@ -556,7 +589,10 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     branch, shortcut_path = paths[branch_side], paths[1 - branch_side]
     branch_value = add.inputs[branch_side]
     se_members, se_convs, scale = _squeeze_excitation(trace, branch)
-    branch_convs = tuple(units[op.index] for op in branch if op.kind == "conv" and op.index not in se_members)
+    on_branch = {op.index for op in branch}
+    branch_convs = tuple(_with_anti_alias(trace, units[op.index], on_branch) for op in branch
+                         if op.kind == "conv" and op.index not in se_members)  # fmt: skip
+    alias_ops = {unit.anti_alias_op for unit in branch_convs if unit.anti_alias is not None}
 
     shortcut_convs = [op for op in shortcut_path if op.kind == "conv"]
     computing = tuple(op.kind for op in shortcut_path if op.kind != "view")
@@ -583,7 +619,7 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     output = after if relu_after and after is not None else add
     members = {op.index for op in (*branch, *shortcut_path, add)} | ({output.index} if relu_after else set())
     params = frozenset(name for i in members for name in trace.ops[i].params)
-    explained = {add.index, output.index} | {op.index for op in shortcut_path} | se_members
+    explained = {add.index, output.index} | {op.index for op in shortcut_path} | se_members | alias_ops
     first = next((op for op in branch if op.kind == "conv" and op.index not in se_members), None)
     branch_end = end_op.kind if end_op is not None else "input"
     block = FoundBlock(
@@ -613,6 +649,14 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
         output.output,
         se_members,
     )
+
+
+def _with_anti_alias(trace: Trace, unit: ConvUnit, on_branch: set[int]) -> ConvUnit:
+    """A branch unit with the pool right after it on the branch, where one is (anti-aliased downsampling)."""
+    pool = _pool_after(trace, unit.end)
+    if pool is None or pool.index not in on_branch:
+        return unit
+    return replace(unit, anti_alias=_pool(pool), anti_alias_op=pool.index, members=(*unit.members, pool.index))
 
 
 _SQUEEZES = ("global_pool", "mean", "adaptive_avgpool")

@@ -19,7 +19,7 @@ from ..counts import count
 from ..spec import Conv, Layer, PlannedBlock, ResNetSpec
 from ._alignment import Alignment
 from ._canonical import common_module
-from ._read_trace import ConvUnit, FoundBlock, FoundNetwork, FoundPool, FoundShortcut, norm_label
+from ._read_trace import ConvUnit, FoundBlock, FoundNetwork, FoundPool, FoundShortcut, norm_label, pool_text
 
 __all__ = ["KINDS", "Mismatch", "RowView", "Structure", "Value", "diff"]
 
@@ -241,6 +241,8 @@ def _check_block(out: _Collector, row: str, planned: PlannedBlock, found: FoundB
             _check_conv(out, row, name, f"conv{i + 1}", e_conv, f_conv, stride=not placement_differs, bn_after=bn_after)
             if i < last or not residual:
                 out.check(row, name, f"conv{i + 1}.relu", "relu after BN", _activation(f_conv.activation_after))
+    if len(expected.convs) == len(found.convs):
+        _check_anti_alias(out, row, planned, found)
     _check_preactivation(out, row, planned, found)
     _check_se(out, row, planned, found)
     _check_shortcut(out, row, planned, found)
@@ -304,16 +306,29 @@ def _check_shortcut(out: _Collector, row: str, planned: PlannedBlock, found: Fou
         out.check(row, name, "shortcut path", _ops_text(expected_ops), _ops_text(ops))
 
 
-def _pool_text(layer: Layer) -> str:
-    rounding = ", ceil" if layer.ceil_mode else ""
-    return f"{layer.kernel}x{layer.kernel} {layer.detail} pool /{layer.stride} pad {layer.padding}{rounding}"
+def _pool_text(layer: Layer | None) -> str:
+    """A planned pool as the reading names a found one (a blur pads by reflection, as the builder's)."""
+    if layer is None:
+        return "none"
+    return pool_text(layer.detail, (layer.kernel,), layer.stride, layer.padding, layer.ceil_mode, layer.zero_fill,
+                     "reflect" if layer.detail == "blur" else "")  # fmt: skip
 
 
 def _found_pool_text(pool: FoundPool | None) -> str:
-    if pool is None:
-        return "none"
-    rounding = ", ceil" if pool.ceil_mode else ""
-    return f"{pool.kernel[0]}x{pool.kernel[1]} {pool.kind} pool /{pool.stride[0]} pad {pool.padding[0]}{rounding}"
+    return "none" if pool is None else pool.text
+
+
+def _check_anti_alias(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
+    """The pool after each branch conv's activation (anti-aliasing: the plan's ``aa`` layer), where either side has
+    one: its kind, window, stride and padding."""
+    branch = [layer for layer in planned.layers if layer.role == "branch" and layer.kind in ("conv", "pool")]
+    expected = [branch[i + 1] if i + 1 < len(branch) and branch[i + 1].kind == "pool" else None
+                for i, layer in enumerate(branch) if layer.kind == "conv"]  # fmt: skip
+    for i, (layer, unit) in enumerate(zip(expected, found.convs, strict=False)):
+        if layer is not None or unit.anti_alias is not None:
+            with out.at(unit.module):
+                out.check(row, planned.spec.name, f"conv{i + 1}.anti-aliasing", _pool_text(layer),
+                          _found_pool_text(unit.anti_alias))  # fmt: skip
 
 
 def _check_addition(out: _Collector, row: str, name: str, found: FoundBlock, pre: bool, se: bool = False) -> None:
@@ -595,14 +610,9 @@ def _fill_text(zero_fill: bool) -> str:
 def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork) -> tuple[str, str]:
     """The stem pool, which Table 1 prints in the conv2_x row.  Returns its (expected, found) text."""
     pool, found_pool = spec.stem.pool, found.stem_pool
-    expected = (
-        "none"
-        if pool is None
-        else f"{pool.kernel}x{pool.kernel} {pool.kind} pool /{pool.stride} pad {pool.padding}"
-        + (", ceil mode" if pool.ceil_mode else "")
-        + (", zeros" if pool.zero_fill else "")
-    )
-    found_text = "none" if found_pool is None else found_pool.text
+    expected = "none" if pool is None else pool_text(pool.kind, (pool.kernel,), pool.stride, pool.padding,
+                                                     pool.ceil_mode, pool.zero_fill)  # fmt: skip
+    found_text = _found_pool_text(found_pool)
     if pool is None or found_pool is None:
         out.check(row, None, "pool", expected, found_text)
     else:
@@ -613,6 +623,13 @@ def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork
         out.check(row, None, "pool.ceil_mode", pool.ceil_mode, found_pool.ceil_mode)
         if pool.kind == "max" and found_pool.kind == "max" and (pool.padding or any(found_pool.padding)):
             out.check(row, None, "pool.fill", _fill_text(pool.zero_fill), _fill_text(found_pool.zero_fill))
+    alias, found_alias = spec.stem.anti_alias, found.stem_anti_alias
+    if alias is not None or found_alias is not None:  # anti-aliasing: the stride moved to a blur after the pool
+        expected_alias = "none" if alias is None else pool_text(alias.kind, (alias.kernel,), alias.stride,
+                                                                alias.padding, fill="reflect")  # fmt: skip
+        out.check(row, None, "pool.anti-aliasing", expected_alias, _found_pool_text(found_alias))
+        expected = f"{expected}, then {expected_alias}"
+        found_text = f"{found_text}, then {_found_pool_text(found_alias)}"
     if pool is None and found_pool is None:
         return ("", "")
     return (f"{expected}; ", f"{found_text}; ")

@@ -70,12 +70,14 @@ def _fill(tensor: Tensor, low: float, high: float, generator: torch.Generator) -
 
 
 @torch.no_grad()
-def draw(tensors: Mapping[str, Tensor], seed: int, zero: Sequence[str] = ()) -> None:
+def draw(tensors: Mapping[str, Tensor], seed: int, zero: Sequence[str] = (), keep: Sequence[str] = ()) -> None:
     """Values valid in any role, written in place, the same for the same names, shapes and seed wherever drawn:
     weights He-uniform by fan-in; per-channel tensors uniform in [0.5, 1.5]; integer tensors (a batch norm's count)
-    zero; the tensors named in ``zero`` zero."""
+    zero; the tensors named in ``zero`` zero; those named in ``keep`` left as they are."""
     generator = torch.Generator().manual_seed(seed)
-    for tensor in tensors.values():
+    for name, tensor in tensors.items():
+        if name in keep:
+            continue
         if not tensor.is_floating_point():
             tensor.zero_()
         elif len([n for n in tensor.shape if n != 1]) >= 2:
@@ -151,8 +153,10 @@ class Subject:
         """The float64 copy's parameters and buffers, in the order values are drawn in."""
         raise NotImplementedError
 
-    def draw(self, seed: int, zero: Sequence[str] = ()) -> dict[str, Tensor]:
-        """Fill the copy with :func:`draw`'s values; return the same values, for the checker."""
+    def draw(self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = ()) -> dict[str, Tensor]:
+        """Fill the copy with :func:`draw`'s values; return the same values, for the checker.  The tensors named in
+        ``keep`` hold the model's own values in the copy (a fixed filter: part of the function, not a weight; the
+        checker's copy of them is not filled); raises TraceError where the model holds none (built on meta)."""
         raise NotImplementedError
 
     def run(self, x: Tensor, train: bool) -> Run:
@@ -183,8 +187,9 @@ def _stamp(tensors: Mapping[str, Tensor]) -> dict[str, tuple[int, int, int]]:
 class _Copies:
     """A model's float64 copy and its tensors, made on first use; the forward passes the checker asks for."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, on_cpu: Callable[[], nn.Module] | None = None) -> None:
         self.model = model
+        self._on_cpu = on_cpu  # the model built with values, where it was built on the meta device
         self._copy: nn.Module | None = None
         self._tensors: dict[str, Tensor] = {}
         # the copy in other dtypes (made from its current values), and their tensors
@@ -216,8 +221,21 @@ class _Copies:
         return [TensorInfo(n, tuple(t.shape), str(t.dtype).removeprefix("torch."), n in buffers)
                 for n, t in self.tensors.items()]  # fmt: skip
 
-    def draw(self, seed: int, zero: Sequence[str]) -> None:
-        draw(self.tensors, seed, zero)
+    def draw(self, seed: int, zero: Sequence[str], keep: Sequence[str] = ()) -> None:
+        draw(self.tensors, seed, zero, keep)
+        if keep:
+            own = dict(itertools.chain(self.model.named_parameters(), self.model.named_buffers()))
+            if self._on_cpu is not None and any(t.device.type == "meta" for n, t in own.items() if n in keep):
+                with phase("construction"):
+                    built = self._on_cpu()
+                own = dict(itertools.chain(built.named_parameters(), built.named_buffers()))
+            for name in keep:
+                tensor = own.get(name)
+                if not isinstance(tensor, Tensor) or tensor.device.type == "meta" or name not in self.tensors:
+                    raise TraceError(f"{name} is a fixed filter the model applies, and the model holds no values for "
+                                     "it (built on the meta device?)")  # fmt: skip
+                with torch.no_grad():
+                    self.tensors[name].copy_(tensor.detach().to("cpu", self.tensors[name].dtype))
         self._casts.clear()
 
     def _in(self, dtype: torch.dtype) -> tuple[nn.Module, dict[str, Tensor]]:
@@ -327,8 +345,8 @@ class LocalSubject(Subject):
         except (RuntimeError, TypeError, ValueError) as e:  # a model that cannot be copied or moved
             raise TraceError(f"cannot copy the model to the CPU in float64: {e}") from e
 
-    def draw(self, seed: int, zero: Sequence[str] = ()) -> dict[str, Tensor]:
-        self._copies.draw(seed, zero)
+    def draw(self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = ()) -> dict[str, Tensor]:
+        self._copies.draw(seed, zero, keep)
         return self._copies.tensors
 
     def run(self, x: Tensor, train: bool) -> Run:
@@ -357,9 +375,11 @@ def _setup(target: str) -> tuple[Any, Any]:
             except ArtifactError as e:
                 raise SubjectError(str(e)) from None
         note = artifact.note
+        copies = _Copies(model)
     else:
         model, note = make_subject(target)  # phases import, construction
-    copies = _Copies(model)
+        # a fixed filter's values, where the functional check needs them: the model built again, on the CPU
+        copies = _Copies(model, lambda: make_subject(target, meta=False)[0])
     kept: dict[int, Values] = {}  # the last runs' values, by run number, for the checker to read
 
     def handle(kind: str, payload: Any) -> Any:
@@ -378,8 +398,8 @@ def _setup(target: str) -> tuple[Any, Any]:
             with phase("copy"):
                 return [(i.name, i.shape, i.dtype, i.buffer) for i in copies.infos()]
         if kind == "draw":
-            seed, zero = payload
-            copies.draw(int(seed), tuple(zero))
+            seed, zero, keep = payload
+            copies.draw(int(seed), tuple(str(n) for n in zero), tuple(str(n) for n in keep))
             return None
         if kind == "run":
             x, train = payload
@@ -514,11 +534,11 @@ class RemoteSubject(Subject):
                 raise TraceError(f"the model's process sent malformed tensor names ({e})") from None
         return self._infos
 
-    def draw(self, seed: int, zero: Sequence[str] = ()) -> dict[str, Tensor]:
+    def draw(self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = ()) -> dict[str, Tensor]:
         if not self._values:
             self._values = {i.name: torch.empty(i.shape, dtype=getattr(torch, i.dtype)) for i in self.tensors()}
         # the same values, drawn here while the child draws: the checker's copy, never the child's word
-        self._ask("draw", (seed, list(zero)), meanwhile=lambda: draw(self._values, seed, zero))
+        self._ask("draw", (seed, list(zero), list(keep)), meanwhile=lambda: draw(self._values, seed, zero, keep))
         return self._values
 
     def run(self, x: Tensor, train: bool) -> Run:

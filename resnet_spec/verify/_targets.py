@@ -205,8 +205,9 @@ def _construct(target: Target, module: ModuleType) -> Any:
         raise SubjectError(f"target {target.text!r}: calling it failed: {type(e).__name__}: {e}") from e
 
 
-def make_subject(target: str | Target) -> tuple[nn.Module, str | None]:
-    """Import and build the model TARGET names, on the meta device when its code allows it (no memory, fast).
+def make_subject(target: str | Target, *, meta: bool = True) -> tuple[nn.Module, str | None]:
+    """Import and build the model TARGET names, on the meta device when its code allows it (no memory, fast);
+    ``meta=False``: on the CPU, with the values its code gives.
 
     Returns the model and a note when it had to be built on the CPU instead.  Raises :class:`SubjectError`.
     Phases: ``import``, ``construction``.
@@ -216,13 +217,16 @@ def make_subject(target: str | Target) -> tuple[nn.Module, str | None]:
         module = parsed.import_module()
     note = None
     with phase("construction"):
-        try:
-            with torch.device("meta"):
-                model = _construct(parsed, module)
-        except SubjectError as meta_error:  # the code may not support meta; the CPU is the next way
+        if not meta:
             model = _construct(parsed, module)
-            cause = meta_error.__cause__ if meta_error.__cause__ is not None else meta_error
-            note = f"built on the CPU: the code failed on the meta device ({type(cause).__name__}: {cause})"
+        else:
+            try:
+                with torch.device("meta"):
+                    model = _construct(parsed, module)
+            except SubjectError as meta_error:  # the code may not support meta; the CPU is the next way
+                model = _construct(parsed, module)
+                cause = meta_error.__cause__ if meta_error.__cause__ is not None else meta_error
+                note = f"built on the CPU: the code failed on the meta device ({type(cause).__name__}: {cause})"
         if not isinstance(model, nn.Module):
             raise SubjectError(f"target {parsed.text!r}: returned a {type(model).__name__}, expected a torch.nn.Module")
     return model, note

@@ -89,6 +89,8 @@ def caffe_convs(plan: Plan) -> tuple[ConvBN, ...] | str:
         return "the Caffe release names only identity and projection shortcuts"
     if spec.group_norm is not None or spec.weight_standardization is not None:
         return "the Caffe release has batch norms (BatchNorm and Scale layers) and plain convolutions only"
+    if spec.stem.anti_alias is not None or any(block.anti_alias is not None for block in spec.blocks):
+        return "the Caffe release strides its convolutions and its pool: it has no anti-aliasing layers"
     pairs = [("conv1", "bn_conv1", "scale_conv1", plan.stem[0], plan.stem[1])]
     block_names = caffe_block_names(spec)
     caffe_names = [name for stage in spec.stages for name in block_names[stage.name]]

@@ -90,6 +90,17 @@ FAMILY_PEERS = {
     "resnetv2_101x3_bit": ("timm", "resnetv2_101x3_bit", 387_934_888, 69_492_277_248),
     "resnetv2_152x2_bit": ("timm", "resnetv2_152x2_bit", 236_335_208, 45_814_382_592),
     "resnetv2_152x4_bit": ("timm", "resnetv2_152x4_bit", 936_533_224, 182_777_282_560),
+    "resnetblur18": ("timm", "resnetblur18", 11_689_512, 2_337_684_992),
+    "resnetblur50": ("timm", "resnetblur50", 25_557_032, 5_133_020_672),
+    "resnetblur50d": ("timm", "resnetblur50d", 25_576_264, 5_372_661_248),
+    "resnetblur101d": ("timm", "resnetblur101d", 44_568_392, 9_084_882_432),
+    "resnetaa34d": ("timm", "resnetaa34d", 21_816_904, 4_423_626_752),
+    "resnetaa50": ("timm", "resnetaa50", 25_557_032, 5_129_633_792),
+    "resnetaa50d": ("timm", "resnetaa50d", 25_576_264, 5_369_274_368),
+    "resnetaa101d": ("timm", "resnetaa101d", 44_568_392, 9_081_495_552),
+    "seresnetaa50d": ("timm", "seresnetaa50d", 28_107_256, 5_371_789_312),
+    "seresnextaa101d_32x8d": ("timm", "seresnextaa101d_32x8d", 93_588_280, 17_178_624_000),
+    "seresnextaa201d_32x8d": ("timm", "seresnextaa201d_32x8d", 149_394_904, 34_276_270_080),
 }
 # FACTS.md, "The ResNet family": the layers of the timm peers built from the class (resnetv2_50's other arguments:
 # conv_layer=create_conv2d, norm_layer=BatchNormAct2d).
