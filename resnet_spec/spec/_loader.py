@@ -358,10 +358,12 @@ class _Choices:
     weight_standardization: float | None  # weight standardisation's epsilon; None: none
     anti_alias: tuple[str, int] | None = None  # ("avg", 0) or ("blur", filter taps); None: strided convs and pools
 
-    def alias(self, stride: int) -> Pool:
+    def alias(self, stride: int) -> Pool | None:
         """The anti-aliasing layer that takes a stride: timm's ``AvgPool2d(stride)`` (a window of the stride), or its
-        ``BlurPool2d(filt_size, stride)`` (padding ``((stride - 1) + (taps - 1)) // 2``, reflected)."""
-        assert self.anti_alias is not None
+        ``BlurPool2d(filt_size, stride)`` (padding ``((stride - 1) + (taps - 1)) // 2``, reflected); None where the
+        table has no anti_alias or the stride is 1 (nothing to take)."""
+        if self.anti_alias is None or stride == 1:
+            return None
         kind, taps = self.anti_alias
         if kind == "avg":
             return Pool("avg", stride, stride, 0)
@@ -499,10 +501,10 @@ def _resolve_arch(
     if not isinstance(stem_doc, dict):
         raise reader.error(stem_path, stem_doc, "a table with conv1 (and optionally pool)")
     stem = _resolve_stem(reader, stem_doc, stem_path, in_channels, choices.stem_pool)
-    if choices.anti_alias is not None and stem.pool is not None and stem.pool.kind == "max" and stem.pool.stride > 1:
+    stem_alias = choices.alias(stem.pool.stride) if stem.pool is not None and stem.pool.kind == "max" else None
+    if stem.pool is not None and stem_alias is not None:
         # Zhang 2019's MaxBlurPool (timm's stem): the max at stride 1, then the anti-aliasing layer with the stride
-        pool = replace(stem.pool, stride=1)
-        stem = replace(stem, pool=pool, anti_alias=choices.alias(stem.pool.stride))
+        stem = replace(stem, pool=replace(stem.pool, stride=1), anti_alias=stem_alias)
     stages = _resolve_stages(reader, arch, name, stem.out_channels, choices)
     head = _resolve_head(reader, doc, arch, name, choices.order)
     canonical = reader.bool_(doc[name], "canonical", name, False)
@@ -732,7 +734,7 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
         se_channels = _se_channels(reader, path, raw, block_out, choices.se_reduction, choices.se_divisor)
         rule = choices.eca
         eca = rule if rule is None or isinstance(rule, int) else eca_kernel(block_out, *rule)
-        alias = choices.alias(block_stride) if choices.anti_alias is not None and block_stride > 1 else None
+        alias = choices.alias(block_stride)
         if alias is not None and stride_index == len(cells) - 1:
             expected = "a conv before the last to carry the stride: anti_alias follows its BN and ReLU"
             raise reader.error(f"{path}.block", raw, expected)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..counts import count
-from ..spec import Conv, Layer, PlannedBlock, ResNetSpec
+from ..spec import Conv, Layer, PlannedBlock, Pool, ResNetSpec
 from ._alignment import Alignment
 from ._canonical import common_module
 from ._read_trace import ConvUnit, FoundBlock, FoundNetwork, FoundPool, FoundShortcut, norm_label, pool_text
@@ -312,6 +312,13 @@ def _pool_text(layer: Layer | None) -> str:
         return "none"
     return pool_text(layer.detail, (layer.kernel,), layer.stride, layer.padding, layer.ceil_mode, layer.zero_fill,
                      "reflect" if layer.detail == "blur" else "")  # fmt: skip
+
+
+def _spec_pool_text(pool: Pool | None) -> str:
+    """A table's pool (the stem's, its anti-aliasing layer) as the reading names a found one."""
+    if pool is None:
+        return "none"
+    return pool_text(pool.kind, (pool.kernel,), pool.stride, pool.padding, pool.ceil_mode, pool.zero_fill, "reflect")
 
 
 def _found_pool_text(pool: FoundPool | None) -> str:
@@ -610,8 +617,7 @@ def _fill_text(zero_fill: bool) -> str:
 def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork) -> tuple[str, str]:
     """The stem pool, which Table 1 prints in the conv2_x row.  Returns its (expected, found) text."""
     pool, found_pool = spec.stem.pool, found.stem_pool
-    expected = "none" if pool is None else pool_text(pool.kind, (pool.kernel,), pool.stride, pool.padding,
-                                                     pool.ceil_mode, pool.zero_fill)  # fmt: skip
+    expected = _spec_pool_text(pool)
     found_text = _found_pool_text(found_pool)
     if pool is None or found_pool is None:
         out.check(row, None, "pool", expected, found_text)
@@ -625,8 +631,7 @@ def _check_pool(out: _Collector, row: str, spec: ResNetSpec, found: FoundNetwork
             out.check(row, None, "pool.fill", _fill_text(pool.zero_fill), _fill_text(found_pool.zero_fill))
     alias, found_alias = spec.stem.anti_alias, found.stem_anti_alias
     if alias is not None or found_alias is not None:  # anti-aliasing: the stride moved to a blur after the pool
-        expected_alias = "none" if alias is None else pool_text(alias.kind, (alias.kernel,), alias.stride,
-                                                                alias.padding, fill="reflect")  # fmt: skip
+        expected_alias = _spec_pool_text(alias)
         out.check(row, None, "pool.anti-aliasing", expected_alias, _found_pool_text(found_alias))
         expected = f"{expected}, then {expected_alias}"
         found_text = f"{found_text}, then {_found_pool_text(found_alias)}"
