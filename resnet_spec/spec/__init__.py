@@ -10,7 +10,7 @@
 
 from ._arithmetic import conv_output_size, same_padding
 from ._loader import BOUNDS, KNOBS
-from ._plan import FeatureInfo, Layer, Plan, PlannedBlock, feature_info, feature_rows, layout_plan
+from ._plan import FeatureInfo, Layer, Plan, PlannedBlock, defined_at, feature_info, feature_rows, layout_plan
 from ._registry import (
     TABLES_ENV,
     as_spec,
@@ -66,6 +66,7 @@ __all__ = [
     "StrideVariant",
     "as_spec",
     "conv_output_size",
+    "defined_at",
     "families",
     "feature_info",
     "feature_rows",

@@ -23,7 +23,10 @@ from ._arithmetic import conv_output_size
 from ._registry import as_spec
 from ._types import Block, Conv, Pool, ResNetSpec
 
-__all__ = ["FeatureInfo", "Layer", "Plan", "PlannedBlock", "Shape", "feature_info", "feature_rows", "layout_plan"]
+__all__ = [
+    "FeatureInfo", "Layer", "Plan", "PlannedBlock", "Shape", "defined_at", "feature_info", "feature_rows",
+    "layout_plan",
+]  # fmt: skip
 
 Shape = tuple[int, int, int]  # (channels, height, width) of one image
 
@@ -198,6 +201,17 @@ class _Planner:
             Layer(name, "pool", row, block, role, shape, out, pool.kernel, pool.stride, pool.padding,
                   detail=pool.kind, ceil_mode=pool.ceil_mode, zero_fill=pool.zero_fill)
         )  # fmt: skip
+
+
+def defined_at(spec: ResNetSpec, height: int, width: int) -> bool:
+    """Whether the table's network runs at ``height`` x ``width``: every row's map is at least 1x1 and every block's
+    shortcut meets its branch (an average pool rounding down on the branch, a conv rounding up on the shortcut, meet
+    at even sizes only: timm's anti-aliased nets)."""
+    try:
+        layout_plan(spec, (height, width))
+    except ValueError:
+        return False
+    return True
 
 
 def layout_plan(

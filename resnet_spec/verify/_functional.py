@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from ..counts import count
 from ..models import ResNet, build
-from ..spec import Layer, ResNetSpec, as_spec, layout_plan
+from ..spec import Layer, ResNetSpec, as_spec, defined_at
 from ._alignment import Alignment, align
 from ._read_trace import read_trace
 from ._structure import Mismatch
@@ -137,17 +137,6 @@ def tolerance(spec: ResNetSpec) -> float:
     reductions = [conv.kernel**2 * conv.in_channels for conv in spec.stem.convs] + [spec.out_channels]
     reductions += [conv.kernel**2 * conv.in_channels for block in spec.blocks for conv in block.convs]
     return 16 * spec.depth * max(reductions) * _UNIT_ROUNDOFF
-
-
-def defined_at(spec: ResNetSpec, height: int, width: int) -> bool:
-    """Whether the table's network runs at ``height`` x ``width``: every row's map is at least 1x1 and every block's
-    shortcut meets its branch (an average pool rounding down on the branch, a conv rounding up on the shortcut, meet
-    at even sizes only: timm's anti-aliased nets)."""
-    try:
-        layout_plan(spec, (height, width))
-    except ValueError:
-        return False
-    return True
 
 
 def equivalence_input(spec: ResNetSpec, in_channels: int | None = None) -> tuple[int, int, int, int]:
