@@ -885,6 +885,11 @@ FLOAT32_TOLERANCE = 1e-3
 # Where the reference's own float32 output is further than that from its float64 one (rounding amplified by the drawn
 # weights), the model's may differ by this many times as much: two implementations, each as far from the exact value.
 _FLOAT32_MARGIN = 8.0
+# Running variances drawn this many times larger for the second direction and the float32 calls: each batch norm
+# then scales what it reads by about half in eval mode.  With variances drawn like other per-channel tensors, a deep
+# net's residual stream grows about 1.3 times per block, to 1e6 at the logits.  That saturates its gates' sigmoids,
+# so float32 rounding, not the function, decides their outputs.
+_VARIANCE_FACTOR = 4.0
 # Eval calls on one small input after the others: a model that behaves for its first calls and not later shows there
 # (a model that counts further than the checker's calls is beyond any checker: docs/threat-model.md).
 OBSERVED_REPEATS = 6
@@ -958,12 +963,13 @@ def _observe(
     subject: Subject, values: Mapping[str, Tensor], reference: ResNet, transfer: _Transfer, spec: ResNetSpec,
     how: _How, base: _Run, drawn_sizes: bool,
 ) -> list[Mismatch]:  # fmt: skip
-    """The model as it is used: called plainly (nothing recorded) in float32 on the CPU with gradients enabled, at input
-    sizes drawn for this run: in eval and train mode on two images of one size (both sides odd), then
-    :data:`OBSERVED_REPEATS` + 1 times in eval mode on one image of another (both sides even).  Where the model runs
-    only at the input size the checker found for it (``drawn_sizes`` False: a fixed pool), every call is at that size.
-    Findings: an output other than the reference's (within :data:`FLOAT32_TOLERANCE`), calls on one input that
-    differ, tensors a call writes."""
+    """The model as it is used: called plainly (nothing recorded) in float32 on the CPU with gradients enabled, with
+    the ``values`` the second direction drew (their running variances well conditioned), at input sizes drawn for
+    this run: in eval and train mode on two images of one size (both sides odd), then :data:`OBSERVED_REPEATS` + 1
+    times in eval mode on one image of another (both sides even).  Where the model runs only at the input size the
+    checker found for it (``drawn_sizes`` False: a fixed pool), every call is at that size.  Findings: an output
+    other than the reference's (within :data:`FLOAT32_TOLERANCE`), calls on one input that differ, tensors a call
+    writes."""
     chooser = random.SystemRandom()
     generator = torch.Generator().manual_seed(chooser.getrandbits(31))
     channels, height, width = base.start.shape[1], base.start.shape[2], base.start.shape[3]
@@ -981,7 +987,9 @@ def _observe(
     odd, even = (pair(1), pair(0)) if drawn_sizes else ((height, width), (height, width))
     x = torch.randn(how.batch, channels, *odd, generator=generator)
     small = torch.randn(1 if drawn_sizes else how.batch, channels, *even, generator=generator)  # the repeats: cheap
-    _load_reference(reference, {name: value.float() for name, value in transfer.forward(values).items()})
+    state = {name: value.float() for name, value in transfer.forward(values).items()}
+    _load_reference(reference, state)
+    exact: dict[str, Tensor] = {}  # the same state in float64, made where a figure needs it
     alignment = base.alignment
     stem = alignment.found.stem
     prepared = stem is not None and alignment.trace.ops[stem.index].inputs[0] != alignment.trace.input
@@ -1018,9 +1026,9 @@ def _observe(
         figure = min(figures, default=None)  # the output the reference's has the shape of
         allowed = FLOAT32_TOLERANCE
         if figure is not None and figure > allowed and expected is not None:
-            allowed = max(
-                allowed, _FLOAT32_MARGIN * _own_float32_error(reference, alignment, spec, start, train, expected)
-            )
+            exact = exact or {name: v.double() if v.is_floating_point() else v for name, v in state.items()}
+            own = _own_float32_error(reference, alignment, spec, start, train, expected, exact, state)
+            allowed = max(allowed, _FLOAT32_MARGIN * own)
         if (figure is None or figure > allowed) and not any(m.property == "output as used" for m in findings):
             text = "shape differs" if figure is None else f"differs by {figure:.1e}"
             mode = "train" if train else "eval"
@@ -1031,24 +1039,18 @@ def _observe(
 
 
 def _own_float32_error(
-    reference: ResNet, alignment: Alignment, spec: ResNetSpec, start: Tensor, train: bool, expected: Tensor
-) -> float:
-    """How far the reference's own float32 output (``expected``) is from its float64 one, on the same input and state:
-    a network whose rounding errors its drawn weights amplify (a deep net with SE gates: 0.1 and more) cannot hold
-    another float32 implementation closer than that.  The reference is left as it was."""
-    saved = {
-        f"{name}.{key}" if name else key: tensor.clone()
-        for name, module in reference.named_modules()
-        for store in (module._parameters, module._buffers)
-        for key, tensor in store.items()
-        if tensor is not None
-    }
-    _load_reference(reference, {k: v.double() if v.is_floating_point() else v for k, v in saved.items()})
+    reference: ResNet, alignment: Alignment, spec: ResNetSpec, start: Tensor, train: bool, expected: Tensor,
+    exact: Mapping[str, Tensor], state: Mapping[str, Tensor],
+) -> float:  # fmt: skip
+    """How far the reference's own float32 output (``expected``, computed with ``state``) is from its float64 one
+    (computed with ``exact``, ``state`` in float64) on the same input: a network whose rounding errors its weights
+    amplify cannot hold another float32 implementation closer than that.  The reference is left with ``state``."""
+    _load_reference(reference, exact)
     try:
-        exact = _expected_output(alignment, _reference_rows(reference, start.double(), train), spec)
+        output = _expected_output(alignment, _reference_rows(reference, start.double(), train), spec)
     finally:
-        _load_reference(reference, saved)
-    figure = None if exact is None else _figure(expected.double(), exact)
+        _load_reference(reference, state)
+    figure = None if output is None else _figure(expected.double(), output)
     return 0.0 if figure is None else figure
 
 
@@ -1108,13 +1110,16 @@ def _reverse(
     subject: Subject, reference: ResNet, transfer: _Transfer, x: Tensor, how: _How, tol: float, spec: ResNetSpec
 ) -> tuple[tuple[Direction, str, float | None, _Run, Mapping[str, Tensor]] | None, Mapping[str, Tensor]]:
     """Fresh reference values, held by the model where it can: the model's tensors drawn anew (and moved into the
-    reference), and every reference tensor the model has no tensor of its own for drawn independently (a table tensor
-    without a source: a non-identity affine, a non-zero bias; the second of two the model ties together).  A folded
-    conv bias is zero.  Eval mode: a degree of freedom the model lacks shows there (train mode was compared in the
-    first direction).  Returns the outcome where the outputs differ, and the model's values (as the checker drew them:
-    the model holds them now)."""
+    reference), and every reference tensor the model has no tensor of its own for drawn independently (a table
+    tensor without a source: a non-identity affine, a non-zero bias; the second of two the model ties together).  A
+    folded conv bias is zero.  Running variances are drawn :data:`_VARIANCE_FACTOR` times larger, which keeps eval
+    mode well conditioned for :func:`_observe`'s float32 calls that follow.  Eval mode: a degree of freedom the
+    model lacks shows there (train mode was compared in the first direction).  Returns the outcome where the outputs
+    differ, and the model's values (as the checker drew them: the model holds them now)."""
     zero = tuple(bias for mean, bias in transfer.folded.items() if mean not in transfer.inference)
-    values = subject.draw(_SEED + 1, zero=zero, keep=transfer.kept)
+    variances = {tensor: _VARIANCE_FACTOR for name, source in transfer.sources.items()
+                 if name.endswith(".running_var") for tensor in source.tensors}  # fmt: skip
+    values = subject.draw(_SEED + 1, zero=zero, keep=transfer.kept, scale=variances)
     state = transfer.forward(values)
     own: dict[str, Tensor] = {}
     held: set[tuple[str, ...]] = set()
@@ -1127,7 +1132,7 @@ def _reverse(
                 own[name] = torch.empty(shape, dtype=torch.float64)
         else:
             held.add(source.tensors)
-    draw(own, _SEED + 2)
+    draw(own, _SEED + 2, scale={name: _VARIANCE_FACTOR for name in own if name.endswith(".running_var")})
     state.update(own)
     _load_reference(reference, state)
     run = _record(subject, x, False, how)

@@ -70,10 +70,14 @@ def _fill(tensor: Tensor, low: float, high: float, generator: torch.Generator) -
 
 
 @torch.no_grad()
-def draw(tensors: Mapping[str, Tensor], seed: int, zero: Sequence[str] = (), keep: Sequence[str] = ()) -> None:
+def draw(
+    tensors: Mapping[str, Tensor], seed: int, zero: Sequence[str] = (), keep: Sequence[str] = (),
+    scale: Mapping[str, float] | None = None,
+) -> None:  # fmt: skip
     """Values valid in any role, written in place, the same for the same names, shapes and seed wherever drawn:
     weights He-uniform by fan-in; per-channel tensors uniform in [0.5, 1.5]; integer tensors (a batch norm's count)
-    zero; the tensors named in ``zero`` zero; those named in ``keep`` left as they are."""
+    zero; the tensors named in ``zero`` zero; those named in ``scale`` multiplied by its factor; those named in
+    ``keep`` left as they are."""
     generator = torch.Generator().manual_seed(seed)
     for name, tensor in tensors.items():
         if name in keep:
@@ -87,6 +91,9 @@ def draw(tensors: Mapping[str, Tensor], seed: int, zero: Sequence[str] = (), kee
             _fill(tensor, 0.5, 1.5, generator)
     for name in zero:
         tensors[name].zero_()
+    for name, factor in (scale or {}).items():
+        if name not in keep:
+            tensors[name].mul_(factor)
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,9 @@ class Subject:
         """The float64 copy's parameters and buffers, in the order values are drawn in."""
         raise NotImplementedError
 
-    def draw(self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = ()) -> dict[str, Tensor]:
+    def draw(
+        self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = (), scale: Mapping[str, float] | None = None
+    ) -> dict[str, Tensor]:
         """Fill the copy with :func:`draw`'s values; return the same values, for the checker.  The tensors named in
         ``keep`` hold the model's own values in the copy (a fixed filter: part of the function, not a weight; the
         checker's copy of them is not filled); raises TraceError where the model holds none (built on meta)."""
@@ -221,8 +230,10 @@ class _Copies:
         return [TensorInfo(n, tuple(t.shape), str(t.dtype).removeprefix("torch."), n in buffers)
                 for n, t in self.tensors.items()]  # fmt: skip
 
-    def draw(self, seed: int, zero: Sequence[str], keep: Sequence[str] = ()) -> None:
-        draw(self.tensors, seed, zero, keep)
+    def draw(
+        self, seed: int, zero: Sequence[str], keep: Sequence[str] = (), scale: Mapping[str, float] | None = None
+    ) -> None:
+        draw(self.tensors, seed, zero, keep, scale)
         if keep:
             own = dict(itertools.chain(self.model.named_parameters(), self.model.named_buffers()))
             if self._on_cpu is not None and any(t.device.type == "meta" for n, t in own.items() if n in keep):
@@ -345,8 +356,10 @@ class LocalSubject(Subject):
         except (RuntimeError, TypeError, ValueError) as e:  # a model that cannot be copied or moved
             raise TraceError(f"cannot copy the model to the CPU in float64: {e}") from e
 
-    def draw(self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = ()) -> dict[str, Tensor]:
-        self._copies.draw(seed, zero, keep)
+    def draw(
+        self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = (), scale: Mapping[str, float] | None = None
+    ) -> dict[str, Tensor]:
+        self._copies.draw(seed, zero, keep, scale)
         return self._copies.tensors
 
     def run(self, x: Tensor, train: bool) -> Run:
@@ -398,8 +411,9 @@ def _setup(target: str) -> tuple[Any, Any]:
             with phase("copy"):
                 return [(i.name, i.shape, i.dtype, i.buffer) for i in copies.infos()]
         if kind == "draw":
-            seed, zero, keep = payload
-            copies.draw(int(seed), tuple(str(n) for n in zero), tuple(str(n) for n in keep))
+            seed, zero, keep, scale = payload
+            copies.draw(int(seed), tuple(str(n) for n in zero), tuple(str(n) for n in keep),
+                        {str(n): float(f) for n, f in scale})  # fmt: skip
             return None
         if kind == "run":
             x, train = payload
@@ -534,11 +548,15 @@ class RemoteSubject(Subject):
                 raise TraceError(f"the model's process sent malformed tensor names ({e})") from None
         return self._infos
 
-    def draw(self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = ()) -> dict[str, Tensor]:
+    def draw(
+        self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = (), scale: Mapping[str, float] | None = None
+    ) -> dict[str, Tensor]:
         if not self._values:
             self._values = {i.name: torch.empty(i.shape, dtype=getattr(torch, i.dtype)) for i in self.tensors()}
         # the same values, drawn here while the child draws: the checker's copy, never the child's word
-        self._ask("draw", (seed, list(zero), list(keep)), meanwhile=lambda: draw(self._values, seed, zero, keep))
+        factors = [(name, float(factor)) for name, factor in (scale or {}).items()]
+        self._ask("draw", (seed, list(zero), list(keep), factors),
+                  meanwhile=lambda: draw(self._values, seed, zero, keep, scale))  # fmt: skip
         return self._values
 
     def run(self, x: Tensor, train: bool) -> Run:
