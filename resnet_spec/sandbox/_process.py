@@ -18,6 +18,7 @@ spawned (it imports what ``fn`` needs again, and ``fn`` and its arguments must p
 from __future__ import annotations
 
 import faulthandler
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -761,6 +762,9 @@ def _preloaded(memory: int | None, modules: tuple[str, ...], setup: Callable[...
     with phase("import"):
         for name in modules:
             importlib.import_module(name)
+    # what the imports made lives as long as the process: frozen, no collection in a server scans it again
+    gc.collect()
+    gc.freeze()
     channel = _channel
 
     def handle(kind: str, payload: Any) -> Any:

@@ -11,6 +11,7 @@ workers; each worker imports the source's library once, in a process the models 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from typing import Any
@@ -58,6 +59,9 @@ def test_model(zoo_model: Any, request: pytest.FixtureRequest) -> None:
         _share_the_cores()
         servers = _servers[zoo.source] = servers_for(zoo.source)
         request.config.add_cleanup(servers.close)
+        # the worker's imports live as long as it does: frozen, the collections during each model's check skip them
+        gc.collect()
+        gc.freeze()
     row = audit_model(zoo_model, servers, timeout=zoo.timeout)
     _append(zoo.results, json.dumps(row.to_json()) + "\n")
     for name in ("entry", "match", "verdict", "rows", "summary"):
