@@ -62,10 +62,13 @@ _PERIOD = 65521
 
 
 def _fill(tensor: Tensor, low: float, high: float, generator: torch.Generator) -> None:
+    """The tensor's first :data:`_PERIOD` elements drawn uniform in [low, high), the rest repeating them."""
     flat = tensor.view(-1)
-    pool = torch.rand(min(flat.numel(), _PERIOD), generator=generator, dtype=tensor.dtype) * (high - low) + low
-    whole = flat.numel() // pool.numel() * pool.numel()
-    flat[:whole].view(-1, pool.numel()).copy_(pool)
+    period = min(flat.numel(), _PERIOD)
+    pool = flat[:period].uniform_(low, high, generator=generator)
+    whole = flat.numel() // period * period
+    if whole > period:
+        flat[period:whole].view(-1, period).copy_(pool)
     flat[whole:].copy_(pool[: flat.numel() - whole])
 
 
