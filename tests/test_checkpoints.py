@@ -142,6 +142,12 @@ def test_anti_aliased_twins_fit_after_the_plain_net(resnet50_pth: Path) -> None:
     assert all(_anti_aliased(fit.entry) for fit in result.fits[first_twin:])
     assert result.groups[0].entry == "resnet50"
     assert "pooling" in result.cannot_tell and "anti-aliasing blur" in UNKNOWABLE["pooling"]
+    # a stem_pool names a max pool's padding and rounding: the average-pool stem of resnetaa50 takes none, and
+    # resnetblur50's max pool pads as its table says; each twin fits once per stride placement, with no stem_pool
+    for twin in ("resnetaa50", "resnetblur50"):
+        fits = [dict(fit.deviations) for fit in result.fits if fit.entry == twin]
+        assert sorted(fit.get("variant", "") for fit in fits) == ["", "v1"], fits
+        assert all("stem_pool" not in fit for fit in fits), fits
 
 
 def test_a_fine_tune_for_other_classes_and_channels_is_identified(tmp_path: Path) -> None:

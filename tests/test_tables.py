@@ -125,6 +125,16 @@ def test_unknown_overrides_raise(override: dict[str, str], pattern: str) -> None
         load_spec("resnet50", **override)
 
 
+@pytest.mark.parametrize("option", ["padded", "caffe"])
+def test_a_stem_pool_option_names_a_max_pool_only(option: str) -> None:
+    """``stem_pool`` is a max pool's padding and rounding (variants.toml): an average-pool stem (timm's resnetaa50,
+    ``aa_layer=nn.AvgPool2d``) has no such pool, so naming one is an error, not another network."""
+    with pytest.raises(SpecError, match=rf"resnetaa50\.stem\.pool\.kind: expected 'max' under stem_pool '{option}'.*"
+                                        r"found 'avg'"):  # fmt: skip
+        load_spec("resnetaa50", stem_pool=option)
+    assert load_spec("resnetblur50", stem_pool="padded").stem == load_spec("resnetblur50").stem  # its own padding
+
+
 def test_an_unknown_name_is_told_the_close_ones() -> None:
     with pytest.raises(SpecError, match=r"<name>: expected one of the \d+ known entries \(resnet-spec list\), found "
                        r"'resnet51'; did you mean 'resnet56' or 'resnet50'"):  # fmt: skip

@@ -639,8 +639,9 @@ def _resolve_pool(reader: _Reader, doc: dict[str, Any], path: str, stem_pool: St
         ceil_mode=ceil_mode,
         zero_fill=zero_fill,
     )
-    if pool.zero_fill and pool.kind != "max":
-        raise reader.error(f"{pool_path}.kind", pool.kind, f"'max' under stem_pool {stem_pool.name!r} (zero_fill)")  # type: ignore[union-attr]
+    if stem_pool is not None and pool.kind != "max":  # a named stem pool is a max pool's padding and rounding
+        raise reader.error(f"{pool_path}.kind", pool.kind,
+                           f"'max' under stem_pool {stem_pool.name!r} (a max pool's padding and rounding)")  # fmt: skip
     if 2 * pool.padding > pool.kernel:
         raise reader.error(f"{pool_path}.padding", pool.padding, f"at most half the kernel ({pool.kernel // 2})")
     return pool

@@ -161,6 +161,18 @@ def knob_options() -> dict[str, tuple[str, ...]]:
     return {knob: tuple(table_variants.options(knob)) for knob in KNOBS}
 
 
+def knob_combinations(spec: ResNetSpec) -> list[dict[str, str]]:
+    """Every choice of one option for each named deviation (:func:`knob_options`) to load ``spec``'s entry under, as
+    :func:`load_spec` keywords.  A knob the entry leaves unnamed (a stem pool that pads as its own table says) may also
+    stay unnamed, and that choice comes first.  Some choices form no network (``load_spec`` raises SpecError)."""
+    combinations: list[dict[str, str]] = [{}]
+    for knob, options in knob_options().items():
+        choices: list[str | None] = [None] if knob not in spec.knobs else []
+        choices += options
+        combinations = [c if option is None else {**c, knob: option} for c in combinations for option in choices]
+    return combinations
+
+
 def variant_names() -> tuple[str, ...]:
     """The stride placements of variants.toml, e.g. ('v1', 'v1.5')."""
     return knob_options()["variant"]

@@ -38,6 +38,7 @@ from ..spec import (
     SpecError,
     as_spec,
     families,
+    knob_combinations,
     knob_options,
     layout_plan,
     list_specs,
@@ -317,14 +318,12 @@ def _deviations(spec: ResNetSpec, table: ResNetSpec) -> tuple[tuple[str, str], .
 
 def _candidates(names: Sequence[str]) -> list[tuple[ResNetSpec, ResNetSpec]]:
     """(network, its entry as the table defines it) for ``names`` under every option of every named deviation: the
-    entries as defined first, then by fewer deviations, each distinct network once."""
-    combinations: list[dict[str, str]] = [{}]
-    for knob, options in knob_options().items():
-        combinations = [{**c, knob: option} for c in combinations for option in options]
+    entries as defined first, then by fewer deviations, each distinct network once.  A knob an entry leaves unnamed
+    (a stem pool whose padding is the table's own) is also left as the entry has it."""
     tables = {name: load_spec(name) for name in names}
     found: list[tuple[int, int, ResNetSpec, ResNetSpec]] = [(0, i, tables[n], tables[n]) for i, n in enumerate(names)]
     for i, name in enumerate(names):
-        for combination in combinations:
+        for combination in knob_combinations(tables[name]):
             try:
                 spec = load_spec(name, **combination)
             except SpecError:  # options that form no network (a pre-activation table with no shortcuts)

@@ -6,14 +6,13 @@ which named deviations) a reading conforms to structurally.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from torch import nn
 
 from ..sandbox import DEFAULT_MEMORY, DEFAULT_TIMEOUT
-from ..spec import ResNetSpec, SpecError, as_spec, families, knob_options, list_specs, load_spec
+from ..spec import ResNetSpec, SpecError, as_spec, families, knob_combinations, list_specs, load_spec
 from ._alignment import Alignment, align
 from ._artifacts import Artifact
 from ._functional import Equivalence, check_equivalence, fixed_filters
@@ -276,14 +275,6 @@ def _may_match(found: FoundNetwork, spec: ResNetSpec) -> bool:
     return True
 
 
-def _combinations() -> list[dict[str, str]]:
-    """Every choice of one option for each named deviation (``variants.toml``'s knobs)."""
-    combinations: list[dict[str, str]] = [{}]
-    for knob, options in knob_options().items():
-        combinations = [{**c, knob: option} for c in combinations for option in options]
-    return combinations
-
-
 def _entries_by_network(family: str) -> dict[object, ResNetSpec]:
     """Each network of ``family`` that an entry is as its table defines it, to that entry (the first, if several)."""
     entries: dict[object, ResNetSpec] = {}
@@ -307,7 +298,7 @@ def options_like(found: FoundNetwork, name: str) -> list[ResNetSpec]:
     entries = _entries_by_network(default.family)
     specs = [default] if like(default) else []
     seen = {default.network_key}
-    for combination in _combinations():
+    for combination in knob_combinations(default):
         try:
             spec = load_spec(name, **combination)
         except SpecError:  # options that form no network (a pre-activation table with no shortcuts)
@@ -332,15 +323,15 @@ def best_matches(
     ``resnet34`` with ``shortcut="none"``; each distinct network is listed once.
     """
     names = [name for name in list_specs(family) if _may_conform(found, load_spec(name))]
-    combinations = _combinations()
 
     def candidates() -> Iterator[ResNetSpec]:
         yield from (load_spec(name) for name in names)
-        for name, combination in itertools.product(names, combinations):
-            try:
-                yield load_spec(name, **combination)
-            except SpecError:  # options that form no network (a pre-activation table with no shortcuts)
-                continue
+        for name in names:
+            for combination in knob_combinations(load_spec(name)):
+                try:
+                    yield load_spec(name, **combination)
+                except SpecError:  # options that form no network (a pre-activation table with no shortcuts)
+                    continue
 
     matches: list[ResNetSpec] = []
     seen: set[object] = set()
