@@ -166,9 +166,10 @@ class Subject:
     def draw(
         self, seed: int, zero: Sequence[str] = (), keep: Sequence[str] = (), scale: Mapping[str, float] | None = None
     ) -> dict[str, Tensor]:
-        """Fill the copy with :func:`draw`'s values; return the same values, for the checker.  The tensors named in
-        ``keep`` hold the model's own values in the copy (a fixed filter: part of the function, not a weight; the
-        checker's copy of them is not filled); raises TraceError where the model holds none (built on meta)."""
+        """Fill the copy with :func:`draw`'s values (those named in ``scale`` multiplied by its factor); return the same
+        values, for the checker.  The tensors named in ``keep`` hold the model's own values in the copy (a fixed filter:
+        part of the function, not a weight; the checker's copy of them is not filled); raises TraceError where the model
+        holds none (built on meta)."""
         raise NotImplementedError
 
     def run(self, x: Tensor, train: bool) -> Run:
