@@ -212,3 +212,25 @@ def test_the_float32_calls_run_where_the_reference_is_well_conditioned(monkeypat
             exact = double(x.double())
             worst = max(worst, float((single(x).double() - exact).abs().max() / exact.abs().max()))
     assert worst <= _functional.FLOAT32_TOLERANCE
+
+
+@pytest.mark.slow
+def test_a_deep_gated_net_off_by_five_percent_in_eval_mode_float32_is_found() -> None:
+    """An ECA-ResNet-101-D that scales its logits by 1.05 only where the model is used in eval mode (float32, off the
+    meta device) is found by the float32 calls at every draw.  Where eval mode was ill conditioned, the allowance grew
+    to eight times the reference's own float32 error (some 0.2 on about half the inputs), and the spoof passed there."""
+    spec = load_spec("ecaresnet101d")
+
+    class OffInEval(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = build(spec)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.net(x)
+            return out * 1.05 if x.dtype == torch.float32 and not x.is_meta and not self.training else out
+
+    result = check_equivalence(OffInEval(), spec)
+    assert result.status == "differs", result.reason
+    [finding] = [m for m in result.findings if m.property == "output as used"]
+    assert "eval mode, float32" in finding.found and "within 0.001" in finding.expected, finding
