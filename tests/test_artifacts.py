@@ -305,20 +305,40 @@ def test_a_group_norm_and_weight_standardised_net_conforms_as_onnx(dynamo: bool,
 
 
 @pytest.mark.parametrize(
-    "source", ["ours", pytest.param("timm", marks=pytest.mark.slow)], ids=["our blur: a constant", "timm's: a buffer"]
+    "source",
+    ["ours", pytest.param("timm", marks=pytest.mark.slow), "antialiased-cnns"],
+    ids=["our blur: a constant", "timm's: a buffer", "Zhang's: a saved buffer, an initializer"],
 )
 def test_an_anti_aliased_net_conforms_as_onnx(source: str, tmp_path: Path) -> None:
-    """The blur's filter is a constant of the graph (ours computes it in the forward, timm keeps it as a buffer): a
-    fixed filter on each channel, read as the table's blur, and applied by the graph as exported."""
+    """The blur's filter is a constant of the graph (ours computes it in the forward, timm keeps it as a buffer it
+    does not save), or an initializer (Zhang's BlurPool saves its buffer): a fixed filter on each channel, read as
+    the table's blur, and applied by the graph as exported."""
+    import antialiased_cnns
     import timm
 
     torch.manual_seed(0)
-    entry = f"{VOCABULARY}:anti_alias_blur" if source == "ours" else "resnetblur18"
-    model = build(load_spec(entry)) if source == "ours" else timm.create_model("resnetblur18")
+    entry = {"ours": f"{VOCABULARY}:anti_alias_blur", "timm": "resnetblur18", "antialiased-cnns": "resnet18_lpf4"}
+    model = {"ours": lambda: build(load_spec(entry["ours"])), "timm": lambda: timm.create_model("resnetblur18"),
+             "antialiased-cnns": antialiased_cnns.resnet18}[source]()  # fmt: skip
     path = _export_onnx(model.eval(), tmp_path / "blur.onnx", dynamo=False, size=32 if source == "ours" else 64)
-    comparison = compare_model(str(path), load_spec(entry))
+    comparison = compare_model(str(path), load_spec(entry[source]))
     assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches
     assert comparison.equivalence is not None and comparison.equivalence.status == "equal"
+
+
+def test_a_saved_filter_that_is_not_the_tables_blur_is_found_by_the_numbers(tmp_path: Path) -> None:
+    """One of Zhang's blurs with a box filter (1/16 on each of the 4x4 taps) in place of the binomial one: the
+    graph reads the same (a fixed filter), its numbers differ from the table's blur at that block."""
+    import antialiased_cnns
+
+    torch.manual_seed(0)
+    model = antialiased_cnns.resnet18().eval()
+    filt = dict(model.named_buffers())["layer3.0.conv2.0.filt"]
+    filt.fill_(1 / 16)
+    path = _export_onnx(model, tmp_path / "box.onnx", dynamo=False, size=64)
+    comparison = compare_model(str(path), load_spec("resnet18_lpf4"))
+    assert comparison.verdict == "not conformant"
+    assert [(m.where, m.property) for m in comparison.mismatches] == [("conv4_1", "output")], comparison.mismatches
 
 
 @pytest.mark.slow

@@ -132,6 +132,21 @@ def test_torchvision_resnet50_pth_is_resnet50_v1_or_v1_5(resnet50_pth: Path, tor
     _same_logits(_load(v15.load_code(str(resnet50_pth))), torchvision_resnet50)
 
 
+def test_zhangs_antialiased_resnet18_pth_is_resnet18_lpf4(tmp_path: Path) -> None:
+    """antialiased-cnns saves its blurs' filters and names the conv after a blur convK.1: its file fits the entry
+    of its own release only, in its own format, and its load line gives the package's logits."""
+    import antialiased_cnns
+
+    torch.manual_seed(0)
+    theirs = antialiased_cnns.resnet18().eval()
+    path = tmp_path / "resnet18_lpf4.pth"
+    torch.save(theirs.state_dict(), path)
+    result = identify(torch.load(path, weights_only=True))
+    assert [(fit.entry, fit.format) for fit in result.fits] == [("resnet18_lpf4", "antialiased-cnns")], [
+        fit.label for fit in result.fits]  # fmt: skip
+    _same_logits(_load(result.fits[0].load_code(str(path))), theirs)
+
+
 def test_anti_aliased_twins_fit_after_the_plain_net(resnet50_pth: Path) -> None:
     """A torchvision ResNet-50 file also fits the anti-aliased ResNet-50s: their blur and average pools hold no
     tensor.  They are named after every fit of the plain net, and the report says pools cannot be told."""

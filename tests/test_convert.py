@@ -91,14 +91,15 @@ def _expected_caffe_keys(depth: int) -> set[str]:
 
 
 @functools.cache
-def _random_state_dict(depth: int) -> dict[str, Tensor]:
-    """A different value in every tensor of ResNet-<depth> (built on meta for the names and shapes).
+def _random_state_dict(depth: int, entry: str = "resnet{depth}") -> dict[str, Tensor]:
+    """A different value in every tensor of ResNet-<depth> (built on meta for the names and shapes), or of another
+    entry of that depth.
 
     Each tensor is one constant expanded to its shape (no memory: ResNet-152 has 60M values): conversions move
     tensors and never mix values within one; the oracle tests below check real values.
     """
     out = {}
-    for index, (key, tensor) in enumerate(build(f"resnet{depth}", device="meta").state_dict().items()):
+    for index, (key, tensor) in enumerate(build(entry.format(depth=depth), device="meta").state_dict().items()):
         if key.endswith("num_batches_tracked"):
             out[key] = torch.tensor(7, dtype=torch.long)
         else:
@@ -201,8 +202,9 @@ def test_timm_and_torchvision_names_are_ours() -> None:
 @pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "ours"])
 @pytest.mark.parametrize("depth", IMAGENET_DEPTHS)
 def test_round_trip_through_every_format(depth: int, fmt: str) -> None:
-    ours = _random_state_dict(depth)
-    spec = load_spec(f"resnet{depth}", variant=_variant_for(fmt))
+    entry = "resnet{depth}_lpf4" if fmt == "antialiased-cnns" else "resnet{depth}"  # its names are for blurred nets
+    ours = _random_state_dict(depth, entry)
+    spec = load_spec(entry.format(depth=depth), variant=_variant_for(fmt))
     theirs = convert_state_dict(ours, spec, target=fmt)
     back = convert_state_dict(theirs, spec, source=fmt)
     if fmt == "caffe":  # Caffe keeps no batch counter: it comes back as 0
@@ -383,6 +385,28 @@ def test_missing_caffe_scale_blob_is_named() -> None:
     del blobs["scale3a_branch2b.bias"]
     with pytest.raises(ConversionError, match=r"missing key 'scale3a_branch2b.bias' \(expected shape \(128,\)\)"):
         convert_state_dict(blobs, load_spec("resnet18"), source="caffe")
+
+
+def test_zhangs_names_and_saved_filters() -> None:
+    """antialiased-cnns (antialiased_cnns/resnet.py): the conv after a block's blur is ``convK.1``, and every blur
+    saves its filter as ``filt``, the 4-tap binomial [1 3 3 1] / 8 in each direction (outer product: 1, 3, 3, 1,
+    3, 9, 9, 3, ... over 64), which must be what the file holds; a net without blurs has no such names."""
+    spec = load_spec("resnet50_lpf4")
+    theirs = convert_state_dict(_random_state_dict(50, "resnet{depth}_lpf4"), spec, target="antialiased-cnns")
+    filters = sorted(k for k in theirs if k.endswith(".filt"))
+    assert filters == ["layer2.0.conv3.0.filt", "layer2.0.downsample.0.filt", "layer3.0.conv3.0.filt",
+                       "layer3.0.downsample.0.filt", "layer4.0.conv3.0.filt", "layer4.0.downsample.0.filt",
+                       "maxpool.1.filt"]  # fmt: skip
+    assert "layer2.0.conv3.1.weight" in theirs and "layer2.0.conv3.weight" not in theirs
+    assert "layer1.0.conv3.weight" in theirs  # a block that does not subsample has no blur
+    row = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    assert tuple(theirs["layer2.0.conv3.0.filt"].shape) == (128, 1, 4, 4)
+    assert torch.equal(theirs["layer2.0.conv3.0.filt"][0, 0], torch.outer(row, row) / 64)
+    theirs["layer3.0.downsample.0.filt"] = torch.full((512, 1, 4, 4), 1 / 16)  # a box filter
+    with pytest.raises(ConversionError, match=r"layer3.0.downsample.0.filt': expected the fixed 4-tap binomial"):
+        convert_state_dict(theirs, spec, source="antialiased-cnns")
+    with pytest.raises(ConversionError, match=r"a network with anti-aliasing blurs"):
+        convert_state_dict(_random_state_dict(50), load_spec("resnet50", variant="v1.5"), source="antialiased-cnns")
 
 
 def test_weights_trained_with_the_stride_elsewhere_are_refused() -> None:

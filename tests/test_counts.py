@@ -195,7 +195,9 @@ def measured_problems(spec: ResNetSpec, fvcore: bool = True, flop_counter: bool 
         return problems
     if device == "meta":  # fvcore needs real tensors: materialise with zeros (counts depend on shapes only)
         model = materialize(model)
-    fv_size = FVCORE_SIZE.get(spec.family, spec.input_size)
+    # the family's small size, or the smallest the entry runs at (Zhang's 4-tap blurs pad 2 after a map by reflection:
+    # every map they read needs 3 pixels or more)
+    fv_size = max(FVCORE_SIZE.get(spec.family, spec.input_size), spec.min_input_size())
     fv = measure(model, fv_size, counters=("fvcore",)).fvcore
     assert fv is not None
     paper = count(spec, fv_size)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import antialiased_cnns
 import facts
 import pytest
 import timm
@@ -110,6 +111,16 @@ PAIRS: dict[str, tuple[str, str]] = {
     "seresnetaa50d": ("seresnetaa50d", "timm"),
     "seresnextaa101d_32x8d": ("seresnextaa101d_32x8d", "timm"),
     "seresnextaa201d_32x8d": ("seresnextaa201d_32x8d", "timm"),
+    # anti-aliased as Zhang's own release builds them (antialiased-cnns): 4-tap blurs, the projections blurred too
+    "resnet18_lpf4": ("antialiased_resnet18", "antialiased-cnns"),
+    "resnet34_lpf4": ("antialiased_resnet34", "antialiased-cnns"),
+    "resnet50_lpf4": ("antialiased_resnet50", "antialiased-cnns"),
+    "resnet101_lpf4": ("antialiased_resnet101", "antialiased-cnns"),
+    "resnet152_lpf4": ("antialiased_resnet152", "antialiased-cnns"),
+    "resnext50_32x4d_lpf4": ("antialiased_resnext50_32x4d", "antialiased-cnns"),
+    "resnext101_32x8d_lpf4": ("antialiased_resnext101_32x8d", "antialiased-cnns"),
+    "wide_resnet50_2_lpf4": ("antialiased_wide_resnet50_2", "antialiased-cnns"),
+    "wide_resnet101_2_lpf4": ("antialiased_wide_resnet101_2", "antialiased-cnns"),
     # Hu et al.'s exact SE widths C/16 (timm rounds them to multiples of 8: seresnet18, seresnet34 above)
     "seresnet18_r16": ("pytorchcv_seresnet18", "pytorchcv"),
     "seresnet34_r16": ("pytorchcv_seresnet34", "pytorchcv"),
@@ -118,7 +129,9 @@ BIG = 40_000_000  # peers with more parameters are checked in the slow set (deep
 # The input the converted weights are run on: 32x32, but 224x224 for pytorchcv, whose head pools with a fixed
 # AvgPool2d(kernel_size=7, stride=1) (pytorchcv/models/resnet.py, final_pool): the global average pool only on the
 # 7x7 map of a 224 input (a 32 input's 1x1 map is smaller than the kernel).
-INPUT_SIZE = {"pytorchcv": 224}
+# And 64 for antialiased-cnns, whose 4-tap blurs pad 2 after the map by reflection, which needs a map of at least 3:
+# at 32 the last one reads a 2x2 map (conv1 16, max 15, blurs to 8, 4, 2), at 64 a 4x4.
+INPUT_SIZE = {"pytorchcv": 224, "antialiased-cnns": 64}
 
 
 def _peer(key: str) -> Callable[[], nn.Module]:
@@ -129,6 +142,8 @@ def _peer(key: str) -> Callable[[], nn.Module]:
         return lambda: ResNetV2(layers=RESNETV2_CLASS_LAYERS[key], conv_layer=create_conv2d, norm_layer=BatchNormAct2d)
     if library == "pytorchcv":
         return lambda: pytorchcv_model(name, pretrained=False)
+    if library == "antialiased-cnns":
+        return getattr(antialiased_cnns, name)  # type: ignore[no-any-return]
     return lambda: timm.create_model(name, pretrained=False)
 
 

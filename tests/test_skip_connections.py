@@ -10,8 +10,10 @@ block; none = no shortcut (the plain baselines).
 from __future__ import annotations
 
 import functools
+import tomllib
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from resnet_spec import ResNet, ResNetSpec, build, list_specs, load_spec
 from resnet_spec.counts import materialize
-from resnet_spec.models import PlainBlock, ResidualBlock, ZeroPadShortcut
+from resnet_spec.models import BlurPool, PlainBlock, ResidualBlock, ZeroPadShortcut
 from resnet_spec.spec import variants
 
 Case = tuple[str, str, str]
@@ -148,8 +150,18 @@ def test_the_exact_cases_cover_every_kind_of_shortcut() -> None:
 # Projections sit exactly where the option says
 
 
+def _table_word(spec: ResNetSpec, word: str, default: Any) -> Any:
+    """A word of the entry's table file as written: the entry's own, else its [table] section's (a base entry's
+    words are not looked up: no entry with a base sets the words read here)."""
+    doc = tomllib.loads(Path(spec.table_file).read_text(encoding="utf-8"))
+    return doc.get(spec.name, {}).get(word, doc["table"].get(word, default))
+
+
 def _expected_shortcuts(spec: ResNetSpec, option: str) -> list[tuple[Any, ...]]:
-    """Each block's shortcut, derived from the table's stage rows (bracket, repeats, stride) and the option."""
+    """Each block's shortcut, derived from the table's stage rows (bracket, repeats, stride), the option and its
+    anti-aliasing words (anti_alias_shortcut: a strided projection blurs first, with anti_alias_filter's taps)."""
+    blurred = _table_word(spec, "anti_alias_shortcut", False)
+    taps = _table_word(spec, "anti_alias_filter", 3)
     expected: list[tuple[Any, ...]] = []
     channels = spec.stem.out_channels  # the conv1 cell's channels
     for stage in spec.stages:
@@ -161,6 +173,8 @@ def _expected_shortcuts(spec: ResNetSpec, option: str) -> list[tuple[Any, ...]]:
             kind = variants().shortcuts[option].on_change if changes else variants().shortcuts[option].otherwise
             if kind == "none":
                 expected.append(("plain",))
+            elif kind == "projection" and blurred and stride > 1:  # the blur with the stride, a stride-1 1x1 conv
+                expected.append(("blur_projection", taps, stride, c_in, out))
             elif kind == "projection":
                 expected.append(("projection", c_in, out, 1, stride, 0))
             elif kind == "avg_projection":  # 2x2 average pool with the stride (none at stride 1), stride-1 1x1 conv
@@ -203,7 +217,9 @@ def _built_shortcuts(model: ResNet) -> list[tuple[Any, ...]]:
             elif isinstance(shortcut, nn.Sequential) and [type(m) for m in shortcut][1:] == [nn.Conv2d, nn.BatchNorm2d]:
                 pool, conv, _ = shortcut
                 assert conv.stride == (1, 1) and conv.kernel_size == (1, 1)
-                if isinstance(pool, nn.AvgPool2d):
+                if isinstance(pool, BlurPool):
+                    found.append(("blur_projection", pool.taps, pool.stride, conv.in_channels, conv.out_channels))
+                elif isinstance(pool, nn.AvgPool2d):
                     assert pool.ceil_mode and not pool.count_include_pad
                     found.append(("avg_projection", pool.kernel_size, pool.stride, conv.in_channels, conv.out_channels))
                 else:

@@ -21,7 +21,7 @@ from facts import (
 
 import resnet_spec.spec._registry
 from resnet_spec import SpecError, list_specs, load_spec, residual_depths
-from resnet_spec.spec import load_table
+from resnet_spec.spec import Pool, layout_plan, load_table
 
 IMAGENET_DEPTHS = sorted(TABLE1_REPEATS)
 
@@ -292,9 +292,22 @@ def test_one_eca_kernel_rule() -> None:
 @pytest.mark.parametrize(
     ("words", "key_path", "expected"),
     [
-        ({"anti_alias": "blur", "anti_alias_filter": 4}, "net.anti_alias_filter", "an odd number of taps, at least 3"),
+        ({"anti_alias": "blur", "anti_alias_filter": 1}, "net.anti_alias_filter", "at least 2 taps"),
         ({"anti_alias": "avg", "anti_alias_filter": 3}, "net.anti_alias_filter", 'anti_alias = "blur"'),
         ({"anti_alias": "blur", "order": "pre"}, "net.anti_alias", "no anti_alias in a pre-activation net"),
+        ({"anti_alias_shortcut": True}, "net.anti_alias_shortcut", 'an anti_alias = "blur" beside it'),
+        ({"anti_alias": "avg", "anti_alias_shortcut": True}, "net.anti_alias_shortcut", 'anti_alias = "blur"'),
+        ({"anti_alias": "blur", "anti_alias_shortcut": "yes"}, "net.anti_alias_shortcut", "true or false"),
+        (
+            {"anti_alias": "blur", "anti_alias_shortcut": True, "shortcut": "D"},
+            "net.anti_alias_shortcut",
+            "a shortcut option with 1x1 projections (B or C; option D has avg_projection)",
+        ),
+        (
+            {"anti_alias": "blur", "anti_alias_shortcut": True, "shortcut": "A"},
+            "net.anti_alias_shortcut",
+            "a shortcut option with 1x1 projections (B or C; option A has zero_pad)",
+        ),
     ],
 )
 def test_anti_alias_words_that_form_no_network(words: dict[str, Any], key_path: str, expected: str) -> None:
@@ -324,6 +337,26 @@ def test_anti_aliasing_moves_the_stride_from_the_conv_to_the_layer_after_it() ->
     assert (block.anti_alias.kind, block.anti_alias.kernel, block.anti_alias.stride, block.anti_alias.padding) == (
         "blur", 3, 2, 1)  # fmt: skip
     assert block.output_size(32) == 16
+
+
+def test_an_even_blur_pads_one_more_after_the_map_and_the_projection_blurs_first() -> None:
+    """Zhang's BlurPool of 4 taps pads (4 - 1) // 2 = 1 before the map and ceil(3 / 2) = 2 after it: a 16x16 map
+    gives (16 + 1 + 2 - 4) // 2 + 1 = 8, a 15x15 one (15 + 3 - 4) // 2 + 1 = 8, and it needs a map of at least 3
+    (a reflection pads fewer than the map's size).  With anti_alias_shortcut the stride-2 projection is that blur,
+    then its 1x1 at stride 1 and BN; the stride-1 projection of conv2_1 (channels 8 -> 16) is unchanged."""
+    doc = copy.deepcopy(VALID)
+    doc["net"].update(anti_alias="blur", anti_alias_filter=4, anti_alias_shortcut=True)
+    spec = load_table(doc, "toy.toml")["net"]
+    first, _, strided = spec.blocks
+    assert strided.anti_alias == strided.shortcut_alias == Pool("blur", 4, 2, 1, extra_end=1)
+    assert [strided.anti_alias.output_size(n) for n in (16, 15, 3, 2)] == [8, 8, 2, 0]
+    assert first.shortcut_alias is None
+    shortcut = [(layer.name, layer.kind, layer.stride) for layer in layout_plan(spec).blocks[2].layers
+                if layer.role == "shortcut"]  # fmt: skip
+    assert shortcut == [("layer2.0.downsample.0", "pool", 2), ("layer2.0.downsample.1", "conv", 1),
+                        ("layer2.0.downsample.2", "bn", 1)]  # fmt: skip
+    assert [layer.name for layer in layout_plan(spec).blocks[0].layers if layer.role == "shortcut"] == [
+        "layer1.0.downsample.0", "layer1.0.downsample.1"]  # fmt: skip
 
 
 def test_channels_that_cannot_chain_through_a_zero_pad_shortcut() -> None:

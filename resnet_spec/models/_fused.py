@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..spec import layout_plan
-from ._resnet import PlainBlock, ResidualBlock, ResNet, ZeroPadShortcut
+from ._resnet import BlurPool, PlainBlock, ResidualBlock, ResNet, ZeroPadShortcut
 
 __all__ = ["FusedBlock", "FusedResNet", "FusedResidualBlock", "fold_conv_bn", "fuse_for_inference"]
 
@@ -168,11 +168,12 @@ def _shortcut(module: nn.Module, where: str) -> nn.Module:
         return copy.deepcopy(module)
     if type(module) is nn.Sequential and len(module) == 2:
         return fold_conv_bn(module[0], module[1], f"{where}.0/1")
-    if type(module) is nn.Sequential and len(module) == 3 and type(module[0]) in (nn.AvgPool2d, nn.Identity):
-        return nn.Sequential(copy.deepcopy(module[0]), fold_conv_bn(module[1], module[2], f"{where}.1/2"))  # ResNet-D
+    if type(module) is nn.Sequential and len(module) == 3 and type(module[0]) in (nn.AvgPool2d, nn.Identity, BlurPool):
+        # ResNet-D's average pool, or an anti-aliased projection's blur, before the stride-1 conv
+        return nn.Sequential(copy.deepcopy(module[0]), fold_conv_bn(module[1], module[2], f"{where}.1/2"))
     raise ValueError(
         f"{where}: expected nn.Identity, ZeroPadShortcut, nn.Sequential(Conv2d, BatchNorm2d) or "
-        f"nn.Sequential(AvgPool2d, Conv2d, BatchNorm2d), got {module!r}"
+        f"nn.Sequential(AvgPool2d or BlurPool, Conv2d, BatchNorm2d), got {module!r}"
     )
 
 

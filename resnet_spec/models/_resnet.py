@@ -9,13 +9,11 @@ Names follow torchvision, so a torchvision state_dict loads into the ``v1.5`` va
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..spec import FeatureInfo, Layer, PlannedBlock, ResNetSpec, feature_info, layout_plan, load_spec
+from ..spec import FeatureInfo, Layer, PlannedBlock, ResNetSpec, binomial_filter, feature_info, layout_plan, load_spec
 
 __all__ = [
     "BlurPool", "EfficientChannelAttention", "PlainBlock", "PreActBlock", "ResNet", "ResidualBlock",
@@ -51,23 +49,27 @@ class ZeroFilledMaxPool(nn.MaxPool2d):
 
 class BlurPool(nn.Module):
     """Anti-aliased downsampling (Zhang 2019): each channel blurred by the binomial filter of ``taps`` taps in each
-    direction (normalised to sum 1: 1 2 1 / 4 for 3), after a reflected padding, then subsampled by ``stride``.  The
-    filter is fixed, computed in the forward: the module holds no tensor (timm's ``BlurPool2d`` holds it as a buffer
-    it does not save)."""
+    direction (normalised to sum 1: 1 2 1 / 4 for 3), after a reflected padding (``padding`` before the map,
+    ``padding + extra_end`` after it: an even filter's), then subsampled by ``stride``.  The filter is fixed,
+    computed in the forward: the module holds no tensor (timm's ``BlurPool2d`` holds it as a buffer it does not save,
+    Zhang's ``BlurPool`` as one it saves)."""
 
-    def __init__(self, channels: int, taps: int, stride: int, padding: int) -> None:
+    def __init__(self, channels: int, taps: int, stride: int, padding: int, extra_end: int = 0) -> None:
         super().__init__()
         self.channels, self.taps, self.stride, self.padding = channels, taps, stride, padding
-        self.coefficients = tuple(math.comb(taps - 1, k) / 2 ** (taps - 1) for k in range(taps))
+        self.extra_end = extra_end
+        self.coefficients = binomial_filter(taps)
 
     def forward(self, x: Tensor) -> Tensor:
         row = torch.tensor(self.coefficients, dtype=x.dtype, device=x.device)
         weight = (row[:, None] * row[None, :]).expand(self.channels, 1, self.taps, self.taps)
-        x = F.pad(x, [self.padding] * 4, mode="reflect")  # (N, C, H + 2p, W + 2p)
+        p, q = self.padding, self.padding + self.extra_end
+        x = F.pad(x, [p, q, p, q], mode="reflect")  # (N, C, H + p + q, W + p + q)
         return F.conv2d(x, weight, stride=self.stride, groups=self.channels)  # (N, C, H', W')
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, taps={self.taps}, stride={self.stride}, padding={self.padding}"
+        end = f", extra_end={self.extra_end}" if self.extra_end else ""
+        return f"{self.channels}, taps={self.taps}, stride={self.stride}, padding={self.padding}{end}"
 
 
 class ZeroPadShortcut(nn.Module):
@@ -132,7 +134,7 @@ def _make(layer: Layer, device: torch.device | None) -> nn.Module:
         pool = ZeroFilledMaxPool if layer.zero_fill else nn.MaxPool2d
         return pool(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
     if layer.kind == "pool" and layer.detail == "blur":
-        return BlurPool(layer.in_shape[0], layer.kernel, layer.stride, layer.padding)
+        return BlurPool(layer.in_shape[0], layer.kernel, layer.stride, layer.padding, layer.extra_end)
     if layer.kind == "pool":
         return nn.AvgPool2d(
             layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode, count_include_pad=False

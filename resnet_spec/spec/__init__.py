@@ -5,10 +5,10 @@
 * :mod:`~resnet_spec.spec._registry`: the shipped tables keyed by name; depths resolve among canonical entries.
 * :mod:`~resnet_spec.spec._plan`: every layer the built network has, with names and shapes, and the rows a backbone
   returns (:func:`feature_info`);
-* :mod:`~resnet_spec.spec._arithmetic`: the padding arithmetic (output sizes, 'same' padding).
+* :mod:`~resnet_spec.spec._arithmetic`: the padding arithmetic (output sizes, 'same' padding), a blur's filter.
 """
 
-from ._arithmetic import conv_output_size, same_padding
+from ._arithmetic import binomial_filter, conv_output_size, same_padding
 from ._loader import BOUNDS, KNOBS
 from ._plan import FeatureInfo, Layer, Plan, PlannedBlock, defined_at, feature_info, feature_rows, layout_plan
 from ._registry import (
@@ -66,6 +66,7 @@ __all__ = [
     "StemPool",
     "StrideVariant",
     "as_spec",
+    "binomial_filter",
     "conv_output_size",
     "defined_at",
     "families",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["conv_output_size", "eca_kernel", "same_padding"]
+__all__ = ["binomial_filter", "conv_output_size", "eca_kernel", "same_padding"]
 
 
 def conv_output_size(
@@ -34,6 +34,15 @@ def same_padding(kernel: int) -> int:
     if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
         raise ValueError(f"same_padding: expected an odd kernel >= 1, got {kernel!r}")
     return (kernel - 1) // 2
+
+
+def binomial_filter(taps: int) -> tuple[float, ...]:
+    """An anti-aliasing blur's filter along one direction (Zhang 2019): the binomial coefficients ``C(taps - 1, k)``
+    normalised to sum 1 (``[1, 2, 1] / 4`` for 3 taps, ``[1, 3, 3, 1] / 8`` for 4); the 2-D filter is the outer
+    product of this row with itself."""
+    if isinstance(taps, bool) or not isinstance(taps, int) or taps < 1:
+        raise ValueError(f"binomial_filter: expected taps an integer >= 1, got {taps!r}")
+    return tuple(math.comb(taps - 1, k) / 2 ** (taps - 1) for k in range(taps))
 
 
 def eca_kernel(channels: int, gamma: int, beta: int) -> int:

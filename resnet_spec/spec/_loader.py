@@ -75,7 +75,7 @@ _CONV_CELL = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*C\s*=\s*(\d
 
 _GATE_KEYS = ("se_reduction", "se_divisor", "eca_gamma", "eca_beta", "eca_kernel")
 _NORM_KEYS = ("group_norm", "weight_standardization")
-_ALIAS_KEYS = ("anti_alias", "anti_alias_filter")
+_ALIAS_KEYS = ("anti_alias", "anti_alias_filter", "anti_alias_shortcut")
 ANTI_ALIAS_KINDS: tuple[str, ...] = ("avg", "blur")
 _TABLE_KEYS = (
     "family", "source", "input_size", "in_channels", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS, *_ALIAS_KEYS
@@ -357,16 +357,20 @@ class _Choices:
     group_norm: int | None  # GroupNorm's groups in place of batch norm; None: batch norm
     weight_standardization: float | None  # weight standardisation's epsilon; None: none
     anti_alias: tuple[str, int] | None = None  # ("avg", 0) or ("blur", filter taps); None: strided convs and pools
+    alias_shortcut: bool = False  # the projections' stride taken by an anti-aliasing layer before their 1x1 conv
 
     def alias(self, stride: int) -> Pool | None:
-        """The anti-aliasing layer that takes a stride: timm's ``AvgPool2d(stride)`` (a window of the stride), or its
-        ``BlurPool2d(filt_size, stride)`` (padding ``((stride - 1) + (taps - 1)) // 2``, reflected); None where the
-        table has no anti_alias or the stride is 1 (nothing to take)."""
+        """The anti-aliasing layer that takes a stride: timm's ``AvgPool2d(stride)`` (a window of the stride), or a
+        blur: for an odd filter timm's ``BlurPool2d(filt_size, stride)`` (padding ``((stride - 1) + (taps - 1)) //
+        2`` on each side, reflected), for an even one Zhang's ``BlurPool`` (antialiased-cnns: ``(taps - 1) // 2``
+        before, ``taps // 2`` after); None where the table has no anti_alias or the stride is 1 (nothing to take)."""
         if self.anti_alias is None or stride == 1:
             return None
         kind, taps = self.anti_alias
         if kind == "avg":
             return Pool("avg", stride, stride, 0)
+        if taps % 2 == 0:
+            return Pool("blur", taps, stride, (taps - 1) // 2, extra_end=1)
         return Pool("blur", taps, stride, ((stride - 1) + (taps - 1)) // 2)
 
 
@@ -421,16 +425,18 @@ def _choices(
     group_norm = reader.optional_int(norm_doc, "group_norm", norm_path, bound="group_norm")
     ws_doc, ws_path = where("weight_standardization")
     weight_standardization = _epsilon(reader, ws_doc, "weight_standardization", ws_path)
+    anti_alias = _anti_alias(reader, where, order)
     return _Choices(
         pick("variant"), shortcut, stem_pool, order, se_reduction, se_divisor, eca, group_norm,
-        weight_standardization, _anti_alias(reader, where, order),
+        weight_standardization, anti_alias, _alias_shortcut(reader, where, anti_alias, shortcut),
     )  # fmt: skip
 
 
 def _anti_alias(
     reader: _Reader, where: Callable[[str], tuple[Mapping[str, Any], str]], order: str
 ) -> tuple[str, int] | None:
-    """The anti_alias word: "avg" or "blur" (with anti_alias_filter, the blur's taps: odd, 3 by default), or None."""
+    """The anti_alias word: "avg" or "blur" (with anti_alias_filter, the blur's taps: at least 2, 3 by default), or
+    None."""
     doc, path = where("anti_alias")
     filter_doc, filter_path = where("anti_alias_filter")
     taps = reader.optional_int(filter_doc, "anti_alias_filter", filter_path, bound="anti_alias_filter")
@@ -448,10 +454,31 @@ def _anti_alias(
         return ("avg", 0)
     if taps is None:
         return ("blur", 3)
-    if taps < 2 or taps % 2 == 0:
-        expected = "an odd number of taps, at least 3 (the binomial filter is centred on each output)"
+    if taps < 2:
+        expected = "at least 2 taps (a filter of 1 tap does not blur)"
         raise reader.error(_join(filter_path, "anti_alias_filter"), taps, expected)
     return ("blur", taps)
+
+
+def _alias_shortcut(
+    reader: _Reader, where: Callable[[str], tuple[Mapping[str, Any], str]], anti_alias: tuple[str, int] | None,
+    shortcut: ShortcutOption,
+) -> bool:  # fmt: skip
+    """The anti_alias_shortcut word (Zhang 2019's antialiased-cnns: a projection that subsamples blurs first, its
+    1x1 conv then at stride 1): true only beside anti_alias = "blur", on a shortcut option with projections."""
+    doc, path = where("anti_alias_shortcut")
+    if "anti_alias_shortcut" not in doc:
+        return False
+    value = reader.bool_(doc, "anti_alias_shortcut", path, False)
+    if not value:
+        return False
+    key = _join(path, "anti_alias_shortcut")
+    if anti_alias is None or anti_alias[0] != "blur":
+        raise reader.error(key, value, 'an anti_alias = "blur" beside it (the blur the projections take first)')
+    if "projection" not in (shortcut.on_change, shortcut.otherwise):
+        expected = f"a shortcut option with 1x1 projections (B or C; option {shortcut.name} has {shortcut.on_change})"
+        raise reader.error(key, value, expected)
+    return True
 
 
 def _epsilon(reader: _Reader, doc: Mapping[str, Any], key: str, path: str) -> float | None:
@@ -503,8 +530,9 @@ def _resolve_arch(
     stem = _resolve_stem(reader, stem_doc, stem_path, in_channels, choices.stem_pool)
     stem_alias = choices.alias(stem.pool.stride) if stem.pool is not None and stem.pool.kind == "max" else None
     if stem.pool is not None and stem_alias is not None:
-        # Zhang 2019's MaxBlurPool (timm's stem): the max at stride 1, then the anti-aliasing layer with the stride
-        stem = replace(stem, pool=replace(stem.pool, stride=1), anti_alias=stem_alias)
+        # Zhang 2019's MaxBlurPool (timm's stem): the max at stride 1, then the anti-aliasing layer with the stride;
+        # at stride 1 rounding up or down gives the same size (a Caffe pool is the PyTorch one)
+        stem = replace(stem, pool=replace(stem.pool, stride=1, ceil_mode=False), anti_alias=stem_alias)
     stages = _resolve_stages(reader, arch, name, stem.out_channels, choices)
     head = _resolve_head(reader, doc, arch, name, choices.order)
     canonical = reader.bool_(doc[name], "canonical", name, False)
@@ -742,6 +770,8 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
         block = Block(f"{prefix}_{index + 1}", tuple(convs), kind, block_stride, choices.order, se_channels, eca)  # type: ignore[arg-type]
         if alias is not None:
             block = replace(block, anti_alias=alias, anti_alias_at=stride_index)
+        if alias is not None and choices.alias_shortcut and kind == "projection":
+            block = replace(block, shortcut_alias=alias)
         blocks.append(block)
         channels = block_out
     groups = tuple(cell.groups for cell in cells)

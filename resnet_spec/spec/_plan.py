@@ -55,6 +55,7 @@ class Layer:
     detail: str = ""  # pools: "max", "avg", "blur"; "channels": ECA's 1-D conv across channels; "group": a GroupNorm
     ceil_mode: bool = False
     zero_fill: bool = False  # a max pool whose padding is zeros, not -inf (an explicit zero pad before the pool)
+    extra_end: int = 0  # a pool's padding after the map beyond ``padding`` (an even blur filter: Zhang's BlurPool)
     weight_standardization: float | None = None  # a conv's: (w - mean) / sqrt(var + eps) per output channel
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (full parameter name, shape)
     buffers: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (full buffer name, shape): BN statistics
@@ -195,11 +196,13 @@ class _Planner:
         out: Shape = (shape[0], pool.output_size(shape[1]), pool.output_size(shape[2]))
         what = f"{pool.kernel}x{pool.kernel} {pool.kind} pool, stride {pool.stride}"
         if pool.kind == "blur":
-            what += f", reflected padding {pool.padding} (an input larger than {pool.padding})"
+            end = pool.padding + pool.extra_end
+            padding = f"{pool.padding}" if not pool.extra_end else f"{pool.padding} before and {end} after"
+            what += f", reflected padding {padding} (an input larger than {end})"
         self._check(row, name, what, out)
         return self.add(
             Layer(name, "pool", row, block, role, shape, out, pool.kernel, pool.stride, pool.padding,
-                  detail=pool.kind, ceil_mode=pool.ceil_mode, zero_fill=pool.zero_fill)
+                  detail=pool.kind, ceil_mode=pool.ceil_mode, zero_fill=pool.zero_fill, extra_end=pool.extra_end)
         )  # fmt: skip
 
 
@@ -328,9 +331,11 @@ def _plan_gate(planner: _Planner, block: Block, name: str, row: str, shape: Shap
 def _plan_shortcut(
     planner: _Planner, spec: ResNetSpec, block: Block, module: str, row: str, block_in: Shape, branch_out: Shape
 ) -> None:
-    """The shortcut's layers.  Option B/C: 1x1 conv with the block's stride, BN (torchvision ``downsample.0/1``).
-    ResNet-D (He et al. 2019, Fig. 2c): 2x2 average pool with the block's stride (where it is > 1; identity
-    otherwise), a stride-1 1x1 conv, BN (timm ``downsample.0/1/2``).  A pre-activation projection has no BN."""
+    """The shortcut's layers.  Option B/C: 1x1 conv with the block's stride, BN (torchvision ``downsample.0/1``);
+    anti-aliased (``shortcut_alias``, Zhang's antialiased-cnns): the blur with the stride, a stride-1 1x1 conv, BN
+    (``downsample.0/1/2``).  ResNet-D (He et al. 2019, Fig. 2c): 2x2 average pool with the block's stride (where it is
+    > 1; identity otherwise), a stride-1 1x1 conv, BN (timm ``downsample.0/1/2``).  A pre-activation projection has no
+    BN."""
     name, kind = f"{module}.downsample", block.shortcut
     pre = block.order == "pre"
     if kind in ("identity", "none"):
@@ -350,6 +355,9 @@ def _plan_shortcut(
             shape = planner.pool(f"{name}.0", row, block.name, "shortcut", shape, pool)
         else:
             shape = planner.simple(f"{name}.0", "identity", row, block.name, "shortcut", shape)
+        index, conv_stride = 1, 1
+    elif block.shortcut_alias is not None:
+        shape = planner.pool(f"{name}.0", row, block.name, "shortcut", shape, block.shortcut_alias)
         index, conv_stride = 1, 1
     projection = Conv(1, block.in_channels, block.out_channels, conv_stride, 0)
     shape = planner.conv(f"{name}.{index}", row, block.name, "shortcut", shape, projection)

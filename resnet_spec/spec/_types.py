@@ -129,16 +129,19 @@ class Pool:
     kind: Literal["max", "avg", "blur"]
     kernel: int
     stride: int
-    padding: int
+    padding: int  # before the map (top, left); after it too, plus ``extra_end``
     ceil_mode: bool = False  # Caffe rounds pooling output sizes up; PyTorch's default rounds down
     zero_fill: bool = False  # a max pool padded with zeros, not -inf: an explicit zero pad before it (BiT's stem)
+    # more padding after the map (bottom, right) than before it: an even blur filter has no centre tap (Zhang's
+    # BlurPool pads (taps - 1) // 2 before and taps // 2 after)
+    extra_end: int = 0
 
     def output_size(self, n: int) -> int:
         """Output height/width of this pool for an input of height/width ``n`` (0 where a blur's reflected padding
         needs more than ``n``: it mirrors ``padding`` pixels beside the edge one)."""
-        if self.kind == "blur" and n <= self.padding:
+        if self.kind == "blur" and n <= self.padding + self.extra_end:
             return 0
-        return conv_output_size(n, self.kernel, self.stride, self.padding, ceil_mode=self.ceil_mode)
+        return conv_output_size(n + self.extra_end, self.kernel, self.stride, self.padding, ceil_mode=self.ceil_mode)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,9 @@ class Block:
     # after its norm and ReLU, takes the block's stride; None: the conv itself strides
     anti_alias: Pool | None = None
     anti_alias_at: int = -1
+    # the projection's stride taken by an anti-aliasing layer before its 1x1 conv, which then runs at stride 1 (the
+    # table's anti_alias_shortcut word: Zhang 2019's antialiased-cnns); None: the conv strides, or no projection here
+    shortcut_alias: Pool | None = None
 
     @property
     def gated(self) -> bool:

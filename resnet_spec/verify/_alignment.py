@@ -496,7 +496,7 @@ def _place_block(placer: _Placer, row: str, planned: PlannedBlock | None, found:
         op = placer.op(index)
         if op is None or index in placer.places:
             continue
-        if op.kind in ("avgpool", "maxpool"):
+        if op.kind in ("avgpool", "maxpool", "blur"):
             kinds: tuple[str, ...] = ("pool",)
         elif op.kind in ("pad", "cat"):
             kinds = ("zero_pad",)

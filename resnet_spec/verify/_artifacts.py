@@ -305,6 +305,22 @@ _ROLES: Mapping[tuple[str, int], str] = {
     ("PRelu", 1): "weight",
 }  # fmt: skip
 _STATISTICS = frozenset({"running_mean", "running_var"})
+_BUFFERS = _STATISTICS | {"filter"}  # an anti-aliasing blur's fixed filter: see _fixed_filter
+
+
+def _fixed_filter(node: _Node, slot: int, value: Tensor) -> bool:
+    """Whether an initializer is a fixed filter (an anti-aliasing blur's, which a module keeps as a buffer), not a
+    weight: a graph does not say which of its tensors were trained, so one that is a depthwise Conv's weight with no
+    bias, the same window on every channel, of non-negative taps summing to 1, is read as the filter such a blur
+    applies (the numbers then say whether it is the table's)."""
+    if node.op != "Conv" or slot != 1 or value.dim() != 4 or value.shape[1] != 1 or value.shape[0] < 2:
+        return False
+    if node.attrs.get("group", 1) != value.shape[0] or (len(node.inputs) > 2 and node.inputs[2]):
+        return False
+    window = value[0].double()
+    return bool((value.double() == window).all() and (window >= 0).all() and abs(window.sum().item() - 1) < 1e-6)
+
+
 _SEGMENT = re.compile(r"[^0-9A-Za-z_]")
 
 
@@ -517,6 +533,8 @@ class OnnxGraph(nn.Module):
                     continue
                 value = torch.from_numpy(onnx.numpy_helper.to_array(tensor).copy())
                 role = _ROLES.get((node.op, slot))
+                if role == "weight" and _fixed_filter(node, slot, value):
+                    role = "filter"
                 if node.op == "InstanceNormalization" and slot in (1, 2) and reshaped.get(node.inputs[0], False) \
                         and bool((value == (1.0 if slot == 1 else 0.0)).all()):  # fmt: skip
                     role = None  # a GroupNorm's export: its groups normalised with unit scale, zero shift (constants)
@@ -603,12 +621,13 @@ class OnnxGraph(nn.Module):
     def _register(self, name: str, value: Tensor, node: _Node, role: str, used: dict[str, int],
                   scopes: dict[str, nn.Module]) -> str:  # fmt: skip
         """An initializer as a tensor of this module, named as ``role`` of ``node`` (the operator it is an operand
-        of, or turns into one of through a computation on constants): a buffer for a statistic, else a parameter,
+        of, or turns into one of through a computation on constants): a buffer for a statistic or a fixed filter,
+        else a parameter,
         and an input of the deployed graph; its path."""
         path = self._path(name, node, role, used)
         holder = self._holder(path.rpartition(".")[0], scopes)
         leaf = path.rpartition(".")[2]
-        if role in _STATISTICS:
+        if role in _BUFFERS:
             holder.register_buffer(leaf, value)
         else:
             holder.register_parameter(leaf, nn.Parameter(value, requires_grad=True))

@@ -514,7 +514,8 @@ def _zero_pads(trace: Trace) -> Trace:
 def _blur_pools(trace: Trace) -> Trace:
     """A depthwise convolution of a fixed filter (its weight a buffer or computed from constants, no parameter, no
     bias), with the reflected pad before it, is an anti-aliasing pool: kind ``blur`` with its window, stride and
-    padding, ``fill`` "reflect" or "zeros".  Which filter it applies, only the numbers say."""
+    padding (``padding`` before the map, ``padding_end`` after it: more after for an even filter, as Zhang's
+    BlurPool pads), ``fill`` "reflect" or "zeros".  Which filter it applies, only the numbers say."""
     groups = []
     for op in trace.ops:
         if op.kind != "conv" or op.params or op.attrs.get("bias") or len(op.operands) < 2:
@@ -527,15 +528,18 @@ def _blur_pools(trace: Trace) -> Trace:
         if tuple(a.get("dilation", (1, 1))) != (1, 1):
             continue
         members, source, padding, fill = [op], op.inputs[0], tuple(a.get("padding", (0, 0))), "zeros"
+        end = padding
         before = trace.producer(source)
-        pad = tuple(before.attrs.get("pad", ())) if before is not None and before.kind == "edge_pad" else ()
-        if before is not None and len(pad) == 4 and pad[0] == pad[1] and pad[2] == pad[3] and not any(padding) and \
-                before.attrs.get("mode") == "reflect" and _only_reader(trace, before.output) is op:  # fmt: skip
-            members, source, padding, fill = [before, op], before.inputs[0], (pad[2], pad[0]), "reflect"
+        pad = tuple(before.attrs.get("pad", ())) if before is not None and before.kind == "edge_pad" else ()  # l r t b
+        if before is not None and len(pad) == 4 and not any(padding) and before.attrs.get("mode") == "reflect" and \
+                _only_reader(trace, before.output) is op:  # fmt: skip
+            members, source, padding, end, fill = [before, op], before.inputs[0], (pad[2], pad[0]), (pad[3], pad[1]), \
+                "reflect"  # fmt: skip
         attrs = {
             "kernel": a["kernel"],
             "stride": a["stride"],
             "padding": padding,
+            "padding_end": end,
             "ceil_mode": False,
             "fill": fill,
             "macs": a.get("macs", 0),

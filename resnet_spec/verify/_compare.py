@@ -292,7 +292,8 @@ def options_like(found: FoundNetwork, name: str) -> list[ResNetSpec]:
     pools = any(b.shortcut is not None and b.shortcut.pool is not None for b in found.blocks)
 
     def like(spec: ResNetSpec) -> bool:  # and a pool before the projections where the model has one (ResNet-D)
-        return _may_match(found, spec) and pools == any(b.shortcut == "avg_projection" for b in spec.blocks)
+        pooled = any(b.shortcut == "avg_projection" or b.shortcut_alias is not None for b in spec.blocks)
+        return _may_match(found, spec) and pools == pooled
 
     default = load_spec(name)
     entries = _entries_by_network(default.family)

@@ -87,19 +87,23 @@ class FoundPool:
     ceil_mode: bool
     zero_fill: bool = False  # a max pool padded with zeros (an explicit zero pad before it) on a map that may be < 0
     fill: str = ""  # a blur's padding: "reflect" or "zeros"
+    padding_end: tuple[int, ...] = ()  # the padding after the map (bottom, right) where it is not ``padding``
 
     @property
     def text(self) -> str:
         """'3x3 max pool /2 pad 1', with ', ceil mode' when the output size rounds up (', zeros' when the
         padding of a max pool is zeros, not -inf); a blur's padding 'reflected' or 'zeros'."""
+        end = self.padding_end[0] if self.padding_end else self.padding[0]
         return pool_text(self.kind, self.kernel, self.stride[0], self.padding[0], self.ceil_mode,
-                         self.zero_fill, self.fill)  # fmt: skip
+                         self.zero_fill, self.fill, end)  # fmt: skip
 
 
 def pool_text(kind: str, kernel: tuple[int, ...], stride: int, padding: int, ceil_mode: bool = False,
-              zero_fill: bool = False, fill: str = "") -> str:  # fmt: skip
-    """How the reading and the diff name a pool: '3x3 max pool /2 pad 1', '3x3 blur pool /2 pad 1, reflected'."""
+              zero_fill: bool = False, fill: str = "", padding_end: int | None = None) -> str:  # fmt: skip
+    """How the reading and the diff name a pool: '3x3 max pool /2 pad 1', '3x3 blur pool /2 pad 1, reflected', '4x4
+    blur pool /2 pad 1 before, 2 after, reflected' (``padding_end``: the padding after the map, where it differs)."""
     text = f"{kernel[0]}x{kernel[-1]} {kind} pool /{stride} pad {padding}"
+    text += f" before, {padding_end} after" if padding_end is not None and padding_end != padding else ""
     text += (", ceil mode" if ceil_mode else "") + (", zeros" if zero_fill else "")
     return text + ({"reflect": ", reflected", "zeros": ", zero-padded"}.get(fill, "") if kind == "blur" else "")
 
@@ -335,6 +339,7 @@ def _pool(op: Op) -> FoundPool:
         op.attrs["ceil_mode"],
         bool(op.attrs.get("zero_fill", False)),
         str(op.attrs.get("fill", "")),
+        tuple(op.attrs.get("padding_end", op.attrs["padding"])),
     )
 
 
@@ -598,7 +603,7 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     computing = tuple(op.kind for op in shortcut_path if op.kind != "view")
     start_op = trace.producer(start)
     start_shape = start_op.shape if start_op is not None else trace.input_shape
-    pools = [op for op in shortcut_path if op.kind in ("avgpool", "maxpool")]
+    pools = [op for op in shortcut_path if op.kind in _WINDOWED]
     pool = _pool(pools[0]) if pools else None
     if shortcut_convs:
         shortcut = FoundShortcut("projection", units[shortcut_convs[0].index], computing, pool)

@@ -302,7 +302,7 @@ def _check_shortcut(out: _Collector, row: str, planned: PlannedBlock, found: Fou
         # what else the shortcut path computes (a ReLU on the projection's output) is a finding (Sec. 3.3)
         expected_ops = tuple(layer.kind for layer in shortcut if layer.kind in ("conv", "bn")
                              and not (layer.kind == "bn" and convs and folded))  # fmt: skip
-        ops = tuple(kind for kind in found.shortcut.ops if kind not in ("avgpool", "maxpool"))
+        ops = tuple(kind for kind in found.shortcut.ops if kind not in ("avgpool", "maxpool", "blur"))
         out.check(row, name, "shortcut path", _ops_text(expected_ops), _ops_text(ops))
 
 
@@ -311,14 +311,15 @@ def _pool_text(layer: Layer | None) -> str:
     if layer is None:
         return "none"
     return pool_text(layer.detail, (layer.kernel,), layer.stride, layer.padding, layer.ceil_mode, layer.zero_fill,
-                     "reflect" if layer.detail == "blur" else "")  # fmt: skip
+                     "reflect" if layer.detail == "blur" else "", layer.padding + layer.extra_end)  # fmt: skip
 
 
 def _spec_pool_text(pool: Pool | None) -> str:
     """A table's pool (the stem's, its anti-aliasing layer) as the reading names a found one."""
     if pool is None:
         return "none"
-    return pool_text(pool.kind, (pool.kernel,), pool.stride, pool.padding, pool.ceil_mode, pool.zero_fill, "reflect")
+    return pool_text(pool.kind, (pool.kernel,), pool.stride, pool.padding, pool.ceil_mode, pool.zero_fill, "reflect",
+                     pool.padding + pool.extra_end)  # fmt: skip
 
 
 def _found_pool_text(pool: FoundPool | None) -> str:

@@ -23,6 +23,11 @@ Our names are torchvision's (``conv1, bn1, layer1.0.conv1, ..., layer2.0.downsam
   projection, ``output`` for the classifier.  Its unsuffixed ResNets (``resnet50``, ``seresnet50``:
   ``conv1_stride=True``) stride a downsampling block's first conv ("v1"); ``"pytorchcv-b"`` is the same naming with
   the stride on the 3x3 ("v1.5": its ``*b`` models, ``resnet50b``, and its ResNeXts).
+- ``"antialiased-cnns"``: Zhang's anti-aliased ResNets (adobe/antialiased-cnns, ``antialiased_cnns/resnet.py``):
+  torchvision's names, except that the conv after a block's blur is the second module of a ``Sequential`` whose
+  first is the blur (``layer2.0.conv3.1``; ours ``layer2.0.conv3``, the blur ``layer2.0.aa``), and each blur saves
+  its fixed filter as a buffer ``filt`` of shape (C, 1, taps, taps) (``maxpool.1.filt``, ``layer2.0.conv3.0.filt``,
+  ``layer2.0.downsample.0.filt``): read, each must be the binomial filter the spec's blur applies; written, it is.
 
 Every conversion is checked, not guessed: each source key is used exactly once, each shape equals the one the spec
 predicts, and the format's stride placement equals the spec's; otherwise :class:`ConversionError` lists every
@@ -43,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from ..spec import Block, Plan, ResNetSpec, as_spec, layout_plan, variants
+from ..spec import Block, Layer, Plan, ResNetSpec, as_spec, binomial_filter, layout_plan, variants
 from ._caffe import caffe_layout, read_caffe, write_caffe
 from ._ledger import ConversionError, FormatKey, Ledger
 
@@ -67,7 +72,7 @@ class WeightFormat:
     """A naming of a ResNet's weights, and where its downsampling blocks carry their stride."""
 
     name: str
-    naming: Literal["ours", "timm", "mmpretrain", "caffe", "timm-resnetv2", "pytorchcv"]
+    naming: Literal["ours", "timm", "mmpretrain", "caffe", "timm-resnetv2", "pytorchcv", "antialiased-cnns"]
     stride_on: StrideOn | None  # as variants.toml's stride_on; None: not checked (our own checkpoints)
     source: str  # where the naming comes from
 
@@ -108,6 +113,13 @@ FORMATS: Mapping[str, WeightFormat] = {
             "pytorchcv's names (format pytorchcv); stride on the 3x3 (conv1_stride=False: resnetNb, seresnetNb; and "
             "resnext, seresnext)",
         ),
+        WeightFormat(
+            "antialiased-cnns",
+            "antialiased-cnns",
+            "first_spatial",
+            "antialiased_cnns/resnet.py (Zhang 2019): torchvision's names, the conv after a blur convK.1, each blur's "
+            "fixed filter a buffer filt",
+        ),
     )
 }
 
@@ -142,12 +154,15 @@ def format_layout(plan: Plan, source: str = "ours") -> dict[str, FormatKey]:
     fmt = _format(source)
     if fmt.naming == "caffe":
         return caffe_layout(plan)
-    return {
+    layout = {
         _source_key(fmt.naming, key, plan): FormatKey(
             _source_shape(fmt.naming, key, shape), key.rpartition(".")[0], key, key.endswith(".num_batches_tracked")
         )
         for key, shape in plan.state_dict().items()
     }
+    for key, layer in _saved_filters(fmt.naming, plan).items():
+        layout[key] = FormatKey(_filter_shape(layer), layer.name, None)
+    return layout
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -267,10 +282,49 @@ def _timm_key(key: str, plan: Plan) -> str:
     return key
 
 
+def _blurred_modules(plan: Plan) -> dict[str, str]:
+    """antialiased-cnns's names of the modules of ours a blur makes a Sequential of: the conv after a block's blur
+    (``layer2.0.conv3`` -> ``layer2.0.conv3.1``) and the blur itself (``layer2.0.aa`` -> ``layer2.0.conv3.0``)."""
+    names: dict[str, str] = {}
+    for block in plan.blocks:
+        if block.spec.anti_alias is not None:
+            conv = f"{block.module}.conv{block.spec.anti_alias_at + 2}"
+            names[conv] = f"{conv}.1"
+            names[f"{block.module}.aa"] = f"{conv}.0"
+    return names
+
+
+def _saved_filters(naming: str, plan: Plan) -> dict[str, Layer]:
+    """The fixed filters a naming saves, by key: antialiased-cnns's ``BlurPool`` keeps its filter as a buffer
+    ``filt``; the other namings save none (timm's ``BlurPool2d`` does not, ours computes it).  Raises
+    :class:`ConversionError` for antialiased-cnns on a network without blurs: its names are torchvision's there."""
+    if naming != "antialiased-cnns":
+        return {}
+    names = _blurred_modules(plan)
+    blurs = [layer for layer in plan.layers if layer.kind == "pool" and layer.detail == "blur"]
+    if not blurs:
+        raise ConversionError(f"antialiased-cnns weights do not fit {plan.spec.label}",
+                              ['a network with anti-aliasing blurs (anti_alias = "blur")'])  # fmt: skip
+    return {f"{names.get(layer.name, layer.name)}.filt": layer for layer in blurs}
+
+
+def _filter_shape(layer: Layer) -> tuple[int, ...]:
+    return (layer.in_shape[0], 1, layer.kernel, layer.kernel)
+
+
+def _binomial(layer: Layer) -> Tensor:
+    """The blur's filter on each channel, as antialiased-cnns saves it: (C, 1, taps, taps), float32."""
+    row = torch.tensor(binomial_filter(layer.kernel), dtype=torch.float64)
+    return (row[:, None] * row[None, :]).expand(_filter_shape(layer)).float()
+
+
 def _source_key(naming: str, key: str, plan: Plan) -> str:
     """Our state_dict key in another naming."""
     if naming == "timm":
         return _timm_key(key, plan)
+    if naming == "antialiased-cnns":
+        module, _, name = key.rpartition(".")
+        return f"{_blurred_modules(plan).get(module, module)}.{name}"
     if naming not in _RENAMINGS:
         body, head = _prefixes(naming)
         return (head if key.startswith("fc.") else body) + key
@@ -298,6 +352,11 @@ def _read_prefixed(ledger: Ledger, plan: Plan, naming: str) -> dict[str, Tensor]
             value = torch.tensor(0, dtype=torch.long)
         if value is not None:
             ours[key] = value if tuple(value.shape) == shape else value.reshape(shape)
+    for key, layer in _saved_filters(naming, plan).items():
+        value = ledger.take(key, _filter_shape(layer))
+        if value is not None and not torch.allclose(value.double(), _binomial(layer).double(), rtol=0, atol=1e-6):
+            ledger.problems.append(f"key {key!r}: expected the fixed {layer.kernel}-tap binomial filter of the "
+                                   f"spec's blur {layer.name}, found other values")  # fmt: skip
     return ours
 
 
@@ -306,6 +365,8 @@ def _write_prefixed(ours: Mapping[str, Tensor], plan: Plan, naming: str) -> dict
     for key, shape in plan.state_dict().items():
         theirs = _source_shape(naming, key, shape)
         out[_source_key(naming, key, plan)] = ours[key] if theirs == shape else ours[key].reshape(theirs)
+    for key, layer in _saved_filters(naming, plan).items():
+        out[key] = _binomial(layer)
     return out
 
 
@@ -329,10 +390,11 @@ def convert_state_dict(
     """Convert ``state_dict`` from the ``source`` format's names to the ``target``'s, for the network ``spec`` builds.
 
     Formats: :data:`FORMATS` (``"ours"``, ``"torchvision"``, ``"timm"``, ``"mmpretrain"``, ``"mmpretrain-caffe"``,
-    ``"caffe"``, ``"timm-resnetv2"``, ``"pytorchcv"``, ``"pytorchcv-b"``).  ``num_classes`` and ``in_channels`` are
-    the model's if it was built with others than the table's (``num_classes=0``: no classifier weights).  Tensors
-    are shared with the input where no arithmetic is needed.  Raises :class:`ConversionError` listing every problem:
-    missing, unexpected or mis-shaped keys, or a stride placement of either format that differs from the spec's.
+    ``"caffe"``, ``"timm-resnetv2"``, ``"pytorchcv"``, ``"pytorchcv-b"``, ``"antialiased-cnns"``).  ``num_classes``
+    and ``in_channels`` are the model's if it was built with others than the table's (``num_classes=0``: no
+    classifier weights).  Tensors are shared with the input where no arithmetic is needed.  Raises
+    :class:`ConversionError` listing every problem: missing, unexpected or mis-shaped keys (or a saved filter that is
+    not the spec's), or a stride placement of either format that differs from the spec's.
     """
     source_format, target_format = _format(source), _format(target)
     spec = as_spec(spec, "convert_state_dict")

@@ -101,6 +101,16 @@ FAMILY_PEERS = {
     "seresnetaa50d": ("timm", "seresnetaa50d", 28_107_256, 5_371_789_312),
     "seresnextaa101d_32x8d": ("timm", "seresnextaa101d_32x8d", 93_588_280, 17_178_624_000),
     "seresnextaa201d_32x8d": ("timm", "seresnextaa201d_32x8d", 149_394_904, 34_276_270_080),
+    # Zhang's own anti-aliased ResNets (antialiased-cnns 0.3, each factory's defaults: filter_size=4, pool_only=True)
+    "antialiased_resnet18": ("antialiased-cnns", "resnet18", 11_689_512, 2_341_724_160),
+    "antialiased_resnet34": ("antialiased-cnns", "resnet34", 21_797_672, 4_191_412_224),
+    "antialiased_resnet50": ("antialiased-cnns", "resnet50", 25_557_032, 5_141_274_624),
+    "antialiased_resnet101": ("antialiased-cnns", "resnet101", 44_549_160, 8_853_495_808),
+    "antialiased_resnet152": ("antialiased-cnns", "resnet152", 60_192_808, 12_565_716_992),
+    "antialiased_resnext50_32x4d": ("antialiased-cnns", "resnext50_32x4d", 25_028_904, 4_374_986_752),
+    "antialiased_resnext101_32x8d": ("antialiased-cnns", "resnext101_32x8d", 88_791_336, 16_954_310_656),
+    "antialiased_wide_resnet50_2": ("antialiased-cnns", "wide_resnet50_2", 68_883_240, 15_574_269_952),
+    "antialiased_wide_resnet101_2": ("antialiased-cnns", "wide_resnet101_2", 126_886_696, 26_929_299_456),
 }
 # FACTS.md, "The ResNet family": the layers of the timm peers built from the class (resnetv2_50's other arguments:
 # conv_layer=create_conv2d, norm_layer=BatchNormAct2d).
