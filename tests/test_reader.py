@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from strategies import table_documents
 from torch import nn
 
-from resnet_spec import build, load_spec
+from resnet_spec import ResNetSpec, build, load_spec
 from resnet_spec.spec import load_table
 from resnet_spec.spec._loader import read_toml
 from resnet_spec.verify import Mismatch, TraceError, align_blocks, compare_model
@@ -588,3 +588,46 @@ def test_a_strided_conv_where_the_table_anti_aliases_is_named() -> None:
     expected = {("conv2_x", "pool.anti-aliasing"), ("conv2_x", "pool.stride"), ("conv3_1", "conv2.anti-aliasing"),
                 ("conv3_1", "conv2.stride")}  # fmt: skip
     assert expected <= properties, comparison.mismatches
+
+
+def _even_shortcut_spec(**words: object) -> ResNetSpec:
+    """The vocabulary's anti_alias_even_shortcut entry, with its words changed."""
+    doc = read_toml(VOCABULARY)
+    entry = {**doc["anti_alias_even_shortcut"], **words}
+    return load_table({"table": doc["table"], "stem": doc["stem"], "head": doc["head"], "net": entry}, "even.toml")[
+        "net"
+    ]
+
+
+def test_an_even_blur_and_a_blurred_projection_conform_by_structure_and_numbers() -> None:
+    spec = load_spec(f"{VOCABULARY}:anti_alias_even_shortcut")
+    torch.manual_seed(0)
+    comparison = compare_model(build(spec), spec)
+    assert (comparison.verdict, comparison.exit_status) == ("conformant", 0), comparison.mismatches
+    assert comparison.equivalence is not None and comparison.equivalence.equal, comparison.equivalence
+
+
+def test_a_projection_that_strides_where_the_table_blurs_it_first_is_named() -> None:
+    """The same net with anti_alias_shortcut false (the projection's 1x1 strides, no blur before it): the missing
+    pool, at the one strided projection (conv3_1; conv2_1's projection has stride 1 and no blur either way)."""
+    comparison = compare_model(build(_even_shortcut_spec(anti_alias_shortcut=False)),
+                               load_spec(f"{VOCABULARY}:anti_alias_even_shortcut"))  # fmt: skip
+    assert comparison.exit_status == 1
+    found = {(m.where, m.property, m.expected, m.found) for m in comparison.mismatches
+             if m.kind == "structure" and m.where != "model"}  # fmt: skip
+    assert found == {("conv3_1", "shortcut.pool", "4x4 blur pool /2 pad 1 before, 2 after, reflected", "none")}, found
+
+
+def test_an_odd_blur_where_the_table_has_an_even_one_is_named_at_each_place() -> None:
+    """5 taps (padding 2 on each side) where the table has 4 (1 before, 2 after): the stem's, the branch's and the
+    projection's blur each differ."""
+    comparison = compare_model(build(_even_shortcut_spec(anti_alias_filter=5)),
+                               load_spec(f"{VOCABULARY}:anti_alias_even_shortcut"))  # fmt: skip
+    assert comparison.exit_status == 1
+    found = {(m.where, m.property, m.found) for m in comparison.mismatches
+             if m.kind == "structure" and m.where != "model"}  # fmt: skip
+    assert found == {
+        ("conv2_x", "pool.anti-aliasing", "5x5 blur pool /2 pad 2, reflected"),
+        ("conv3_1", "conv2.anti-aliasing", "5x5 blur pool /2 pad 2, reflected"),
+        ("conv3_1", "shortcut.pool", "5x5 blur pool /2 pad 2, reflected"),
+    }, comparison.mismatches

@@ -293,8 +293,9 @@ def _check_shortcut(out: _Collector, row: str, planned: PlannedBlock, found: Fou
         index = convs[0]
         conv = _planned_conv(shortcut[index])
         bn_after = _followed_by(shortcut, index, "bn")
-        # a pool the plan does not have takes the stride from the conv: one finding (the pool), not two
-        stride = found_pool is None or bool(pools)
+        # a pool on one side only (the plan's or the model's) has the stride the other's conv has: one finding (the
+        # pool), not two
+        stride = (found_pool is None) == (not pools)
         _check_conv(out, row, name, "shortcut", conv, found.shortcut.conv, stride=stride, bn_after=bn_after)
         folded = out.folded(found.shortcut.conv)
         conv_ok = found.shortcut.conv.bn_after == bn_after or folded
