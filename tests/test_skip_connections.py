@@ -151,10 +151,15 @@ def test_the_exact_cases_cover_every_kind_of_shortcut() -> None:
 
 
 def _table_word(spec: ResNetSpec, word: str, default: Any) -> Any:
-    """A word of the entry's table file as written: the entry's own, else its [table] section's (a base entry's
-    words are not looked up: no entry with a base sets the words read here)."""
+    """A word of the entry's table file as written: the entry's own, else its base entry's (and so on), else its
+    [table] section's."""
     doc = tomllib.loads(Path(spec.table_file).read_text(encoding="utf-8"))
-    return doc.get(spec.name, {}).get(word, doc["table"].get(word, default))
+    name: str | None = spec.name
+    while name is not None and name in doc:
+        if word in doc[name]:
+            return doc[name][word]
+        name = doc[name].get("base")
+    return doc["table"].get(word, default)
 
 
 def _expected_shortcuts(spec: ResNetSpec, option: str) -> list[tuple[Any, ...]]:
