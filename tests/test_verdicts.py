@@ -144,7 +144,7 @@ def test_compare_assert_conforms_and_the_plugin_agree(
     options = ["--variant", variant] if variant else []
     status = run_command("compare", ["--arch", arch, "--impl", target, "--quiet", *options])
     capsys.readouterr()
-    model, _ = make_subject(target)
+    model, _ = make_subject(target, meta=False)  # the model the CLI builds, its values with it (a pruning mask)
     try:
         assert_conforms(model, arch, variant=variant)
         asserted = 0
@@ -178,3 +178,15 @@ def test_a_batch_norm_the_table_has_no_place_for_may_update_its_statistics_in_tr
     comparison = compare_model(model, load_spec("resnet20"))
     assert comparison.verdict == "not conformant"
     assert not [m for m in comparison.mismatches if m.property == "written by the forward pass"], comparison.mismatches
+
+
+def test_a_mask_the_model_holds_no_values_for_leaves_the_verdict_undecided() -> None:
+    """Built on the meta device, a pruned model's mask has no values: what it computes is unknown, so its weight
+    "computed by mul" is no finding either way (undecided, naming the mask), where with its values it is equivalent."""
+    from resnet_spec.verify import make_subject
+
+    model, _ = make_subject(f"{MODELS}:mask_of_ones")
+    assert next(model.buffers()).device.type == "meta"
+    comparison = compare_model(model, load_spec("resnet20"))
+    assert comparison.verdict == "undecided", render(comparison, "mask_of_ones")
+    assert comparison.equivalence is not None and "weight_mask" in comparison.equivalence.reason

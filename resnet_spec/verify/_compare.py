@@ -105,11 +105,12 @@ def compare_model(
     nothing of its author's Python runs; docs/artifacts.md).
     ``input_size`` is one int (square) or (height, width).
 
-    The model is traced on the meta device (no memory, no time).  One that cannot run there (a data-dependent
-    check, a scripted or lazy module) is run on the CPU instead, at the smallest input every row of the table
-    still has an output for (then at the table's own), and the comparison's notes say so.  The forward pass
-    runs in training mode, on a batch of ``batch`` (two: a batch norm in training mode needs more than one value
-    per channel).  ``headless=True`` expects a backbone (the stem and the stages, no pool-and-fc head);
+    The model is traced on the meta device (no memory, no time), its lazy modules first shaped by one forward pass
+    in eval mode (an ``nn.Module`` given here is changed by it, as by its first use).  One that cannot run on the
+    meta device (a data-dependent check, a scripted module) is run on the CPU instead, at the smallest input every
+    row of the table still has an output for (then at the table's own), and the comparison's notes say so.  The
+    forward pass runs in training mode, on a batch of ``batch`` (two: a batch norm in training mode needs more than
+    one value per channel).  ``headless=True`` expects a backbone (the stem and the stages, no pool-and-fc head);
     ``in_channels`` replaces the table's input channels (a model for 1-channel images).
 
     ``functional`` adds the numerical check (:func:`~resnet_spec.verify.check_equivalence`), which

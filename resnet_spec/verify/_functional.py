@@ -116,6 +116,9 @@ class Equivalence:
     direction: Direction | None = None  # whose weights both ran with when the logits differed
     difference: float | None = None  # the logits' maximum relative difference there
     permuted: tuple[str, ...] = ()  # blocks whose shortcut places the identity channels elsewhere (a symmetry)
+    # unmapped because the model holds no values for data its function applies (a fixed filter, a pruning mask):
+    # what it computes is unknown, so no structural reading decides either
+    data_unknown: bool = False
 
     @property
     def equal(self) -> bool:
@@ -126,6 +129,10 @@ class _Unmapped(Exception):
     def __init__(self, row: str | None, block: str | None, reason: str) -> None:
         super().__init__(reason)
         self.row, self.block, self.reason = row, block, reason
+
+
+class _DataUnknown(_Unmapped):
+    """The model holds no values for its fixed data (built on the meta device)."""
 
 
 class _Skipped(Exception):
@@ -349,9 +356,15 @@ def _require_weights(alignment: Alignment, out: _Transfer) -> None:
     for layer in alignment.plan.layers:
         if layer.kind in ("conv", "fc"):
             weight = f"{layer.name}.weight"
-            if weight not in out.sources:
-                what = "conv" if layer.kind == "conv" else "classifier"
-                raise _Unmapped(layer.row, layer.block, f"{_named(layer)}: the model has no {what} there")
+            if weight in out.sources:
+                continue
+            computed = [c for op in _ops_on(alignment, layer.name) for kind, c in op.operands
+                        if kind == "const" and len(c.shape) >= 2 and len(c.params) > 1]  # fmt: skip
+            if computed:
+                raise _Unmapped(layer.row, layer.block, f"{_named(layer)}: its weight is computed from "
+                                f"{', '.join(computed[0].params)}, the table's is one tensor")  # fmt: skip
+            what = "conv" if layer.kind == "conv" else "classifier"
+            raise _Unmapped(layer.row, layer.block, f"{_named(layer)}: the model has no {what} there")
 
 
 def _op_values(op: Op, values: Mapping[int, Tensor]) -> tuple[Tensor, Tensor] | None:
@@ -684,13 +697,26 @@ def _figure(found: Tensor | None, expected: Tensor) -> float | None:
 
 
 def fixed_filters(trace: Trace) -> tuple[str, ...]:
-    """The model's tensors that only anti-aliasing blurs of its canonical ``trace`` read (their fixed filters): part
-    of the function the model computes, never drawn; the reference computes the table's filter, and the numbers say
-    whether they agree."""
-    ops = trace.ops
-    blurred = {name for op in ops if op.kind == "blur" for name in (*op.params, *op.buffers)}
-    others = {name for op in ops if op.kind != "blur" for name in (*op.params, *op.buffers)}
-    return tuple(sorted(blurred - others))
+    """The model's tensors that are data, not weights, in its canonical ``trace``: the fixed filters only
+    anti-aliasing blurs read, and the masks of pruned weights (buffers of a weight's own shape that a conv's or
+    linear layer's weight is computed from, with one parameter).  Part of the function the model computes, never
+    drawn; the reference computes the table's filter (and applies no mask), and the numbers say whether they agree."""
+    fixed: set[str] = set()
+    others: set[str] = set()
+    for op in trace.ops:
+        read = {*op.params, *op.buffers}
+        if op.kind == "blur":
+            fixed |= read
+            continue
+        if op.kind in ("conv", "linear"):
+            for kind, const in op.operands:
+                if kind == "const" and len(const.params) == 1 and const.transform:
+                    shape = trace.shapes.get(const.params[0])
+                    masks = {b for b in const.buffers if trace.shapes.get(b) == shape}
+                    fixed |= masks
+                    read -= masks
+        others |= read
+    return tuple(sorted(fixed - others))
 
 
 def _load_reference(reference: ResNet, state: Mapping[str, Tensor]) -> None:
@@ -743,7 +769,7 @@ def check_equivalence(
     except _Skipped as e:
         return Equivalence("skipped", str(e), None, None, shape, tol)
     except _Unmapped as e:
-        return Equivalence("unmapped", e.reason, e.row, e.block, shape, tol)
+        return Equivalence("unmapped", e.reason, e.row, e.block, shape, tol, data_unknown=isinstance(e, _DataUnknown))
 
 
 def _check(
@@ -764,7 +790,7 @@ def _check(
     try:
         drawn: Mapping[str, Tensor] = subject.draw(_SEED, keep=fixed)
     except TraceError as e:  # a fixed filter the model holds no values for: part of the function, unknown
-        raise _Unmapped(None, None, str(e)) from e
+        raise _DataUnknown(None, None, str(e)) from e
     generator = torch.Generator().manual_seed(_SEED)
     train = artifact is None or artifact.train
     batch = artifact.batch if artifact is not None and artifact.batch else _BATCH

@@ -158,6 +158,9 @@ class FoundHead:
     pool_op: int = -1  # the global pool's position, -1 where none
     fc_ops: tuple[int, ...] = ()  # the linear layers' positions
     logits: int = -1  # the value the classifier computes (-1: a backbone); the model may apply a softmax after it
+    # what computes each linear layer's weight from its parameter (as ConvUnit.weight_transform): () as learned
+    fc_transforms: tuple[tuple[str, ...], ...] = ()
+    fc_sources: tuple[tuple[str, ...], ...] = ()  # the parameters each linear layer's weight is computed from
 
 
 @dataclass(frozen=True)
@@ -483,6 +486,12 @@ def _weight(conv: Op) -> Const:
     return conv.operands[1][1]
 
 
+def _matrix(linear: Op) -> Const:
+    """What a linear layer's weight operand is (its first operand of two or more dimensions, whichever argument the
+    operator takes it as); an empty Const where there is none."""
+    return next((c for kind, c in linear.operands if kind == "const" and len(c.shape) >= 2), Const(()))
+
+
 def _common_ancestor(trace: Trace, a: int, b: int) -> int | None:
     """The latest value both ``a`` and ``b`` are computed from (searching backwards in execution order)."""
     position = {v: (trace.producers.get(v, -1)) for v in (a, b)}
@@ -702,6 +711,7 @@ def _read_head(trace: Trace, after_index: int, has_logits: bool) -> tuple[FoundH
     norm_ops: list[int] = []
     pool_op = -1
     fc_ops: list[int] = []
+    weights: list[Const] = []
     fc_before_pool = False
     for op in trace.ops[after_index + 1 :]:
         if pool is None and not fc and op.kind in _NORM_KINDS:
@@ -716,6 +726,7 @@ def _read_head(trace: Trace, after_index: int, has_logits: bool) -> tuple[FoundH
             fc.append(int(op.attrs["out_channels"]))  # the classifier before the pool (see _logits)
             bias.append(bool(op.attrs.get("bias")))
             fc_ops.append(op.index)
+            weights.append(_weight(op))
             explained.add(op.index)
             last_fc = op.index
             in_features = int(op.attrs["in_channels"])
@@ -724,6 +735,7 @@ def _read_head(trace: Trace, after_index: int, has_logits: bool) -> tuple[FoundH
             fc.append(int(op.attrs["out_features"]))
             bias.append(bool(op.attrs.get("bias")))
             fc_ops.append(op.index)
+            weights.append(_matrix(op))
             explained.add(op.index)
             last_fc = op.index
             if in_features is None:
@@ -734,5 +746,6 @@ def _read_head(trace: Trace, after_index: int, has_logits: bool) -> tuple[FoundH
     if has_logits and fc_ops:  # the classifier's output (a softmax may follow: the model's output is then its)
         logits = trace.ops[pool_op if fc_before_pool and pool_op >= 0 else fc_ops[-1]].output
     head = FoundHead(pool, tuple(fc), in_features, has_logits, tuple(bias), tuple(norm), tuple(norm_ops), pool_op,
-                     tuple(fc_ops), logits)  # fmt: skip
+                     tuple(fc_ops), logits,
+                     tuple(w.transform for w in weights), tuple(w.params for w in weights))  # fmt: skip
     return head, explained, last_fc

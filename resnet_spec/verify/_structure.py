@@ -471,6 +471,9 @@ def diff(alignment: Alignment) -> Structure:
                 out.check("fc", None, "fc.in_features", spec.out_channels, found.head.in_features)
             if found.head.fc_bias:
                 out.check("fc", None, "fc.bias", "bias", "bias" if found.head.fc_bias[-1] else "no bias")
+            if found.head.fc_transforms:
+                out.check("fc", None, "fc.weight", _weight_text(None, ()),
+                          _weight_text(None, found.head.fc_transforms[-1], found.head.fc_sources[-1]))  # fmt: skip
             _check_head_norm(out, plan.head, found, out.norm)
     param_rows.update({name: "fc" for name in found.fc_params})
 

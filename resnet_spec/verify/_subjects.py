@@ -247,8 +247,8 @@ class _Copies:
             for name in keep:
                 tensor = own.get(name)
                 if not isinstance(tensor, Tensor) or tensor.device.type == "meta" or name not in self.tensors:
-                    raise TraceError(f"{name} is a fixed filter the model applies, and the model holds no values for "
-                                     "it (built on the meta device?)")  # fmt: skip
+                    raise TraceError(f"{name} is data the model applies (a fixed filter, a pruning mask), and the "
+                                     "model holds no values for it (built on the meta device?)")  # fmt: skip
                 with torch.no_grad():
                     self.tensors[name].copy_(tensor.detach().to("cpu", self.tensors[name].dtype))
         self._casts.clear()

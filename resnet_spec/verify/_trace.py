@@ -14,7 +14,7 @@ The forward pass runs in training mode (what training runs: dropout dispatches n
 ``torch.no_grad``.  No memory is allocated: every tensor lives on the meta device, and the output shapes of the
 operators a ResNet runs are computed here (``_META_SHAPES``) rather than by PyTorch's Python meta kernels, which
 would import ``torch._dynamo`` and sympy on first use: seconds of start-up for a trace that takes a fraction of one.
-A model that cannot run on the meta device (a data-dependent check, a scripted or lazy module) is traced on the CPU
+A model that cannot run on the meta device (a data-dependent check, a scripted module) is traced on the CPU
 instead by :func:`trace_model` when given ``cpu_sizes`` (its buffers are restored afterwards).
 
 The forward's result may be a tensor, a mapping (``dict``, a Hugging Face ``ModelOutput``), a dataclass, or a
@@ -153,6 +153,12 @@ class Const:
         """The one parameter or buffer this is (or a view of); "" when it is none or several."""
         names = (*self.params, *self.buffers)
         return names[0] if len(names) == 1 else ""
+
+    @property
+    def source(self) -> str:
+        """The one parameter this is or is computed from, buffers aside (a pruned weight: the parameter times its
+        mask); otherwise :attr:`name`."""
+        return self.params[0] if len(self.params) == 1 else self.name
 
 
 @dataclass(frozen=True)
@@ -349,7 +355,7 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
             return out
         params = tuple(p for c in consts for p in c.params)
         buffers = tuple(b for c in consts for b in c.buffers)
-        arg_names = tuple(v.name if k == "const" else "" for k, v in operands) if params or buffers else ()
+        arg_names = tuple(v.source if k == "const" else "" for k, v in operands) if params or buffers else ()
         kind = _kind(name, len(inputs))
         attrs = _attrs(kind, name, args, first)
         if kw_operands:
@@ -844,6 +850,10 @@ def to_meta(model: nn.Module) -> nn.Module:
                 continue  # a lazy module's placeholder has no shape yet: copied as it is
             meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
             memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+        for module in model.modules():  # a weight computed by a hook (pruning, weight_norm): a plain attribute
+            for value in vars(module).values():
+                if isinstance(value, torch.Tensor) and id(value) not in memo and not is_lazy(value):
+                    memo[id(value)] = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
         with torch.device("meta"):
             clone = copy.deepcopy(model, memo)
         return clone.to("meta")
@@ -1012,11 +1022,9 @@ def trace_model(
     _check_shape(input_shape)
     for size in cpu_sizes:
         _check_shape((1, 1, *size))
+    initialise_lazy(model, input_shape, forward)
     meta_error: Exception | None = None
     try:
-        if cpu_sizes and any(is_lazy(p) for p in model.parameters()):
-            # A lazy module's parameters take their shapes from the first real forward pass.
-            raise TraceError("it has lazy modules, whose parameters are shaped by a first forward pass")
         meta = to_meta(model)
         return _run(meta, torch.empty(input_shape, device="meta"), forward, "meta")[0]
     except TraceError as e:  # cannot move to meta (a scripted module), lazy modules, or no tensor returned
@@ -1043,6 +1051,36 @@ def trace_model(
         note = f"traced on the CPU at {size[0]}x{size[1]}: the model cannot run on the meta device ({reason})"
         return dataclasses.replace(trace, notes=(note,))
     raise TraceError(_explain(model, input_shape, cpu_error, "cpu")) from cpu_error
+
+
+def initialise_lazy(
+    model: nn.Module, input_shape: tuple[int, ...], forward: Callable[[nn.Module, torch.Tensor], Any] | None = None
+) -> None:
+    """Give a model's lazy modules (``nn.LazyLinear``, ``nn.LazyConv2d`` ...) their shapes, as their first use would:
+    one forward pass in eval mode, without gradients, on zeros of ``input_shape`` (on the meta device where the
+    model's tensors are there); its modes are put back and nothing else changes.  Raises TraceError."""
+    lazy = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if is_lazy(t)]
+    if not lazy:
+        return
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if not is_lazy(t)]
+    device = "meta" if any(t.device.type == "meta" for t in tensors) else "cpu"
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+    modes = {module: module.training for module in model.modules()}
+    what = f"its lazy modules ({', '.join(lazy)})"
+    try:
+        model.eval()
+        with torch.no_grad():
+            x = torch.zeros(input_shape, dtype=dtype, device=device)
+            model(x) if forward is None else forward(model, x)
+    except Exception as e:  # the user's forward: any failure means the same thing
+        raise TraceError(f"{what} could not take their shapes from a forward pass on a {device} input of shape "
+                         f"{tuple(input_shape)}: {type(e).__name__}: {_one_line(e)}") from e  # fmt: skip
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    left = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if is_lazy(t)]
+    if left:
+        raise TraceError(f"its lazy modules ({', '.join(left)}) are still uninitialised after a forward pass")
 
 
 def _run_on_cpu(

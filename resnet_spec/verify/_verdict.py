@@ -10,7 +10,8 @@ outcome all derive.
   count: the same function with other parameters is another network), or the structure differs where the reading is
   complete and the numbers could not be computed;
 * **undecided** (exit 2): neither the structure nor the numbers can decide (operators the reader does not interpret
-  and weights that cannot be transferred) — never a guess either way.
+  and weights that cannot be transferred; fixed data the function applies, such as a blur's filter or a pruning
+  mask, that the model holds no values for) — never a guess either way.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def decide(
         return Verdict.NOT_CONFORMANT
     if parameters:
         return Verdict.NOT_CONFORMANT
+    if eq is not None and eq.data_unknown:
+        return Verdict.UNDECIDED  # its fixed data (a filter, a mask) have no values: what it computes is unknown
     if eq is not None and eq.status == "equal":
         return Verdict.EQUIVALENT if mismatches else Verdict.CONFORMANT
     if mismatches:

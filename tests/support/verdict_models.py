@@ -12,7 +12,9 @@ the ImageNet ones):
 * other parameters make another network, whatever it computes (a missing fc bias or BN affine, one BN or conv used
   twice, conv biases before BN, a parameter never used): not conformant;
 * another function (a BN epsilon of 1e-3, a BN without running statistics, weight standardisation in one stage, a
-  shortcut cached from an earlier call): not conformant, found by the numbers.
+  shortcut cached from an earlier call, weights pruned by a mask with zeros): not conformant, found by the numbers;
+* weights computed from their parameter and fixed data (torch's pruning with a mask of ones): equivalent; from two
+  parameters (weight normalisation): not conformant; lazy modules: shaped by a first forward pass, then conformant.
 
 Nothing here imports resnet_spec.
 """
@@ -26,6 +28,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import prune
+from torch.nn.utils.parametrizations import weight_norm
 
 # ---- the paper's CIFAR network (Sec. 4.2: 3x3 convs; 16, 32, 64 filters on 32, 16, 8 maps; 6n+2 layers; option A)
 
@@ -409,3 +413,59 @@ def flipped_kernels() -> nn.Module:
 
 
 CASES["flipped_kernels"] = Case(flipped_kernels, "resnet20", None, "undecided")
+
+
+# ---- weights computed from parameters: torch's pruning (weight = weight_orig * weight_mask, the mask a buffer) and
+# weight normalisation (weight = g * v / |v|).  A pruned weight is one-to-one with its parameter, its mask fixed
+# data: with entries masked to zero it is another function (the masked weights do nothing whatever they are); with a
+# mask of ones it is the paper's network spelled otherwise.  Weight normalisation adds a parameter per output unit.
+
+
+def pruned_fc() -> nn.Module:
+    model = CifarResNet()
+    prune.l1_unstructured(model.linear, "weight", amount=0.3)
+    return model
+
+
+def pruned_conv() -> nn.Module:
+    model = CifarResNet()
+    prune.l1_unstructured(model.blocks[3].conv_b, "weight", amount=0.3)
+    return model
+
+
+def mask_of_ones() -> nn.Module:
+    model = CifarResNet()
+    prune.identity(model.linear, "weight")
+    prune.identity(model.blocks[3].conv_b, "weight")
+    return model
+
+
+def weight_normed_fc() -> nn.Module:
+    model = CifarResNet()
+    weight_norm(model.linear)
+    return model
+
+
+CASES["pruned_fc"] = Case(pruned_fc, "resnet20", None, "not conformant", "fc", "fc.output")
+CASES["pruned_conv"] = Case(pruned_conv, "resnet20", None, "not conformant", "conv3_1", "conv2.output")
+CASES["mask_of_ones"] = Case(mask_of_ones, "resnet20", None, "equivalent")
+CASES["weight_normed_fc"] = Case(weight_normed_fc, "resnet20", None, "not conformant", "fc", "fc.weight")
+
+
+# ---- lazy modules (nn.LazyLinear, nn.LazyConv2d): shaped by their first forward pass, then the paper's layers
+
+
+def lazy_fc() -> nn.Module:
+    model = CifarResNet()
+    model.linear = nn.LazyLinear(10)
+    return model
+
+
+def lazy_stem() -> nn.Module:
+    model = CifarResNet()
+    model.conv = nn.LazyConv2d(16, 3, 1, 1, bias=False)
+    return model
+
+
+CASES["lazy_fc"] = Case(lazy_fc, "resnet20", None, "conformant")
+CASES["lazy_stem"] = Case(lazy_stem, "resnet20", None, "conformant")
