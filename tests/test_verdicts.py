@@ -190,3 +190,11 @@ def test_a_mask_the_model_holds_no_values_for_leaves_the_verdict_undecided() -> 
     comparison = compare_model(model, load_spec("resnet20"))
     assert comparison.verdict == "undecided", render(comparison, "mask_of_ones")
     assert comparison.equivalence is not None and "weight_mask" in comparison.equivalence.reason
+
+
+def test_a_model_whose_code_fails_when_built_on_the_meta_device_is_built_on_the_cpu() -> None:
+    """A target is built on the meta device; where its forward then fails (torch's orthogonal parametrization keeps
+    None for a tensor it computes), it is built again on the CPU and checked as its code builds it there."""
+    comparison = compare_model(f"{MODELS}:orthogonal_fc", load_spec("resnet20"))
+    assert comparison.verdict == "not conformant", render(comparison, "orthogonal_fc")
+    assert any("built on the CPU" in note for note in comparison.info), comparison.info

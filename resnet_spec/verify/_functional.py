@@ -814,7 +814,7 @@ def _check(
         try:
             drawn = subject.draw(_SEED, keep=kept)
         except TraceError as e:
-            raise _Unmapped(None, None, str(e)) from e
+            raise _DataUnknown(None, None, str(e)) from e
         try:
             base = _record(subject, x, False, how)
         except TraceError as e:

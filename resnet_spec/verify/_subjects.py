@@ -17,6 +17,7 @@ unrecorded, in float32 with gradients enabled (the model as it is used), its out
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import sys
@@ -397,7 +398,26 @@ def _setup(target: str) -> tuple[Any, Any]:
         model, note = make_subject(target)  # phases import, construction
         # a fixed filter's values, where the functional check needs them: the model built again, on the CPU
         copies = _Copies(model, lambda: make_subject(target, meta=False)[0])
+    on_meta = artifact is None and note is None  # built on the meta device: its code may build there what fails
     kept: dict[int, Values] = {}  # the last runs' values, by run number, for the checker to read
+
+    def trace(shape: tuple[int, ...], cpu_sizes: list[tuple[int, int]]) -> Any:
+        nonlocal model, copies, on_meta
+        try:
+            return trace_to_data(trace_model(model, shape, cpu_sizes=cpu_sizes))
+        except TraceError as e:
+            if not on_meta:
+                raise
+            on_meta = False  # once: the model built on the CPU, as its code gives it, is tried before the answer
+            with phase("construction"):
+                rebuilt = make_subject(target, meta=False)[0]
+            try:
+                traced = trace_model(rebuilt, shape, cpu_sizes=cpu_sizes)
+            except TraceError:
+                raise e from None
+            model, copies = rebuilt, _Copies(rebuilt)
+            why = f"built on the CPU: its forward failed on the model its code built on the meta device ({e})"
+            return trace_to_data(dataclasses.replace(traced, notes=(*traced.notes, why)))
 
     def handle(kind: str, payload: Any) -> Any:
         try:
@@ -410,7 +430,7 @@ def _setup(target: str) -> tuple[Any, Any]:
         if kind == "trace":
             shape, cpu_sizes = payload
             with phase("trace"):
-                return trace_to_data(trace_model(model, tuple(shape), cpu_sizes=[tuple(s) for s in cpu_sizes]))
+                return trace(tuple(shape), [tuple(s) for s in cpu_sizes])
         if kind == "tensors":
             with phase("copy"):
                 return [(i.name, i.shape, i.dtype, i.buffer) for i in copies.infos()]

@@ -1033,9 +1033,10 @@ def trace_model(
         meta_error = e
     except Exception as e:  # any failure of the user's forward on meta
         meta_error = e
-        # Only a failure of the meta device itself (a value read, a kernel it lacks) is worth a CPU run; a shape
-        # error would fail on the CPU alike, or worse pass there at a smaller input than the one asked for.
-        if not cpu_sizes or not _meta_specific(e):
+        # Only a failure of the meta device itself (a value read, a kernel it lacks, Python code handed no value by
+        # it) is worth a CPU run; a shape error (torch's RuntimeError or ValueError) would fail on the CPU alike, or
+        # worse pass there at a smaller input than the one asked for.
+        if not cpu_sizes or not (_meta_specific(e) or not isinstance(e, (RuntimeError, ValueError))):
             raise TraceError(_explain(model, input_shape, e, "meta")) from e
     cpu_error: Exception = meta_error
     for size in cpu_sizes:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import prune
-from torch.nn.utils.parametrizations import weight_norm
+from torch.nn.utils.parametrizations import orthogonal, weight_norm
 
 # ---- the paper's CIFAR network (Sec. 4.2: 3x3 convs; 16, 32, 64 filters on 32, 16, 8 maps; 6n+2 layers; option A)
 
@@ -469,3 +469,16 @@ def lazy_stem() -> nn.Module:
 
 CASES["lazy_fc"] = Case(lazy_fc, "resnet20", None, "conformant")
 CASES["lazy_stem"] = Case(lazy_stem, "resnet20", None, "conformant")
+
+
+# ---- an orthogonal classifier (torch's orthogonal parametrization: the weight a Householder product of its
+# parameter): another function with the same count; built on the meta device, its code leaves a tensor None
+
+
+def orthogonal_fc() -> nn.Module:
+    model = CifarResNet()
+    orthogonal(model.linear)
+    return model
+
+
+CASES["orthogonal_fc"] = Case(orthogonal_fc, "resnet20", None, "not conformant", "fc", "fc.weight")
