@@ -36,6 +36,7 @@ SPOOFS: list[tuple[str, str, str]] = [
     (f"{MODELS}:no_grad_only()", "resnet20", "output as used"),
     (f"{MODELS}:odd_sizes_only()", "resnet20", "output as used"),
     (f"{MODELS}:dispatch_mode_only()", "resnet20", "output as used"),
+    (f"{MODELS}:small_batches_only()", "resnet20", "output as used"),
     (f"{MODELS}:first_calls(3)", "resnet20", "by computation"),
     (f"{MODELS}:first_calls(12)", "resnet20", "by computation"),
     (f"{MODELS}:writes_weight()", "resnet20", "written by the forward pass"),

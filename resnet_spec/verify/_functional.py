@@ -991,9 +991,10 @@ def _observe(
 ) -> list[Mismatch]:  # fmt: skip
     """The model as it is used: called plainly (nothing recorded) in float32 on the CPU with gradients enabled, with
     the ``values`` the second direction drew (their running variances well conditioned), at input sizes drawn for
-    this run: in eval and train mode on two images of one size (both sides odd), then :data:`OBSERVED_REPEATS` + 1
-    times in eval mode on one image of another (both sides even).  Where the model runs only at the input size the
-    checker found for it (``drawn_sizes`` False: a fixed pool), every call is at that size.  Findings: an output
+    this run: in eval and train mode on 3 to 6 images (drawn; a graph's own batch) of one size (both sides odd),
+    then :data:`OBSERVED_REPEATS` + 1 times in eval mode on one image of another (both sides even).  Where the model
+    runs only at the input size the checker found for it (``drawn_sizes`` False: a fixed pool), every call is at
+    that size.  Findings: an output
     other than the reference's (within :data:`FLOAT32_TOLERANCE`), calls on one input that differ, tensors a call
     writes."""
     chooser = random.SystemRandom()
@@ -1011,7 +1012,11 @@ def _observe(
         return next((hw for hw in drawn if defined_at(spec, *hw)), (height, width))
 
     odd, even = (pair(1), pair(0)) if drawn_sizes else ((height, width), (height, width))
-    x = torch.randn(how.batch, channels, *odd, generator=generator)
+    # the batch drawn too, other than the recorded passes' (where the model is not fixed to one: a graph exported
+    # at its batch): 3 to 6 images
+    fixed_batch = subject.artifact is not None and bool(subject.artifact.batch)
+    batch = how.batch if fixed_batch else chooser.randint(_BATCH + 1, _BATCH + 4)
+    x = torch.randn(batch, channels, *odd, generator=generator)
     small = torch.randn(1 if drawn_sizes else how.batch, channels, *even, generator=generator)  # the repeats: cheap
     state = {name: value.float() for name, value in transfer.forward(values).items()}
     _load_reference(reference, state)
@@ -1029,7 +1034,7 @@ def _observe(
     written: list[tuple[Iterable[str], bool]] = []
     first: tuple[Tensor, ...] = ()  # the first call on the small input
     for number, (input_, train) in enumerate(passes):
-        size = f"{input_.shape[2]}x{input_.shape[3]}"
+        size = "input " + "x".join(str(n) for n in input_.shape)
         try:
             called = subject.call(input_, train)
         except TraceError as e:

@@ -1,6 +1,6 @@
 """Models that know when they are watched: each is Sec. 4.2's ResNet-20 while the checker looks the way it used to
-(on the meta device, in float64, without gradients, at odd input sizes, under a dispatch mode, for its first calls)
-and another network otherwise; or a forward that writes its own tensors; or noise in eval mode.
+(on the meta device, in float64, without gradients, at odd input sizes, on one or two images, under a dispatch mode,
+for its first calls) and another network otherwise; or a forward that writes its own tensors; or noise in eval mode.
 
 None of them conforms: the checker must say "not conformant" or "undecided", never "conformant", through every face
 (``compare --impl tests/support/spoofing_models.py:NAME()``, ``assert_conforms("...:NAME()", ...)``, the pytest plugin).
@@ -50,6 +50,10 @@ def no_grad_only() -> nn.Module:
 
 def odd_sizes_only() -> nn.Module:
     return Watched(lambda x: x.shape[-1] % 2 == 1 or x.shape[-2] % 2 == 1)
+
+
+def small_batches_only() -> nn.Module:
+    return Watched(lambda x: x.is_meta or x.shape[0] <= 2)
 
 
 def dispatch_mode_only() -> nn.Module:
