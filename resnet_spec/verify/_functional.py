@@ -994,9 +994,8 @@ def _observe(
     this run: in eval and train mode on 3 to 6 images (drawn; a graph's own batch) of one size (both sides odd),
     then :data:`OBSERVED_REPEATS` + 1 times in eval mode on one image of another (both sides even).  Where the model
     runs only at the input size the checker found for it (``drawn_sizes`` False: a fixed pool), every call is at
-    that size.  Findings: an output
-    other than the reference's (within :data:`FLOAT32_TOLERANCE`), calls on one input that differ, tensors a call
-    writes."""
+    that size.  Findings: an output other than the reference's (within :data:`FLOAT32_TOLERANCE`), calls on one
+    input that differ, tensors a call writes."""
     chooser = random.SystemRandom()
     generator = torch.Generator().manual_seed(chooser.getrandbits(31))
     channels, height, width = base.start.shape[1], base.start.shape[2], base.start.shape[3]
