@@ -991,11 +991,11 @@ def _observe(
 ) -> list[Mismatch]:  # fmt: skip
     """The model as it is used: called plainly (nothing recorded) in float32 on the CPU with gradients enabled, with
     the ``values`` the second direction drew (their running variances well conditioned), at input sizes drawn for
-    this run: in eval and train mode on 3 to 6 images (drawn; a graph's own batch) of one size (both sides odd),
-    then :data:`OBSERVED_REPEATS` + 1 times in eval mode on one image of another (both sides even).  Where the model
-    runs only at the input size the checker found for it (``drawn_sizes`` False: a fixed pool), every call is at
-    that size.  Findings: an output other than the reference's (within :data:`FLOAT32_TOLERANCE`), calls on one
-    input that differ, tensors a call writes."""
+    this run: in eval mode on 3 to 6 images (drawn; a graph's own batch) of one size (both sides odd), in train
+    mode on two of them, then :data:`OBSERVED_REPEATS` + 1 times in eval mode on one image of another (both sides
+    even).  Where the model runs only at the input size the checker found for it (``drawn_sizes`` False: a fixed
+    pool), every call is at that size.  Findings: an output other than the reference's (within
+    :data:`FLOAT32_TOLERANCE`), calls on one input that differ, tensors a call writes."""
     chooser = random.SystemRandom()
     generator = torch.Generator().manual_seed(chooser.getrandbits(31))
     channels, height, width = base.start.shape[1], base.start.shape[2], base.start.shape[3]
@@ -1011,8 +1011,9 @@ def _observe(
         return next((hw for hw in drawn if defined_at(spec, *hw)), (height, width))
 
     odd, even = (pair(1), pair(0)) if drawn_sizes else ((height, width), (height, width))
-    # the batch drawn too, other than the recorded passes' (where the model is not fixed to one: a graph exported
-    # at its batch): 3 to 6 images
+    # the eval call's batch drawn too, other than the recorded passes' (where the model is not fixed to one: a graph
+    # exported at its batch): 3 to 6 images; the train call on the recorded passes' batch of them (batch statistics
+    # of two values on a 1x1 map normalise to exactly -1 and 1: as well conditioned as the recorded passes)
     fixed_batch = subject.artifact is not None and bool(subject.artifact.batch)
     batch = how.batch if fixed_batch else chooser.randint(_BATCH + 1, _BATCH + 4)
     x = torch.randn(batch, channels, *odd, generator=generator)
@@ -1027,7 +1028,7 @@ def _observe(
     # returns; a classifier checked as a backbone returns logits only, which the structure reports)
     last = alignment.row_ends.get(spec.stages[-1].name)
     comparable = not alignment.headless or last in alignment.trace.outputs
-    passes = [(x, False), *([(x, True)] if how.train else []), *[(small, False)] * (1 + OBSERVED_REPEATS)]
+    passes = [(x, False), *([(x[: how.batch], True)] if how.train else []), *[(small, False)] * (1 + OBSERVED_REPEATS)]
     first_repeat = len(passes) - OBSERVED_REPEATS
     findings: list[Mismatch] = []
     written: list[tuple[Iterable[str], bool]] = []
