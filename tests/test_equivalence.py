@@ -234,3 +234,15 @@ def test_a_deep_gated_net_off_by_five_percent_in_eval_mode_float32_is_found() ->
     assert result.status == "differs", result.reason
     [finding] = [m for m in result.findings if m.property == "output as used"]
     assert "eval mode, float32" in finding.found and "within 0.001" in finding.expected, finding
+
+
+def test_redundant_conv_biases_do_not_move_where_the_numbers_first_differ() -> None:
+    """Conv biases before every batch norm (folded into its running mean for the numbers) and weight standardisation
+    in the second stage only: the numbers first differ in conv3_x, and the finding says so, not at conv1, whose conv
+    output holds the bias the reference's batch norm holds instead."""
+    from verdict_models import CifarResNet
+
+    comparison = compare_model(CifarResNet(conv_bias=True, standardize_stage=1), load_spec("resnet20"))
+    computed = [m for m in comparison.mismatches if m.kind == "computation"]
+    assert comparison.verdict == "not conformant" and computed, render(comparison, "biased")
+    assert computed[0].row == "conv3_x", render(comparison, "biased")

@@ -1225,10 +1225,13 @@ def _locate(
         first_row = next((row for row in spec.rows if row in found_rows and (
             (f := _figure(found_rows[row], expected_rows[row])) is None or f > tol)), None)  # fmt: skip
         rows_up_to = spec.rows[: spec.rows.index(first_row) + 1] if first_row is not None else spec.rows
+        folded = _folded_bias_layers(alignment)
         for row, block, ops, module, start, end in units:
             if row not in rows_up_to:
                 break
             for index in ops:
+                if places[index].layer in folded:
+                    continue  # compared together, by the block's or the row's output
                 finding = _op_finding(reference, alignment, trace.ops[index], values, train, tol, row, block)
                 if finding is not None:
                     return [finding], row, block
@@ -1263,6 +1266,22 @@ def _locate(
     return [Mismatch("fc", None, what, expected_text, found_text, module=where, kind="computation")], "fc", None
 
 
+def _folded_bias_layers(alignment: Alignment) -> set[str]:
+    """The convs whose redundant bias the transfer folds into the batch norm after them, and those batch norms: on
+    its own, each holds what the other does (the model's conv output has the bias, the reference's mean has it)."""
+    layers = list(alignment.plan.layers)
+    out: set[str] = set()
+    for index, place in alignment.places.items():
+        op = alignment.trace.ops[index]
+        if place.layer is None or op.kind != "conv" or not op.attrs.get("bias"):
+            continue
+        layer = alignment.layer(place.layer)
+        norm = _planned_after(layers, layer, "bn") if layer.kind == "conv" else None
+        if norm is not None and not any(name.endswith(".bias") for name, _ in layer.params):
+            out |= {layer.name, norm.name}
+    return out
+
+
 def _difference_text(figure: float | None, mode: str) -> str:
     return f"shape differs ({mode} mode)" if figure is None else f"differs by {figure:.1e} ({mode} mode)"
 
@@ -1278,6 +1297,7 @@ def _op_finding(
     layer = alignment.layer(place.layer)
     if layer.kind not in ("conv", "bn", "relu", "pool", "global_pool", "fc"):
         return None
+    plan_layers = list(alignment.plan.layers)
     module: Any = reference.get_submodule(layer.name)
     x, y = values[op.inputs[0]], values[op.output]
     if layer.kind == "bn" and isinstance(module, nn.GroupNorm):
@@ -1293,9 +1313,7 @@ def _op_finding(
         expected = module(x).flatten(1)
     else:
         expected = module(x)
-    norm = (
-        _planned_after(list(alignment.plan.layers), layer, "bn") if layer.kind == "conv" and alignment.folded else None
-    )
+    norm = _planned_after(plan_layers, layer, "bn") if layer.kind == "conv" and alignment.folded else None
     if norm is not None and norm.name in alignment.folded:  # the inference form: the conv holds its batch norm
         expected = reference.get_submodule(norm.name)(expected)
     difference = _figure(y.reshape(expected.shape) if y.numel() == expected.numel() else y, expected)
