@@ -719,6 +719,17 @@ def fixed_filters(trace: Trace) -> tuple[str, ...]:
     return tuple(sorted(fixed - others))
 
 
+def _data_buffers(alignment: Alignment) -> set[str]:
+    """Buffers the model's function reads from the stem on that fill no tensor of the table's and are no batch norm's
+    statistics (a constant scale, a temperature on the logits): data, kept as the model holds them, never drawn."""
+    trace = alignment.trace
+    stem = alignment.found.stem
+    start = stem.index if stem is not None else 0
+    statistics = {name for op in trace.ops if op.kind in ("bn", "norm") for name in op.buffers}
+    return {name for op in trace.ops[start:] for name in op.buffers
+            if name not in alignment.tensors and name not in statistics}  # fmt: skip
+
+
 def _load_reference(reference: ResNet, state: Mapping[str, Tensor]) -> None:
     for module_name, module in reference.named_modules():
         prefix = f"{module_name}." if module_name else ""
@@ -809,7 +820,7 @@ def _check(
             error = e
     else:
         raise _Skipped(f"the model does not run on the CPU in float64: {error}")
-    kept = fixed_filters(base.alignment.trace)
+    kept = tuple(sorted({*fixed_filters(base.alignment.trace), *_data_buffers(base.alignment)}))
     if kept != fixed:  # the model's own filters where the run shows others: it applies them as they are
         try:
             drawn = subject.draw(_SEED, keep=kept)

@@ -14,7 +14,8 @@ the ImageNet ones):
 * another function (a BN epsilon of 1e-3, a BN without running statistics, weight standardisation in one stage, a
   shortcut cached from an earlier call, weights pruned by a mask with zeros): not conformant, found by the numbers;
 * weights computed from their parameter and fixed data (torch's pruning with a mask of ones): equivalent; from two
-  parameters (weight normalisation): not conformant; lazy modules: shaped by a first forward pass, then conformant.
+  parameters (weight normalisation): not conformant; lazy modules: shaped by a first forward pass, then conformant;
+* a buffer that is data (a temperature on the logits): kept as the model holds it, so 1 conforms and 2 does not.
 
 Nothing here imports resnet_spec.
 """
@@ -482,3 +483,28 @@ def orthogonal_fc() -> nn.Module:
 
 
 CASES["orthogonal_fc"] = Case(orthogonal_fc, "resnet20", None, "not conformant", "fc", "fc.weight")
+
+
+# ---- a buffer the function reads that is no weight and no statistic (a temperature on the logits): data, part of
+# the function as the model holds it; 1 leaves the paper's network, 2 halves its logits
+
+
+class Tempered(CifarResNet):
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.register_buffer("temperature", torch.tensor(temperature))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) / self.temperature
+
+
+def temperature_one() -> nn.Module:
+    return Tempered(1.0)
+
+
+def temperature_two() -> nn.Module:
+    return Tempered(2.0)
+
+
+CASES["temperature_one"] = Case(temperature_one, "resnet20", None, "conformant")
+CASES["temperature_two"] = Case(temperature_two, "resnet20", None, "not conformant", "fc", None)
