@@ -327,6 +327,18 @@ def test_a_module_scripted_on_the_meta_device_conforms() -> None:
     assert comparison.verdict == "conformant"
 
 
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_model_holding_a_scripted_part_conforms_by_the_numbers_too(device: str) -> None:
+    """A ResNet-18 whose layer1 alone is ``torch.jit.script``-ed: its copies for the numbers hold every tensor of the
+    scripted part as its own (built on the meta device, as a target is, or on the CPU)."""
+    with torch.device(device):
+        model = torchvision.models.resnet18()
+        model.layer1 = torch.jit.script(model.layer1)
+    comparison = compare_model(model, load_spec("resnet18"))
+    assert comparison.equivalence is not None and comparison.equivalence.status == "equal", comparison.info
+    assert comparison.verdict == "conformant"
+
+
 def test_a_compiled_model_is_checked_as_the_code_it_compiles() -> None:
     """``torch.compile`` promises its model's function: the check runs the model's own eager code (the compiler runs
     neither on the meta device nor under the recorder), and a defect in that code is found."""

@@ -871,8 +871,9 @@ def materialize(model: nn.Module, dtype: torch.dtype | None = None, *, values: b
     """
     try:
         on_meta = any(t.device.type == "meta" for t in (*model.parameters(), *model.buffers()) if not is_lazy(t))
-        # a scripted module cannot move to meta: copied as it is, its every tensor then replaced below
-        scripted = isinstance(model, torch.jit.ScriptModule)
+        # a scripted module (or one holding a scripted part) cannot move to meta: copied as it is, its every tensor
+        # then replaced below
+        scripted = any(isinstance(module, torch.jit.ScriptModule) for module in model.modules())
         clone = copy.deepcopy(model) if on_meta or scripted else to_meta(model)
     except TraceError:
         raise
