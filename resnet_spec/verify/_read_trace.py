@@ -48,6 +48,8 @@ class ConvUnit:
     params: tuple[str, ...]  # the conv's and its BN's parameters
     norm_after: str | None = None  # "bn", "group_norm", "layer_norm" ...: the normalisation reading the conv
     norm_affine: bool = True  # the normalisation has a learned scale and shift (BN(affine=False) has not)
+    # without a learned one, it reads a scale and shift held as buffers besides its statistics (a frozen batch norm)
+    norm_fixed_affine: bool = False
     index: int = -1  # the conv's position in the trace
     members: tuple[int, ...] = ()  # positions of the unit's ops (conv, norm, activation)
     norm_params: tuple[str, ...] = ()  # the normalisation's parameters (a subset of params)
@@ -434,6 +436,7 @@ def norm_label(function: str, groups: int | None = None) -> str:
 def _unit(trace: Trace, conv: Op) -> ConvUnit:
     norm = None
     affine = True
+    fixed_affine = False
     norm_params: tuple[str, ...] = ()
     activation = None
     end = conv.output
@@ -443,6 +446,7 @@ def _unit(trace: Trace, conv: Op) -> ConvUnit:
     if after is not None and after.kind in _NORMS:
         norm = norm_kind(after)
         affine = bool(after.params)
+        fixed_affine = not after.params and len(after.buffers) > 2  # weight and bias besides mean and variance
         norm_params = after.params
         end = after.output
         params.extend(after.params)
@@ -470,6 +474,7 @@ def _unit(trace: Trace, conv: Op) -> ConvUnit:
         params=tuple(params),
         norm_after=norm,
         norm_affine=affine,
+        norm_fixed_affine=fixed_affine,
         index=conv.index,
         members=tuple(members),
         norm_params=tuple(norm_params),

@@ -531,6 +531,8 @@ def _parameters(findings: Sequence[Mismatch]) -> str:
             key = ("unused parameter", "unused parameters")
         elif m.property.endswith("tied"):
             key = ("layer tied to another's tensors", "layers tied to another's tensors")
+        elif m.property.endswith("bn.affine") and "fixed" in str(m.found):
+            key = ("batch norm with a fixed scale and shift", "batch norms with a fixed scale and shift")
         elif m.property.endswith("bn.affine"):
             key = ("batch norm without scale and shift", "batch norms without scale and shift")
         elif m.property.endswith("bias") and m.found in ("bias before BN", True):

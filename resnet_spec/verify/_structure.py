@@ -169,7 +169,8 @@ def _check_conv_unit(
     expected_norm = out.norm if bn_after else None
     out.check(row, block, f"{prefix}.bn", _norm_text(expected_norm, out.norm), _norm_text(norm, out.norm))
     if norm == expected_norm and bn_after:
-        out.check(row, block, f"{prefix}.bn.affine", "learned scale and shift", _affine_text(found.norm_affine))
+        affine = _affine_text(found.norm_affine, found.norm_fixed_affine)
+        out.check(row, block, f"{prefix}.bn.affine", "learned scale and shift", affine)
     out.check(row, block, f"{prefix}.weight", _weight_text(out.weight_standardization, ()),
               _weight_text(found.weight_standardization, found.weight_transform, found.weight_sources))  # fmt: skip
 
@@ -194,8 +195,10 @@ def _weight_text(eps: float | None, transform: tuple[str, ...], sources: tuple[s
     return "as learned" if not transform else "computed by " + " -> ".join(transform) + others
 
 
-def _affine_text(affine: bool) -> str:
-    return "learned scale and shift" if affine else "no scale and shift (affine=False)"
+def _affine_text(affine: bool, fixed: bool = False) -> str:
+    if affine:
+        return "learned scale and shift"
+    return "a fixed scale and shift (buffers, not learned)" if fixed else "no scale and shift (affine=False)"
 
 
 def _planned_conv(layer: Layer) -> Conv:

@@ -508,3 +508,17 @@ def temperature_two() -> nn.Module:
 
 CASES["temperature_one"] = Case(temperature_one, "resnet20", None, "conformant")
 CASES["temperature_two"] = Case(temperature_two, "resnet20", None, "not conformant", "fc", None)
+
+
+# ---- torchvision's FrozenBatchNorm2d (detection backbones): scale, shift and statistics all buffers, so the batch
+# norms have no learned scale and shift (9,600 fewer parameters in ResNet-18; 2 x 688 = 1,376 in ResNet-20), and in
+# train mode they still use their statistics
+
+
+def frozen_batch_norms() -> nn.Module:
+    from torchvision.ops import FrozenBatchNorm2d
+
+    return CifarResNet(bn=FrozenBatchNorm2d)
+
+
+CASES["frozen_batch_norms"] = Case(frozen_batch_norms, "resnet20", None, "not conformant", "conv1", "fixed scale")
