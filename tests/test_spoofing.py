@@ -79,6 +79,16 @@ def test_a_spoof_is_never_conformant_through_any_face(
     assert compare.decide is verdict.decide and verdict.decide.__code__.co_filename == verdict.__file__
 
 
+def test_a_model_that_refuses_to_run_as_the_numbers_run_it_is_undecided(capsys: pytest.CaptureFixture[str]) -> None:
+    """Its structure on the meta device is the table's, but what it computes is never shown: exit 2 with the reason
+    (it was 'conformant' on the structure alone), and assert_conforms raises."""
+    status = run_command("compare", ["--arch", "resnet20", "--impl", f"{MODELS}:refuses_float64()"])
+    captured = capsys.readouterr()
+    assert status == 2 and "float64 is not supported" in captured.err, captured
+    with pytest.raises(AssertionError, match="undecided"):
+        assert_conforms(f"{MODELS}:refuses_float64()", "resnet20")
+
+
 def test_a_model_that_counts_further_than_the_checker_is_beyond_it(capsys: pytest.CaptureFixture[str]) -> None:
     """The limit docs/threat-model.md states: a model honest for its first hundred calls conforms (the checker calls
     a model a fixed number of times; a model that counts further cannot be told from the table's network)."""

@@ -119,6 +119,9 @@ class Equivalence:
     # unmapped because the model holds no values for data its function applies (a fixed filter, a pruning mask):
     # what it computes is unknown, so no structural reading decides either
     data_unknown: bool = False
+    # skipped because the model did not run as the check runs it (float64 on the CPU, train mode), not for a limit of
+    # the check's own (its size): what it computes is unshown, so no structural reading makes it conformant
+    failed: bool = False
 
     @property
     def equal(self) -> bool:
@@ -136,7 +139,9 @@ class _DataUnknown(_Unmapped):
 
 
 class _Skipped(Exception):
-    pass
+    def __init__(self, reason: str, failed: bool = True) -> None:
+        super().__init__(reason)
+        self.failed = failed  # the model did not run as the check runs it (not a limit of the check's own)
 
 
 def tolerance(spec: ResNetSpec) -> float:
@@ -778,7 +783,7 @@ def check_equivalence(
             subject, spec, shape, tol, headless, in_channels, max_macs, max_params, inference, tuple(sorted(fixed))
         )
     except _Skipped as e:
-        return Equivalence("skipped", str(e), None, None, shape, tol)
+        return Equivalence("skipped", str(e), None, None, shape, tol, failed=e.failed)
     except _Unmapped as e:
         return Equivalence("unmapped", e.reason, e.row, e.block, shape, tol, data_unknown=isinstance(e, _DataUnknown))
 
@@ -796,7 +801,7 @@ def _check(
     params = sum(math.prod(i.shape) for i in infos if not i.buffer)
     if macs > max_macs or params > max_params:
         raise _Skipped(f"too large to run here ({params:,} parameters, {macs:,} multiply-adds per image at "
-                       f"{shape[2]}x{shape[3]}; limits {max_params:,} and {max_macs:,})")  # fmt: skip
+                       f"{shape[2]}x{shape[3]}; limits {max_params:,} and {max_macs:,})", failed=False)  # fmt: skip
     # the checker's copy of the model's drawn values (the reference reads them), its fixed filters its own
     try:
         drawn: Mapping[str, Tensor] = subject.draw(_SEED, keep=fixed)

@@ -11,7 +11,8 @@ outcome all derive.
   complete and the numbers could not be computed;
 * **undecided** (exit 2): neither the structure nor the numbers can decide (operators the reader does not interpret
   and weights that cannot be transferred; fixed data the function applies, such as a blur's filter or a pruning
-  mask, that the model holds no values for) — never a guess either way.
+  mask, that the model holds no values for; a model that does not run as the numbers run it, in float64 on the CPU
+  or in train mode, whatever its structure) — never a guess either way.
 """
 
 from __future__ import annotations
@@ -77,6 +78,6 @@ def decide(
         return Verdict.UNDECIDED
     if eq is None:
         return Verdict.CONFORMANT  # the structure alone was asked for
-    if notes or eq.status == "unmapped":
-        return Verdict.UNDECIDED
+    if notes or eq.status == "unmapped" or eq.failed:
+        return Verdict.UNDECIDED  # what the model computes is not shown: it does not run as the check runs it
     return Verdict.CONFORMANT  # the numbers were not run (too large; the reference itself), the structure is complete

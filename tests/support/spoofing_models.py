@@ -60,6 +60,22 @@ def dispatch_mode_only() -> nn.Module:
     return Watched(lambda x: _get_current_dispatch_mode() is not None)
 
 
+class RefusesFloat64(Watched):
+    """Watched on the meta device only, and refusing the float64 input the numbers are computed on."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda x: x.is_meta)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float64:
+            raise RuntimeError("float64 is not supported")
+        return super().forward(x)
+
+
+def refuses_float64() -> nn.Module:
+    return RefusesFloat64()
+
+
 _CALLS = [0]  # module-wide: survives copies of the model
 
 
