@@ -246,3 +246,16 @@ def test_redundant_conv_biases_do_not_move_where_the_numbers_first_differ() -> N
     computed = [m for m in comparison.mismatches if m.kind == "computation"]
     assert comparison.verdict == "not conformant" and computed, render(comparison, "biased")
     assert computed[0].row == "conv3_x", render(comparison, "biased")
+
+
+def test_a_model_that_runs_only_at_a_size_too_large_for_the_numbers_rests_on_its_structure() -> None:
+    """torchvision's ResNet-101 with a fixed 7x7 average pool (as pytorchcv builds it) runs at 224x224 only, where
+    its 7.8e9 multiply-adds per image pass the numbers' limit: the limit is the checker's own, so the verdict rests on
+    the complete structure (conformant, with the note), unlike a model that refuses the inputs the check can run."""
+    with torch.device("meta"):
+        model = torchvision.models.resnet101()
+    model.avgpool = torch.nn.AvgPool2d(7)
+    comparison = compare_model(model, load_spec("resnet101", variant="v1.5"))
+    eq = comparison.equivalence
+    assert eq is not None and eq.status == "skipped" and not eq.failed and "too large" in eq.reason, eq
+    assert comparison.verdict == "conformant"

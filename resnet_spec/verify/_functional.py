@@ -824,6 +824,12 @@ def _check(
         except TraceError as e:
             error = e
     else:
+        own = (batch, shape[1], spec.input_size, spec.input_size)
+        if own not in candidates:  # it may run at the table's input only (a fixed pool), where it is too large
+            large = count(spec, (spec.input_size, spec.input_size)).total
+            raise _Skipped(f"the model does not run on the CPU in float64 at the inputs tried ({error}); at the "
+                           f"table's own, {spec.input_size}x{spec.input_size}, it is too large to run here "
+                           f"({large:,} multiply-adds per image; limit {max_macs:,})", failed=False)  # fmt: skip
         raise _Skipped(f"the model does not run on the CPU in float64: {error}")
     kept = tuple(sorted({*fixed_filters(base.alignment.trace), *_data_buffers(base.alignment)}))
     if kept != fixed:  # the model's own filters where the run shows others: it applies them as they are
