@@ -393,3 +393,18 @@ def test_a_diff_row_whose_summary_reads_alike_names_what_differs() -> None:
     lines = {line.split()[0]: line for line in render(comparison, "Net").splitlines() if line.endswith("DIFF")}
     assert set(lines) == {"conv3_x", "conv4_x", "conv5_x"}, lines
     assert all("x2; differs: shortcut path  DIFF" in line for line in lines.values()), lines
+
+
+def test_a_report_names_no_entry_it_did_not_search() -> None:
+    """The words 'conforms to no known table entry' are said where best matches were searched and none fits, never
+    by default: torchvision's ResNet-101 against v1 is v1.5's network, which a search names."""
+    from resnet_spec.verify import best_matches, compare_model, render
+
+    with torch.device("meta"):
+        model = torchvision.models.resnet101()
+    comparison = compare_model(model, load_spec("resnet101"), functional=False)
+    assert "no known table entry" not in render(comparison, "resnet101"), render(comparison, "resnet101")
+    best = best_matches(comparison.found, "imagenet", comparison.input_size)
+    assert [spec.label for spec in best] == ["resnet101 (v1.5, shortcut B)"], best
+    assert "conforms to resnet101 (v1.5, shortcut B)" in render(comparison, "resnet101", best)
+    assert "no known table entry" in render(comparison, "resnet101", [])

@@ -154,7 +154,7 @@ def _inline(svg: str) -> str:
     return re.sub(r"\s*<metadata>.*?</metadata>", "", element, flags=re.DOTALL)
 
 
-def render_html(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()) -> str:
+def render_html(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] | None = None) -> str:
     """One self-contained HTML page of the comparison (see the module docstring).  Raises :class:`ReportError` where
     jinja2 or matplotlib is not installed."""
     jinja2, markupsafe, matplotlib = _libraries()

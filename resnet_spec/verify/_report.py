@@ -328,9 +328,11 @@ def found_cell(row: RowView, comparison: Comparison) -> str:
     return f"{row.found}; differs: {', '.join(differing)}" if differing else row.found
 
 
-def render(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = (), markdown: bool = False) -> str:
+def render(
+    comparison: Comparison, subject: str, best: Sequence[ResNetSpec] | None = None, markdown: bool = False
+) -> str:
     """Text laid out like Table 1: expected and found per row, a mark per row, the findings, the functional check,
-    the verdict.  ``markdown=True``: :func:`render_markdown`."""
+    the verdict (``best``: as for :func:`verdict_text`).  ``markdown=True``: :func:`render_markdown`."""
     if markdown:
         return render_markdown(comparison, subject, best)
     spec = comparison.spec
@@ -384,7 +386,7 @@ _MARKS = {Verdict.CONFORMANT: "conformant", Verdict.EQUIVALENT: "equivalent (wri
           Verdict.NOT_CONFORMANT: "NOT conformant", Verdict.UNDECIDED: "undecided"}  # fmt: skip
 
 
-def render_markdown(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] = ()) -> str:
+def render_markdown(comparison: Comparison, subject: str, best: Sequence[ResNetSpec] | None = None) -> str:
     """Markdown for a CI summary: the verdict first, then only what differs (the Table 1 rows, the findings with the
     model's module names, the functional check's rows), then the notes."""
     spec = comparison.spec
@@ -451,8 +453,9 @@ def finding_line(m: Mismatch) -> str:
     )
 
 
-def verdict_text(comparison: Comparison, best: Sequence[ResNetSpec] = ()) -> str:
-    """The verdict as one sentence (after "verdict: ")."""
+def verdict_text(comparison: Comparison, best: Sequence[ResNetSpec] | None = None) -> str:
+    """The verdict as one sentence (after "verdict: "); ``best``: the entries the model conforms to, as
+    :func:`~resnet_spec.verify.best_matches` found them (None: not searched, and the sentence says nothing of them)."""
     spec, eq, kind = comparison.spec, comparison.equivalence, comparison.verdict
     label = f"{spec.label}, {INFERENCE_FORM}" if comparison.inference_form else spec.label
     if kind == Verdict.CONFORMANT:
@@ -488,7 +491,7 @@ def verdict_text(comparison: Comparison, best: Sequence[ResNetSpec] = ()) -> str
     verdict = f"does NOT conform to {label}" + "".join(f"; {part}" for part in parts)
     if best:
         verdict += "; conforms to " + ", ".join(_describe(s) for s in best)
-    elif structural:
+    elif structural and best is not None:
         verdict += "; conforms to no known table entry"
     return verdict
 
