@@ -1012,7 +1012,9 @@ def trace_model(
     *,
     cpu_sizes: Sequence[tuple[int, int]] = (),
 ) -> Trace:
-    """Trace ``model`` (not modified: a meta copy is traced) on a meta input of ``input_shape``, in training mode.
+    """Trace ``model`` (a meta copy is traced; the model itself changes only where it has lazy modules, which take
+    their shapes first as by its first use: :func:`initialise_lazy`) on a meta input of ``input_shape``, in training
+    mode.
 
     When the model cannot run on the meta device and ``cpu_sizes`` names input sizes (H, W), it is run on the CPU
     at the first of them that works, as it is (its buffers restored afterwards), and the trace says so in its
@@ -1028,7 +1030,7 @@ def trace_model(
     try:
         meta = to_meta(model)
         return _run(meta, torch.empty(input_shape, device="meta"), forward, "meta")[0]
-    except TraceError as e:  # cannot move to meta (a scripted module), lazy modules, or no tensor returned
+    except TraceError as e:  # cannot move to meta (a scripted module), or no tensor returned
         if not cpu_sizes or str(e).startswith("expected the forward pass") or "no tensor computed" in str(e):
             raise
         meta_error = e
