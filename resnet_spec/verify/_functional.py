@@ -702,25 +702,18 @@ def _figure(found: Tensor | None, expected: Tensor) -> float | None:
 
 
 def fixed_filters(trace: Trace) -> tuple[str, ...]:
-    """The model's tensors that are data, not weights, in its canonical ``trace``: the fixed filters only
-    anti-aliasing blurs read, and the masks of pruned weights (buffers of a weight's own shape that a conv's or
-    linear layer's weight is computed from, with one parameter).  Part of the function the model computes, never
-    drawn; the reference computes the table's filter (and applies no mask), and the numbers say whether they agree."""
+    """The model's fixed filters in its canonical ``trace``: the tensors only anti-aliasing blurs read.  Data, not
+    weights: part of the function the model computes, never drawn; the reference computes the table's filter, and
+    the numbers say whether they agree.  (Other data, a pruned weight's mask, is found on the alignment:
+    :func:`_data_buffers`.)"""
     fixed: set[str] = set()
     others: set[str] = set()
     for op in trace.ops:
         read = {*op.params, *op.buffers}
         if op.kind == "blur":
             fixed |= read
-            continue
-        if op.kind in ("conv", "linear"):
-            for kind, const in op.operands:
-                if kind == "const" and len(const.params) == 1 and const.transform:
-                    shape = trace.shapes.get(const.params[0])
-                    masks = {b for b in const.buffers if trace.shapes.get(b) == shape}
-                    fixed |= masks
-                    read -= masks
-        others |= read
+        else:
+            others |= read
     return tuple(sorted(fixed - others))
 
 
