@@ -224,13 +224,15 @@ def test_output_before_a_failure_is_summarised_on_the_line(tmp_path: Path, capsy
 
 def test_lazy_module_is_never_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "lazy.py").write_text(
-        "from torch import nn\ndef make():\n    return nn.Sequential(nn.LazyConv2d(64, 7, 2, 3), nn.Flatten(), "
-        "nn.LazyLinear(1000))\n"
+        "from torch import nn\ndef make():\n    return nn.Sequential(nn.LazyConv2d(64, 7, 2, 3), "
+        "nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LazyLinear(1000))\n"
     )
     code, out, err = _run(capsys, "--depth", "18", "--impl", f"{tmp_path / 'lazy.py'}:make", "--format", "json")
-    json.loads(out)
+    data = json.loads(out)
     assert code in (1, 2), (code, err)
     assert "Traceback" not in err and err.count("\n") <= 1, err
+    # every tensor lazy: they take their shapes on the device the model was built on, no CPU rebuild
+    assert not any("meta device" in str(note) for note in data.get("notes", [])), data.get("notes")
 
 
 # ---- hostile tables ---------------------------------------------------------------------------------------------

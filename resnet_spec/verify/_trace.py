@@ -1066,9 +1066,9 @@ def initialise_lazy(
     lazy = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if is_lazy(t)]
     if not lazy:
         return
-    tensors = [t for t in (*model.parameters(), *model.buffers()) if not is_lazy(t)]
-    device = "meta" if any(t.device.type == "meta" for t in tensors) else "cpu"
-    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+    every = (*model.parameters(), *model.buffers())  # a lazy tensor is on the device it will be made on
+    device = "meta" if any(t.device.type == "meta" for t in every) else "cpu"
+    dtype = next((t.dtype for t in every if not is_lazy(t) and t.is_floating_point()), torch.float32)
     modes = {module: module.training for module in model.modules()}
     what = f"its lazy modules ({', '.join(lazy)})"
     try:
