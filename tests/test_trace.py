@@ -190,3 +190,34 @@ def test_tracing_a_resnet_imports_neither_dynamo_nor_sympy() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"modules the trace imported: {result.stdout.strip()}"
+
+
+class _HalvesThroughTwoConvs(nn.Module):
+    """The input's channels split in two (``chunk``, ``split``, ``unbind`` of a stack), each half through a conv of
+    its own, the halves joined again: every part is an input of the graph."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.first, self.second = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(2, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.how == "chunk":
+            a, b = x.chunk(2, 1)
+        elif self.how == "split":
+            a, b = torch.split(x, [2, 2], 1)
+        else:
+            a, b = torch.stack([x[:, :2], x[:, 2:]]).unbind(0)
+        return torch.cat([self.first(a), self.second(b)], 1)
+
+
+@pytest.mark.parametrize("how", ["chunk", "split", "unbind"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_every_part_of_a_split_is_a_value_of_the_graph(how: str, device: str) -> None:
+    model = _HalvesThroughTwoConvs(how).to(device)
+    trace = trace_model(model, (1, 4, 8, 8))
+    convs = [op for op in trace.ops if op.kind == "conv"]
+    assert [op.params for op in convs] == [("first.weight", "first.bias"), ("second.weight", "second.bias")], convs
+    cat = next(op for op in trace.ops if op.name == "cat")
+    assert set(cat.inputs) == {op.output for op in convs}, (cat, convs)  # both halves reach the output
+    assert trace.unused_params == ()

@@ -131,6 +131,10 @@ _RANDOM = frozenset(
 )  # fmt: skip
 _NUMBERS = frozenset({int, float, bool})
 _PLAIN = frozenset({int, float, bool, str, type(None)})
+# Operators returning several tensors that are all results (parts of their input); every part is a value of its own
+# (other multi-output operators, a batch norm's saved statistics, a max pool's indices, return one result first).
+_PARTS = frozenset({"split", "split_with_sizes", "unsafe_split", "unsafe_split_with_sizes", "unbind", "tensor_split",
+                    "chunk", "unsafe_chunk"})  # fmt: skip
 # Keyword arguments that say where or how a result is stored, not what is computed.
 _STORAGE_KWARGS = frozenset({"out", "dtype", "device", "layout", "memory_format", "pin_memory", "non_blocking"})
 
@@ -350,8 +354,10 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
                 inputs.append(v)
             elif kind == "const":
                 consts.append(v)
+        parts = list(out) if name in _PARTS and isinstance(out, (tuple, list)) else [first]
         if not inputs or name in _FACTORIES:
-            self._record_const(name, first, operands, consts)
+            for part in parts:
+                self._record_const(name, part, operands, consts)
             return out
         params = tuple(p for c in consts for p in c.params)
         buffers = tuple(b for c in consts for b in c.buffers)
@@ -360,11 +366,15 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         attrs = _attrs(kind, name, args, first)
         if kw_operands:
             attrs = MappingProxyType({**attrs, "kwargs": MappingProxyType(kw_operands)})
-        output = self.new_value(first)
         module = self._module_stack[-1] if self._module_stack else ""
-        op = Op(len(self.ops), kind, str(func), tuple(inputs), output, tuple(first.shape), params, module, attrs,
-                operands, buffers, arg_names)  # fmt: skip
-        self.ops.append(op)
+        for i, part in enumerate(parts):  # one op per result: each part of a split is read where it is used
+            if not isinstance(part, torch.Tensor):
+                continue
+            part_attrs = attrs if len(parts) == 1 else MappingProxyType({**attrs, "part": i, "parts": len(parts)})
+            output = self.new_value(part)
+            op = Op(len(self.ops), kind, str(func), tuple(inputs), output, tuple(part.shape), params, module,
+                    part_attrs, operands, buffers, arg_names)  # fmt: skip
+            self.ops.append(op)
         return out
 
     def _record_const(
