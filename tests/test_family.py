@@ -118,6 +118,12 @@ PAIRS: dict[str, tuple[str, str]] = {
     "resnet101_lpf4": ("antialiased_resnet101", "antialiased-cnns"),
     "resnet152_lpf4": ("antialiased_resnet152", "antialiased-cnns"),
     "resnext50_32x4d_lpf4": ("antialiased_resnext50_32x4d", "antialiased-cnns"),
+    # SK-ResNet (Li et al. 2019) as timm builds it: a selective-kernel unit in place of each block's (first) 3x3
+    "skresnet18": ("skresnet18", "timm"),
+    "skresnet34": ("skresnet34", "timm"),
+    "skresnet50": ("skresnet50", "timm"),
+    "skresnet50d": ("skresnet50d", "timm"),
+    "skresnext50_32x4d": ("skresnext50_32x4d", "timm"),
     "resnext101_32x8d_lpf4": ("antialiased_resnext101_32x8d", "antialiased-cnns"),
     "wide_resnet50_2_lpf4": ("antialiased_wide_resnet50_2", "antialiased-cnns"),
     "wide_resnet101_2_lpf4": ("antialiased_wide_resnet101_2", "antialiased-cnns"),

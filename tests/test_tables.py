@@ -318,6 +318,84 @@ def test_anti_alias_words_that_form_no_network(words: dict[str, Any], key_path: 
     assert info.value.key_path == key_path and expected in str(info.value), str(info.value)
 
 
+SK = {"sk_dilations": [1, 2], "sk_reduction": 4, "sk_min_width": 2}
+
+
+@pytest.mark.parametrize(
+    ("words", "key_path", "expected"),
+    [
+        ({"sk_dilations": [1]}, "net.sk_dilations", "a list of two or more dilations"),
+        ({"sk_dilations": [1, 0]}, "net.sk_dilations", "integers from 1 to 64"),
+        ({"sk_dilations": [1, 100]}, "net.sk_dilations", "integers from 1 to 64"),
+        ({"sk_dilations": "1, 2"}, "net.sk_dilations", "a list of two or more dilations"),
+        ({"sk_dilations": ...}, "net.sk_reduction", "an sk_dilations beside it"),
+        ({"sk_reduction": ...}, "net.sk_reduction", "an integer >= 1"),
+        ({"sk_min_width": 0}, "net.sk_min_width", "an integer >= 1"),
+        ({"sk_reduction": 10**6}, "net.sk_reduction", "at most 1,024 (sk_reduction"),
+        ({"sk_reduction": 3}, "net.conv2_x.block[1]", "divisible by sk_reduction 3"),
+        ({"sk_split": "yes"}, "net.sk_split", "true or false"),
+        ({"order": "pre"}, "net.sk_dilations", "no selective kernel in a pre-activation net"),
+        ({"anti_alias": "avg"}, "net.sk_dilations", "no selective kernel beside anti_alias"),
+        # conv2_x's 3x3 reads 8 channels: 3 paths do not split them
+        ({"sk_dilations": [1, 2, 3], "sk_split": True}, "net.conv2_x.block[1]", "split into 3 paths"),
+    ],
+)
+def test_selective_kernel_words_that_form_no_network(words: dict[str, Any], key_path: str, expected: str) -> None:
+    doc = copy.deepcopy(VALID)
+    doc["net"].update(SK)
+    for key, value in words.items():
+        if value is ...:
+            del doc["net"][key]
+        else:
+            doc["net"][key] = value
+    with pytest.raises(SpecError) as info:
+        load_table(doc, "toy.toml")
+    assert info.value.key_path == key_path and expected in str(info.value), str(info.value)
+
+
+def test_a_selective_kernel_unit_needs_a_spatial_conv_before_the_last() -> None:
+    doc = _broken("net.conv3_x.block", ["1x1, 16", "1x1, 32"])
+    doc["net"].update(SK)
+    with pytest.raises(SpecError, match=r"net.conv3_x.block: expected a conv with a kernel over 1 before the last"):
+        load_table(doc, "toy.toml")
+
+
+def test_a_selective_kernel_unit_stands_in_for_the_blocks_first_spatial_conv() -> None:
+    """Li et al. 2019, Eq. 4: d = max(C / r, L): conv2_x's 3x3 has C = 8, r = 4, L = 2 -> max(2, 2) = 2; conv3_x's
+    C = 16 -> 4.  Each path is the 3x3 at its dilation with padding d (3 - 1) / 2 (1, then 2), the block's stride
+    (v1: conv3_1's stride sits on its first 1x1, so the unit's paths run at stride 1), and with a split input half
+    of the 8 (or 16) input channels."""
+    doc = copy.deepcopy(VALID)
+    doc["net"].update(SK, sk_split=True)
+    spec = load_table(doc, "toy.toml")["net"]
+    blocks = list(spec.blocks)
+    units = [(block.selective_at, block.selective_kernel) for block in blocks]
+    assert [(at, unit.attn_channels, unit.split_input) for at, unit in units if unit] == [
+        (1, 2, True), (1, 2, True), (1, 4, True)]  # fmt: skip
+    at, unit = units[2]
+    assert unit is not None
+    paths = unit.paths(blocks[2].convs[at])
+    assert [(p.kernel, p.in_channels, p.out_channels, p.stride, p.padding, p.dilation) for p in paths] == [
+        (3, 8, 16, 1, 1, 1), (3, 8, 16, 1, 2, 2)]  # fmt: skip
+    layers = [(layer.name, layer.kind, layer.out_shape) for layer in layout_plan(spec).blocks[2].layers
+              if layer.role == "sk"]  # fmt: skip
+    assert layers == [
+        ("layer2.0.conv2", "split", (8, 16, 16)),
+        ("layer2.0.conv2.paths.0.conv", "conv", (16, 16, 16)),
+        ("layer2.0.conv2.paths.0.bn", "bn", (16, 16, 16)),
+        ("layer2.0.conv2.paths.0.relu", "relu", (16, 16, 16)),
+        ("layer2.0.conv2.paths.1.conv", "conv", (16, 16, 16)),
+        ("layer2.0.conv2.paths.1.bn", "bn", (16, 16, 16)),
+        ("layer2.0.conv2.paths.1.relu", "relu", (16, 16, 16)),
+        ("layer2.0.conv2.attn", "squeeze", (16, 1, 1)),
+        ("layer2.0.conv2.attn.fc_reduce", "conv", (4, 1, 1)),
+        ("layer2.0.conv2.attn.bn", "bn", (4, 1, 1)),
+        ("layer2.0.conv2.attn.relu", "relu", (4, 1, 1)),
+        ("layer2.0.conv2.attn.fc_select", "conv", (32, 1, 1)),
+        ("layer2.0.conv2", "select", (16, 16, 16)),
+    ]
+
+
 def test_anti_aliasing_needs_a_conv_before_the_last_to_carry_the_stride() -> None:
     """The layer follows the strided conv's BN and ReLU: a block whose only conv strides has no place for it."""
     doc = _broken("net.conv3_x.block", ["3x3, 32"])

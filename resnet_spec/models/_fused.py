@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..spec import layout_plan
-from ._resnet import BlurPool, PlainBlock, ResidualBlock, ResNet, ZeroPadShortcut
+from ._resnet import BlurPool, PlainBlock, ResidualBlock, ResNet, SelectiveKernelUnit, ZeroPadShortcut
 
 __all__ = ["FusedBlock", "FusedResNet", "FusedResidualBlock", "fold_conv_bn", "fuse_for_inference"]
 
@@ -75,7 +75,7 @@ class FusedBlock(nn.Module):
     """A plain block with its batch norms folded: ``relu_(se(conv_K(... relu_(conv_1(x)))))``; an anti-aliasing
     layer ``aa`` after the ReLU of conv ``alias_after`` (1-based; 0: none), copied unchanged."""
 
-    def __init__(self, convs: list[nn.Conv2d], se: nn.Module | None = None, aa: nn.Module | None = None,
+    def __init__(self, convs: list[nn.Module], se: nn.Module | None = None, aa: nn.Module | None = None,
                  alias_after: int = 0) -> None:  # fmt: skip
         super().__init__()
         for i, conv in enumerate(convs, 1):
@@ -101,7 +101,7 @@ class FusedBlock(nn.Module):
 class FusedResidualBlock(FusedBlock):
     """A residual block with its batch norms folded: ``relu_(branch(x) + downsample(x))``."""
 
-    def __init__(self, convs: list[nn.Conv2d], downsample: nn.Module, se: nn.Module | None = None,
+    def __init__(self, convs: list[nn.Module], downsample: nn.Module, se: nn.Module | None = None,
                  aa: nn.Module | None = None, alias_after: int = 0) -> None:  # fmt: skip
         super().__init__(convs, se, aa, alias_after)
         self.downsample = downsample  # nn.Identity, ZeroPadShortcut, or one folded 1x1 conv
@@ -183,14 +183,33 @@ def _fold_block(block: nn.Module, where: str) -> FusedBlock:
         raise ValueError(f"{where}: expected a ResidualBlock or PlainBlock, got {type(block).__name__}")
     _check_relu(block.relu, f"{where}.relu")
     convs = [
-        fold_conv_bn(getattr(block, f"conv{i}"), getattr(block, f"bn{i}"), f"{where}.conv{i}/bn{i}")
+        _fold_selective(getattr(block, f"conv{i}"), f"{where}.conv{i}") if i == block.selective
+        else fold_conv_bn(getattr(block, f"conv{i}"), getattr(block, f"bn{i}"), f"{where}.conv{i}/bn{i}")
         for i in range(1, block.num_convs + 1)
-    ]
+    ]  # fmt: skip
     se = copy.deepcopy(block.se) if block.has_se else None
     aa = copy.deepcopy(block.aa) if block.alias_after else None
     if isinstance(block, ResidualBlock):
         return FusedResidualBlock(convs, _shortcut(block.downsample, f"{where}.downsample"), se, aa, block.alias_after)
     return FusedBlock(convs, se, aa, block.alias_after)
+
+
+def _fold_selective(unit: nn.Module, where: str) -> nn.Module:
+    """A selective-kernel unit with each path's batch norm folded into its conv and the attention's into
+    ``fc_reduce`` (each then an identity).  Its output, a weighted sum of ReLU outputs with positive weights, is
+    never negative: the block's ``relu_`` after it changes nothing."""
+    if type(unit) is not SelectiveKernelUnit:
+        raise ValueError(f"{where}: expected a SelectiveKernelUnit, got {type(unit).__name__}")
+    fused = copy.deepcopy(unit)
+    for p, path in enumerate(fused.path_modules):
+        _check_relu(path.relu, f"{where}.paths.{p}.relu")
+        path.conv = fold_conv_bn(path.conv, path.bn, f"{where}.paths.{p}.conv/bn")
+        path.bn = nn.Identity()
+    attn = fused.attn
+    _check_relu(attn.relu, f"{where}.attn.relu")
+    attn.fc_reduce = fold_conv_bn(attn.fc_reduce, attn.bn, f"{where}.attn.fc_reduce/bn")
+    attn.bn = nn.Identity()
+    return fused
 
 
 def _fold_stem(model: ResNet) -> nn.Module:

@@ -9,6 +9,10 @@ Names follow torchvision, so a torchvision state_dict loads into the ``v1.5`` va
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,7 +21,7 @@ from ..spec import FeatureInfo, Layer, PlannedBlock, ResNetSpec, binomial_filter
 
 __all__ = [
     "BlurPool", "EfficientChannelAttention", "PlainBlock", "PreActBlock", "ResNet", "ResidualBlock",
-    "SqueezeExcitation", "StandardizedConv2d", "ZeroFilledMaxPool", "ZeroPadShortcut", "build",
+    "SelectiveKernelUnit", "SqueezeExcitation", "StandardizedConv2d", "ZeroFilledMaxPool", "ZeroPadShortcut", "build",
 ]  # fmt: skip
 
 
@@ -113,13 +117,61 @@ class EfficientChannelAttention(nn.Module):
         return x * s.sigmoid().view(x.shape[0], -1, 1, 1)  # (N, C, H, W): channel-wise scale
 
 
+class _SelectiveKernelPath(nn.Module):
+    """One path of a selective-kernel unit: its modules (made from the plan); the unit's forward runs them."""
+
+    conv: nn.Module
+    bn: nn.Module
+    relu: nn.Module
+
+
+class _SelectiveKernelAttention(nn.Module):
+    """A selective-kernel unit's fuse-and-select layers (made from the plan); the unit's forward runs them."""
+
+    fc_reduce: nn.Module
+    bn: nn.Module
+    relu: nn.Module
+    fc_select: nn.Module
+
+
+class SelectiveKernelUnit(nn.Module):
+    """Li et al. 2019 (SKNet, Fig. 1): each path ``relu(bn(conv(x)))`` (on its part of the input where the unit
+    splits it), the paths' sum squeezed to ``s`` (N, C, 1, 1), ``fc_select(relu(bn(fc_reduce(s))))`` a softmax
+    across the paths for each channel, and the paths' sum weighted by it (children made from the plan)."""
+
+    paths: nn.Sequential  # each path: conv, bn, relu
+    attn: _SelectiveKernelAttention
+
+    def __init__(self, split_input: bool = False) -> None:
+        super().__init__()
+        self.split_input = split_input
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = len(self.paths)
+        parts = x.chunk(n, 1) if self.split_input else (x,) * n  # each (N, C_in / n or C_in, H, W)
+        outs = [path.relu(path.bn(path.conv(part))) for path, part in zip(self.path_modules, parts, strict=True)]
+        stacked = torch.stack(outs, 1)  # (N, n, C, H', W')
+        s = stacked.sum(1).mean((2, 3), keepdim=True)  # (N, C, 1, 1): fuse
+        a = self.attn.fc_select(self.attn.relu(self.attn.bn(self.attn.fc_reduce(s))))  # (N, n * C, 1, 1)
+        a = a.view(x.shape[0], n, -1, 1, 1).softmax(1)  # (N, n, C, 1, 1): each channel's weights across the paths
+        return (stacked * a).sum(1)  # (N, C, H', W'): select
+
+    @property
+    def path_modules(self) -> list[_SelectiveKernelPath]:
+        """The paths, in order."""
+        return [cast(_SelectiveKernelPath, path) for path in self.paths]
+
+    def extra_repr(self) -> str:
+        return "split_input=True" if self.split_input else ""
+
+
 def _make(layer: Layer, device: torch.device | None) -> nn.Module:
     """The module of one planned layer."""
     if layer.kind == "conv" and layer.detail == "channels":  # ECA's conv across the channels
         return nn.Conv1d(1, 1, layer.kernel, padding=layer.padding, bias=False, device=device)
     if layer.kind == "conv":
         c_in, c_out = layer.in_shape[0], layer.out_shape[0]
-        window = (c_in, c_out, layer.kernel, layer.stride, layer.padding)
+        window = (c_in, c_out, layer.kernel, layer.stride, layer.padding, layer.dilation)
         if layer.weight_standardization is not None:
             return StandardizedConv2d(*window, groups=layer.groups, bias=layer.bias, device=device,
                                       eps=layer.weight_standardization)  # fmt: skip
@@ -150,9 +202,10 @@ def _make(layer: Layer, device: torch.device | None) -> nn.Module:
     raise ValueError(f"{layer.name}: the builder has no module for layer kind {layer.kind!r}")
 
 
-def _place(
-    root: nn.Module, name: str, layer: Layer, device: torch.device | None, containers: dict[str, type[nn.Module]]
-) -> None:
+_Containers = dict[str, Callable[[], nn.Module]]  # a parent module's name -> what makes it (its class)
+
+
+def _place(root: nn.Module, name: str, layer: Layer, device: torch.device | None, containers: _Containers) -> None:
     """Make ``layer``'s module at dotted ``name`` under ``root`` (once: the block's ReLU is shared).  A missing parent
     is of the class ``containers`` names for it, else an nn.Sequential where its child is numbered."""
     *parents, leaf = name.split(".")
@@ -173,7 +226,7 @@ def _fill(
     layers: tuple[Layer, ...],
     prefix: str,
     device: torch.device | None,
-    containers: dict[str, type[nn.Module]] | None = None,
+    containers: _Containers | None = None,
 ) -> None:
     for layer in layers:
         if layer.module:
@@ -190,11 +243,19 @@ class _Block(nn.Module):
 
     def __init__(self, planned: PlannedBlock, device: torch.device | None = None) -> None:
         super().__init__()
-        self.num_convs = len(planned.spec.convs)
-        self.alias_after = planned.spec.anti_alias_at + 1 if planned.spec.anti_alias is not None else 0  # conv number
-        self.has_se = planned.spec.gated
-        gate = EfficientChannelAttention if planned.spec.eca_kernel is not None else SqueezeExcitation
-        _fill(self, planned.layers, planned.module + ".", device, {"se": gate})
+        spec = planned.spec
+        self.num_convs = len(spec.convs)
+        self.alias_after = spec.anti_alias_at + 1 if spec.anti_alias is not None else 0  # conv number
+        self.has_se = spec.gated
+        gate = EfficientChannelAttention if spec.eca_kernel is not None else SqueezeExcitation
+        containers: _Containers = {"se": gate}
+        # the conv number a selective-kernel unit stands in for (its own BN and ReLU inside); 0: none
+        self.selective = spec.selective_at + 1 if spec.selective_kernel is not None else 0
+        if spec.selective_kernel is not None:
+            containers[f"conv{self.selective}"] = partial(SelectiveKernelUnit, spec.selective_kernel.split_input)
+            containers["attn"] = _SelectiveKernelAttention
+            containers.update({str(p): _SelectiveKernelPath for p in range(len(spec.selective_kernel.dilations))})
+        _fill(self, planned.layers, planned.module + ".", device, containers)
 
     def _se(self, x: Tensor) -> Tensor:
         return self.se(x) if self.has_se else x
@@ -211,7 +272,8 @@ class _Block(nn.Module):
         """``conv_i -> bn_i -> relu`` for each conv, without the last ReLU (it comes after the addition)."""
         out = x
         for i in range(1, self.num_convs):
-            out = self.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out)))
+            conv = getattr(self, f"conv{i}")
+            out = conv(out) if i == self.selective else self.relu(getattr(self, f"bn{i}")(conv(out)))
             if i == self.alias_after:
                 out = self.aa(out)  # anti-aliasing: the block's stride, after the conv's BN and ReLU
         last = self.num_convs
@@ -293,6 +355,8 @@ class ResNet(nn.Module):
         self.min_input_size = spec.min_input_size()  # smaller inputs leave a row empty; checked in forward
         # an anti-aliasing layer on a branch may round otherwise than its shortcut: such sizes are refused too
         self._rounded_branches = any(block.anti_alias is not None for block in spec.blocks)
+        # a batch norm of a pooled (1x1) map: a selective-kernel unit's attention
+        self._pooled_norms = any(block.selective_kernel is not None for block in spec.blocks)
         self._refusals: dict[tuple[int, int], str] = {}
         plan = layout_plan(spec, self.min_input_size, num_classes=num_classes, in_channels=in_channels)
         self.in_channels = plan.in_channels
@@ -383,13 +447,17 @@ class ResNet(nn.Module):
                 raise ValueError(f"{self.spec.name}: {refusal}")
         if self.training:
             # Batch norm in training mode needs more than one value per channel; the last stage's maps are the
-            # smallest any of them sees.
+            # smallest any of them sees, but for a selective-kernel unit's, which normalises a pooled 1x1 map.
             h, w = self.spec.row_output_sizes(int(x.shape[2]), int(x.shape[3]))[self.stage_names[-1]]
+            where = self.stage_names[-1]
+            if self._pooled_norms:
+                h, w, where = 1, 1, "each selective-kernel unit's attention"
             if x.shape[0] * h * w < 2:
                 raise ValueError(
                     f"{self.spec.name}: training mode needs more than one value per channel in every batch norm, "
                     f"and a batch of {x.shape[0]} at {x.shape[2]}x{x.shape[3]} leaves {x.shape[0]}x{h}x{w} at "
-                    f"{self.stage_names[-1]}; use a batch of 2 or more, a larger input, or model.eval()"
+                    f"{where}; use a batch of 2 or more{'' if self._pooled_norms else ', a larger input'}, or "
+                    "model.eval()"
                 )
 
     def _stem(self, x: Tensor) -> Tensor:

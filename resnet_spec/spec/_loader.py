@@ -31,6 +31,7 @@ from ._types import (
     Head,
     Pool,
     ResNetSpec,
+    SelectiveKernel,
     ShortcutOption,
     SpecError,
     Stage,
@@ -64,6 +65,9 @@ BOUNDS: Mapping[str, int] = MappingProxyType(
         "eca_kernel": 63,  # ECA's kernel where a table fixes it (the authors' code: 3 in every block)
         "group_norm": 1_024,  # GroupNorm's groups (Wu & He 2018 and BiT: 32)
         "anti_alias_filter": 15,  # the blur filter's taps (timm: 3 or 5; Zhang 2019 up to 7)
+        "sk_reduction": 1_024,  # the selective-kernel unit's r (Li et al. 2019: 16)
+        "sk_min_width": 65_536,  # and its L (32)
+        "dilation": 64,  # a selective-kernel path's dilation (Li et al. 2019: 1 and 2)
     }
 )
 
@@ -76,16 +80,18 @@ _CONV_CELL = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*C\s*=\s*(\d
 _GATE_KEYS = ("se_reduction", "se_divisor", "eca_gamma", "eca_beta", "eca_kernel")
 _NORM_KEYS = ("group_norm", "weight_standardization")
 _ALIAS_KEYS = ("anti_alias", "anti_alias_filter", "anti_alias_shortcut")
+_SK_KEYS = ("sk_dilations", "sk_reduction", "sk_min_width", "sk_split")
 ANTI_ALIAS_KINDS: tuple[str, ...] = ("avg", "blur")
 _TABLE_KEYS = (
-    "family", "source", "input_size", "in_channels", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS, *_ALIAS_KEYS
+    "family", "source", "input_size", "in_channels", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS, *_ALIAS_KEYS, *_SK_KEYS
 )  # fmt: skip
 _SECTION_KEYS = ("table", "stem", "head")
 # An entry's name: printed in reports and typed on command lines, so nothing a terminal would interpret or show as
 # another letter.
 _ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _ARCH_KEYS = (
-    "source", "base", "canonical", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS, *_ALIAS_KEYS, "stem", "head", "paper"
+    "source", "base", "canonical", *KNOBS, "order", *_GATE_KEYS, *_NORM_KEYS, *_ALIAS_KEYS, *_SK_KEYS, "stem",
+    "head", "paper",
 )  # fmt: skip
 _NOT_INHERITED = ("source", "paper", "canonical")  # what an entry does not take from its base
 _STAGE_KEYS = ("block", "repeats", "stride", "output")
@@ -358,6 +364,8 @@ class _Choices:
     weight_standardization: float | None  # weight standardisation's epsilon; None: none
     anti_alias: tuple[str, int] | None = None  # ("avg", 0) or ("blur", filter taps); None: strided convs and pools
     alias_shortcut: bool = False  # the projections' stride taken by an anti-aliasing layer before their 1x1 conv
+    # the selective-kernel unit's (dilations, r, L, split input) (Li et al. 2019); None: none
+    selective_kernel: tuple[tuple[int, ...], int, int, bool] | None = None
 
     def alias(self, stride: int) -> Pool | None:
         """The anti-aliasing layer that takes a stride: timm's ``AvgPool2d(stride)`` (a window of the stride), or a
@@ -429,7 +437,44 @@ def _choices(
     return _Choices(
         pick("variant"), shortcut, stem_pool, order, se_reduction, se_divisor, eca, group_norm,
         weight_standardization, anti_alias, _alias_shortcut(reader, where, anti_alias, shortcut),
+        _selective_kernel(reader, where, order, anti_alias),
     )  # fmt: skip
+
+
+def _selective_kernel(
+    reader: _Reader, where: Callable[[str], tuple[Mapping[str, Any], str]], order: str,
+    anti_alias: tuple[str, int] | None,
+) -> tuple[tuple[int, ...], int, int, bool] | None:  # fmt: skip
+    """The sk_* words (Li et al. 2019, Sec. 3.1): ``sk_dilations``, one path each (two or more), with
+    ``sk_reduction`` (r) and ``sk_min_width`` (L) beside it, and ``sk_split`` (timm's split input, false by
+    default)."""
+    doc, path = where("sk_dilations")
+    if "sk_dilations" not in doc:
+        for key in _SK_KEYS[1:]:
+            other_doc, other_path = where(key)
+            if key in other_doc:
+                raise reader.error(_join(other_path, key), other_doc[key], "an sk_dilations beside it (its unit)")
+        return None
+    key = _join(path, "sk_dilations")
+    raw = doc["sk_dilations"]
+    expected = f"a list of two or more dilations, integers from 1 to {BOUNDS['dilation']}, one per path, e.g. [1, 2]"
+    if not isinstance(raw, list) or len(raw) < 2 or len(raw) > BOUNDS["convs"]:
+        raise reader.error(key, raw, expected)
+    if any(type(d) is not int or not 1 <= d <= BOUNDS["dilation"] for d in raw):
+        raise reader.error(key, raw, expected)
+    if order == "pre":
+        raise reader.error(key, raw, "no selective kernel in a pre-activation net (its paths end in BN and ReLU)")
+    if anti_alias is not None:
+        raise reader.error(key, raw, "no selective kernel beside anti_alias (the unit's paths take the stride)")
+
+    def near(word: str) -> tuple[Mapping[str, Any], str]:  # a missing word is missing beside sk_dilations
+        found = where(word)
+        return found if word in found[0] else (doc, path)
+
+    (r_doc, r_path), (l_doc, l_path), (s_doc, s_path) = near("sk_reduction"), near("sk_min_width"), near("sk_split")
+    reduction = reader.int_(r_doc, "sk_reduction", r_path, bound="sk_reduction")
+    min_width = reader.int_(l_doc, "sk_min_width", l_path, bound="sk_min_width")
+    return tuple(raw), reduction, min_width, reader.bool_(s_doc, "sk_split", s_path, False)
 
 
 def _anti_alias(
@@ -768,6 +813,9 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
             expected = "a conv before the last to carry the stride: anti_alias follows its BN and ReLU"
             raise reader.error(f"{path}.block", raw, expected)
         block = Block(f"{prefix}_{index + 1}", tuple(convs), kind, block_stride, choices.order, se_channels, eca)  # type: ignore[arg-type]
+        if choices.selective_kernel is not None:
+            at, unit = _selective_unit(reader, path, raw, cells, convs, choices.selective_kernel)
+            block = replace(block, selective_kernel=unit, selective_at=at)
         if alias is not None:
             block = replace(block, anti_alias=alias, anti_alias_at=stride_index)
         if alias is not None and choices.alias_shortcut and kind == "projection":
@@ -777,6 +825,28 @@ def _resolve_stage(reader: _Reader, doc: object, path: str, name: str, in_channe
     groups = tuple(cell.groups for cell in cells)
     layers = tuple((cell.kernel, cell.channels) for cell in cells)
     return Stage(name, layers, repeats, stride, reader.optional_int(doc, "output", path), tuple(blocks), groups)
+
+
+def _selective_unit(
+    reader: _Reader, path: str, raw: list[Any], cells: list[_Cell], convs: list[Conv],
+    rule: tuple[tuple[int, ...], int, int, bool],
+) -> tuple[int, SelectiveKernel]:  # fmt: skip
+    """The selective-kernel unit of a block: in place of its first conv with a kernel over 1 (a basic block's first
+    3x3, a bottleneck's 3x3), never its last (the unit's paths end in BN and ReLU); d = max(C / r, L) (Li et al.
+    2019, Eq. 4), r dividing the conv's C output channels; with a split input, the paths dividing its input."""
+    dilations, reduction, min_width, split = rule
+    at = next((i for i, cell in enumerate(cells) if cell.kernel > 1), None)
+    if at is None or at == len(cells) - 1:
+        expected = "a conv with a kernel over 1 before the last, for the selective-kernel unit (sk_dilations)"
+        raise reader.error(f"{path}.block", raw, expected)
+    conv = convs[at]
+    if conv.out_channels % reduction:
+        raise reader.error(f"{path}.block[{at}]", raw[at], f"output channels divisible by sk_reduction {reduction}")
+    paths = len(dilations)
+    if split and (conv.in_channels % paths or (conv.in_channels // paths) % conv.groups):
+        expected = f"input channels {conv.in_channels} that split into {paths} paths of whole groups (sk_split)"
+        raise reader.error(f"{path}.block[{at}]", raw[at], expected)
+    return at, SelectiveKernel(dilations, max(conv.out_channels // reduction, min_width), split)
 
 
 def _se_channels(

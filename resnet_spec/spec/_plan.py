@@ -31,9 +31,11 @@ __all__ = [
 Shape = tuple[int, int, int]  # (channels, height, width) of one image
 
 # What a layer is.  ``module`` kinds are modules of the built network; the others are operations of a module's
-# forward: the residual addition, squeeze-and-excitation's squeeze (a spatial mean) and its gate (sigmoid, scale).
+# forward: the residual addition, squeeze-and-excitation's squeeze (a spatial mean) and its gate (sigmoid, scale), a
+# selective-kernel unit's split of its input, its squeeze (the paths' sum, a spatial mean) and its selection (a
+# softmax across the paths, their weighted sum).
 MODULE_KINDS = ("conv", "bn", "relu", "pool", "global_pool", "fc", "identity", "zero_pad")
-OPERATION_KINDS = ("add", "squeeze", "gate")
+OPERATION_KINDS = ("add", "squeeze", "gate", "split", "select")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Layer:
     stride: int = 1
     padding: int = 0
     groups: int = 1
+    dilation: int = 1  # a conv's (a selective-kernel path's)
     bias: bool = False  # a conv with a bias (squeeze-and-excitation's 1x1 convs)
     detail: str = ""  # pools: "max", "avg", "blur"; "channels": ECA's 1-D conv across channels; "group": a GroupNorm
     ceil_mode: bool = False
@@ -165,16 +168,17 @@ class _Planner:
     def conv(
         self, name: str, row: str, block: str | None, role: str, shape: Shape, conv: Conv, bias: bool = False
     ) -> Shape:
-        size = (conv_output_size(n, conv.kernel, conv.stride, conv.padding) for n in shape[1:])
+        size = (conv_output_size(n, conv.kernel, conv.stride, conv.padding, conv.dilation) for n in shape[1:])
         out: Shape = (conv.out_channels, *size)  # type: ignore[assignment]
         what = f"{conv.kernel}x{conv.kernel} conv, stride {conv.stride}, padding {conv.padding}"
+        what += f", dilation {conv.dilation}" if conv.dilation > 1 else ""
         self._check(row, name, what, out)
         weight = (conv.out_channels, shape[0] // conv.groups, conv.kernel, conv.kernel)
         params = ((f"{name}.weight", weight),) + (((f"{name}.bias", (conv.out_channels,)),) if bias else ())
         standardized = None if role == "se" else self.spec.weight_standardization  # BiT: every conv but the gate's
         return self.add(
             Layer(name, "conv", row, block, role, shape, out, conv.kernel, conv.stride, conv.padding, conv.groups,
-                  bias, params=params, weight_standardization=standardized)
+                  conv.dilation, bias, params=params, weight_standardization=standardized)
         )  # fmt: skip
 
     def bn(self, name: str, row: str, block: str | None, role: str, shape: Shape) -> Shape:
@@ -291,6 +295,9 @@ def _plan_block(planner: _Planner, spec: ResNetSpec, block: Block, module: str, 
             shape = planner.conv(f"{module}.conv{i}", row, block.name, "branch", shape, conv)
     else:
         for i, conv in enumerate(block.convs, 1):
+            if block.selective_kernel is not None and i - 1 == block.selective_at:
+                shape = _plan_selective_kernel(planner, block, conv, f"{module}.conv{i}", row, shape)
+                continue  # the unit's paths have their own BN and ReLU
             shape = planner.conv(f"{module}.conv{i}", row, block.name, "branch", shape, conv)
             shape = planner.bn(f"{module}.bn{i}", row, block.name, "branch", shape)
             if i < len(block.convs):
@@ -305,6 +312,34 @@ def _plan_block(planner: _Planner, spec: ResNetSpec, block: Block, module: str, 
     if block.order == "post":
         planner.simple(f"{module}.relu", "relu", row, block.name, "branch", shape)
     return shape
+
+
+def _plan_selective_kernel(planner: _Planner, block: Block, conv: Conv, name: str, row: str, shape: Shape) -> Shape:
+    """A selective-kernel unit in place of ``conv`` (Li et al. 2019, Fig. 1), named as timm's SelectiveKernel: with a
+    split input, its split (``name``: one part per path); each path ``paths.P.conv``, ``.bn``, ``.relu``; the squeeze
+    (``attn``: the paths' sum, a spatial mean); ``attn.fc_reduce`` (1x1, no bias), ``attn.bn``, ``attn.relu``,
+    ``attn.fc_select`` (1x1 to C x paths, no bias, path-major: channel c of path p is output p * C + c); the
+    selection (``name``: a softmax across the paths, their weighted sum)."""
+    unit = block.selective_kernel
+    assert unit is not None  # the caller's condition
+    role, paths = "sk", unit.paths(conv)
+    part: Shape = (paths[0].in_channels, shape[1], shape[2])
+    if unit.split_input:
+        planner.add(Layer(name, "split", row, block.name, role, shape, part, detail=str(len(paths))))
+    out = shape
+    for p, path in enumerate(paths):
+        out = planner.conv(f"{name}.paths.{p}.conv", row, block.name, role, part, path)
+        out = planner.bn(f"{name}.paths.{p}.bn", row, block.name, role, out)
+        out = planner.simple(f"{name}.paths.{p}.relu", "relu", row, block.name, role, out)
+    channels, width = out[0], unit.attn_channels
+    pooled: Shape = (channels, 1, 1)
+    planner.add(Layer(f"{name}.attn", "squeeze", row, block.name, role, out, pooled, detail="paths"))
+    s = planner.conv(f"{name}.attn.fc_reduce", row, block.name, role, pooled, Conv(1, channels, width, 1, 0))
+    s = planner.bn(f"{name}.attn.bn", row, block.name, role, s)
+    s = planner.simple(f"{name}.attn.relu", "relu", row, block.name, role, s)
+    planner.conv(f"{name}.attn.fc_select", row, block.name, role, s, Conv(1, width, channels * len(paths), 1, 0))
+    stacked: Shape = (channels * len(paths), out[1], out[2])
+    return planner.add(Layer(name, "select", row, block.name, role, stacked, out, detail=str(len(paths))))
 
 
 def _plan_gate(planner: _Planner, block: Block, name: str, row: str, shape: Shape) -> Shape:
@@ -424,12 +459,12 @@ def feature_info(spec: ResNetSpec | str) -> tuple[FeatureInfo, ...]:
     """Each row's module, channels and reduction, in network order (conv1, then every stage), from the layout plan."""
     spec = as_spec(spec, "feature_info")
     plan = layout_plan(spec, spec.min_input_size())
-    main_path = [layer for layer in plan.layers if layer.role in ("stem", "branch")]
     stem = [layer for layer in plan.stem if layer.module and layer.row == "conv1"]
     reduction = math.prod(layer.stride for layer in stem)
     infos = [FeatureInfo("conv1", stem[-1].name.split(".")[0], stem[-1].out_shape[0], reduction)]
+    reduction = math.prod(layer.stride for layer in plan.stem)  # the stem pool too (and its anti-aliasing layer)
     for row, module in plan.stage_modules:
-        reduction = math.prod(layer.stride for layer in main_path if spec.rows.index(layer.row) <= spec.rows.index(row))
+        reduction *= math.prod(block.spec.stride for block in plan.blocks if block.row == row)
         channels = next(b.spec.out_channels for b in reversed(plan.blocks) if b.row == row)
         infos.append(FeatureInfo(row, module, channels, reduction))
     return tuple(infos)

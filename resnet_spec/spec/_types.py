@@ -20,6 +20,7 @@ __all__ = [
     "Head",
     "Pool",
     "ResNetSpec",
+    "SelectiveKernel",
     "ShortcutKind",
     "ShortcutOption",
     "SpecError",
@@ -114,10 +115,11 @@ class Conv:
     stride: int
     padding: int
     groups: int = 1  # ResNeXt's cardinality C ("3x3, 128, C=32"; Xie et al. 2017, Table 1)
+    dilation: int = 1  # a selective-kernel path's (Li et al. 2019: the 5x5 path as a 3x3 of dilation 2)
 
     def output_size(self, n: int) -> int:
         """Output height/width of this conv for an input of height/width ``n``."""
-        return conv_output_size(n, self.kernel, self.stride, self.padding)
+        return conv_output_size(n, self.kernel, self.stride, self.padding, self.dilation)
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,27 @@ class Stem:
 
 
 @dataclass(frozen=True)
+class SelectiveKernel:
+    """A selective-kernel unit in place of one conv of a block (Li, Wang, Hu, Yang 2019, "Selective Kernel Networks",
+    Sec. 3.1, Fig. 1).  Split: one path per dilation, each the conv's kernel, stride and groups at that dilation
+    (padding ``d (k - 1) / 2``), each followed by BN and ReLU.  Fuse: the paths' sum, a global average pool, a 1x1
+    conv to ``attn_channels`` (d = max(C / r, L), Eq. 4), BN, ReLU.  Select: a 1x1 conv to ``C x paths``, a softmax
+    across the paths for each channel, and the paths' sum weighted by it (Eq. 5, 6)."""
+
+    dilations: tuple[int, ...]  # one path each; the paper's 3x3 and 5x5 are 3x3 paths of dilation 1 and 2
+    attn_channels: int  # the fuse step's width d
+    # timm's deviation (timm/layers/selective_kernel.py, split_input): the input's channels split evenly across the
+    # paths, each path reading its own part; False: every path reads the whole input (the paper)
+    split_input: bool = False
+
+    def paths(self, conv: Conv) -> tuple[Conv, ...]:
+        """Each path's conv, for the unit in place of ``conv``."""
+        c_in = conv.in_channels // len(self.dilations) if self.split_input else conv.in_channels
+        return tuple(Conv(conv.kernel, c_in, conv.out_channels, conv.stride, d * (conv.kernel - 1) // 2, conv.groups, d)
+                     for d in self.dilations)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Block:
     """One residual (or plain) block as built: its residual-branch convs and its shortcut."""
 
@@ -176,6 +199,10 @@ class Block:
     # the projection's stride taken by an anti-aliasing layer before its 1x1 conv, which then runs at stride 1 (the
     # table's anti_alias_shortcut word: Zhang 2019's antialiased-cnns); None: the conv strides, or no projection here
     shortcut_alias: Pool | None = None
+    # a selective-kernel unit in place of the conv ``convs[selective_at]`` (its BN and ReLU are the unit's paths');
+    # None: plain convs
+    selective_kernel: SelectiveKernel | None = None
+    selective_at: int = -1
 
     @property
     def gated(self) -> bool:

@@ -29,7 +29,7 @@ from types import MappingProxyType
 
 from ..spec import Layer, Plan, PlannedBlock, ResNetSpec, layout_plan
 from ._canonical import common_module
-from ._read_trace import ConvUnit, FoundBlock, FoundNetwork
+from ._read_trace import ConvUnit, FoundBlock, FoundNetwork, FoundSelectiveKernel
 from ._trace import Op, Trace
 
 __all__ = ["Alignment", "BlockMatch", "Place", "Slot", "align", "align_blocks"]
@@ -353,6 +353,8 @@ def _module_of(trace: Trace | None, indices: Iterable[int]) -> str:
 
 def _block_ops(found: FoundBlock) -> list[int]:
     indices = [i for unit in (*found.convs, *found.se) for i in unit.members]
+    if found.selective_kernel is not None:
+        indices += found.selective_kernel.ops
     if found.shortcut is not None and found.shortcut.conv is not None:
         indices += found.shortcut.conv.members
     return indices + list(found.preactivation_ops) + list(found.shortcut_ops)
@@ -456,14 +458,43 @@ def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | N
     )
 
 
+def _place_selective_kernel(
+    placer: _Placer, row: str, name: str | None, layers: tuple[Layer, ...], sk: FoundSelectiveKernel
+) -> None:
+    """A selective-kernel unit's operators on the plan's unit (``layers``: the block's; () where the plan has no unit
+    there): each path on its path, in order, the attention's convs on fc_reduce and fc_select, the split, the
+    squeeze and the selection on their operations."""
+    unit = [layer for layer in layers if layer.role == "sk"]
+    convs = [layer for layer in unit if layer.kind == "conv"]
+    paths, attn = convs[: len(convs) - 2], convs[len(convs) - 2 :]
+    if len(paths) != len(sk.paths) or len(attn) != len(sk.attn):
+        paths, attn, unit = [], [], []  # another unit than the plan's: its operators stay unplaced
+    for i, path in enumerate(sk.paths):
+        placer.unit(path, paths[i] if paths else None, row, name)
+    for i, conv in enumerate(sk.attn):
+        placer.unit(conv, attn[i] if attn else None, row, name)
+    for kind, indices in (("split", sk.split_ops), ("squeeze", sk.squeeze_ops), ("select", sk.select_ops)):
+        layer = next((layer for layer in unit if layer.kind == kind), None)
+        for index in indices:
+            placer.put(index, row, name, layer)
+
+
 def _place_block(placer: _Placer, row: str, planned: PlannedBlock | None, found: FoundBlock | None) -> None:
     """Every operator of a found block on its planned layer (None where the plan has none for it)."""
     if found is None:
         return
     name = planned.spec.name if planned is not None else None
     layers = planned.layers if planned is not None else ()
-    branch = [layer for layer in layers if layer.role == "branch" and layer.kind == "conv"]
+    branch: list[Layer | None] = [layer for layer in layers if layer.role == "branch" and layer.kind == "conv"]
+    sk = found.selective_kernel
+    planned_sk = planned is not None and planned.spec.selective_kernel is not None
+    if planned is not None and planned_sk:
+        branch.insert(planned.spec.selective_at, None)  # the unit's place among the convs: its layers are its own
     for i, unit in enumerate(found.convs):
+        if sk is not None and i == sk.at:
+            _place_selective_kernel(placer, row, name, layers if planned_sk and i < len(branch)
+                                    and branch[i] is None else (), sk)  # fmt: skip
+            continue
         placer.unit(unit, branch[i] if i < len(branch) else None, row, name)
     # pre-activation: the BN and ReLU before the first conv
     leading: list[Layer] = []

@@ -472,8 +472,14 @@ def _conv1x1_fc(trace: Trace) -> Trace:
 
 def _squeezes(trace: Trace, pool: Op) -> bool:
     """Whether a global pool is squeeze-and-excitation's squeeze: the map it pools is also multiplied (by the gate),
-    so the 1x1 convs after it are the excitation's, not a classifier."""
-    return any("mul" in reader.aten for value in pool.inputs for reader in trace.readers(value))
+    so the 1x1 convs after it are the excitation's, not a classifier.  A selective-kernel unit's squeeze pools the
+    sum of the stacked paths, and the stack is what is multiplied (by the softmax's weights)."""
+    values = list(pool.inputs)
+    for value in pool.inputs:
+        producer = trace.producer(value)
+        if producer is not None and producer.name == "sum":
+            values.extend(producer.inputs)
+    return any("mul" in reader.aten for value in values for reader in trace.readers(value))
 
 
 def _zero_pads(trace: Trace) -> Trace:

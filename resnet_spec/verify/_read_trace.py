@@ -19,8 +19,8 @@ from ._canonical import canonicalise, keep_outputs
 from ._trace import Const, Op, Trace
 
 __all__ = [
-    "ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundOp", "FoundPool", "FoundShortcut", "norm_kind",
-    "norm_label", "pool_text", "read_trace", "standardization_eps",
+    "ConvUnit", "FoundBlock", "FoundHead", "FoundNetwork", "FoundOp", "FoundPool", "FoundSelectiveKernel",
+    "FoundShortcut", "norm_kind", "norm_label", "pool_text", "read_trace", "standardization_eps",
 ]  # fmt: skip
 
 _PASS_THROUGH = frozenset({"view"})  # operators that neither compute nor end a unit
@@ -121,6 +121,31 @@ class FoundShortcut:
 
 
 @dataclass(frozen=True)
+class FoundSelectiveKernel:
+    """A selective-kernel unit read from a branch (Li et al. 2019): paths whose outputs are stacked, weighed by a
+    softmax across them that an attention computes from their sum, and summed."""
+
+    paths: tuple[ConvUnit, ...]  # each path's conv with its norm and activation, in the order they are stacked
+    attn: tuple[ConvUnit, ...]  # the attention's convs between the squeeze and the softmax (fc_reduce, fc_select)
+    split: bool  # each path reads its own part of the unit's input (a split, chunk or slices), not all of it
+    in_channels: int  # the unit's input channels
+    at: int  # its place among the block's branch convs (FoundBlock.convs[at] stands for it)
+    # positions in the trace: the split's parts, the squeeze (the stack, the paths' sum, the pool), the selection
+    # (views, the softmax, the product and the sum across the paths)
+    split_ops: tuple[int, ...] = ()
+    squeeze_ops: tuple[int, ...] = ()
+    select_ops: tuple[int, ...] = ()
+    softmax_dim: int = -1  # the dimension the softmax normalises, of its input's shape
+    output: int = -1  # the value it ends with
+
+    @property
+    def ops(self) -> tuple[int, ...]:
+        """The positions of all its ops."""
+        units = (*self.paths, *self.attn)
+        return (*self.split_ops, *(i for unit in units for i in unit.members), *self.squeeze_ops, *self.select_ops)
+
+
+@dataclass(frozen=True)
 class FoundBlock:
     """A block read from the trace: its branch convs, its shortcut and what surrounds the addition."""
 
@@ -146,6 +171,7 @@ class FoundBlock:
     preactivation_ops: tuple[int, ...] = ()
     shortcut_ops: tuple[int, ...] = ()
     se_ops: tuple[int, ...] = ()
+    selective_kernel: FoundSelectiveKernel | None = None  # a unit in place of the conv ``convs[unit.at]``
 
 
 @dataclass(frozen=True)
@@ -609,8 +635,15 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     branch_value = add.inputs[branch_side]
     se_members, se_convs, scale = _squeeze_excitation(trace, branch)
     on_branch = {op.index for op in branch}
+    sk = _selective_kernel(trace, branch, units)
+    sk_members = set(sk.ops) if sk is not None else set()
     branch_convs = tuple(_with_anti_alias(trace, units[op.index], on_branch) for op in branch
-                         if op.kind == "conv" and op.index not in se_members)  # fmt: skip
+                         if op.kind == "conv" and op.index not in se_members | sk_members)  # fmt: skip
+    if sk is not None:  # the unit stands in the branch's conv sequence as its first path, ending where it ends
+        at = sum(unit.index < sk.paths[0].index for unit in branch_convs)
+        sk = replace(sk, at=at)
+        stand_in = replace(sk.paths[0], in_channels=sk.in_channels, end=sk.output)
+        branch_convs = (*branch_convs[:at], stand_in, *branch_convs[at:])
     alias_ops = {unit.anti_alias_op for unit in branch_convs if unit.anti_alias is not None}
 
     shortcut_convs = [op for op in shortcut_path if op.kind == "conv"]
@@ -638,8 +671,10 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     output = after if relu_after and after is not None else add
     members = {op.index for op in (*branch, *shortcut_path, add)} | ({output.index} if relu_after else set())
     params = frozenset(name for i in members for name in trace.ops[i].params)
-    explained = {add.index, output.index} | {op.index for op in shortcut_path} | se_members | alias_ops
+    explained = {add.index, output.index} | {op.index for op in shortcut_path} | se_members | alias_ops | sk_members
     first = next((op for op in branch if op.kind == "conv" and op.index not in se_members), None)
+    if sk is not None and first is not None and first.index in sk_members:  # the unit reads the block's input
+        first = None if sk.split else first
     branch_end = end_op.kind if end_op is not None else "input"
     block = FoundBlock(
         convs=branch_convs,
@@ -657,16 +692,20 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
         relu_index=output.index if relu_after else -1,
         shortcut_ops=tuple(op.index for op in shortcut_path),
         se_ops=tuple(sorted(se_members)),
+        selective_kernel=sk,
     )
+    first_input = first.inputs[0] if first is not None and first.inputs else None
+    if sk is not None and sk.split and sk.at == 0 and sk.split_ops:  # the split reads the block's (pre-activated) input
+        first_input = trace.ops[sk.split_ops[0]].inputs[0]
     return _BlockRead(
         block,
         members,
-        {op.index for op in branch if op.kind == "conv" and op.index not in se_members},
+        {op.index for op in branch if op.kind == "conv" and op.index not in se_members | sk_members},
         explained,
         start,
-        first.inputs[0] if first is not None and first.inputs else None,
+        first_input,
         output.output,
-        se_members,
+        se_members | sk_members,
     )
 
 
@@ -679,6 +718,71 @@ def _with_anti_alias(trace: Trace, unit: ConvUnit, on_branch: set[int]) -> ConvU
 
 
 _SQUEEZES = ("global_pool", "mean", "adaptive_avgpool")
+_PARTS = frozenset({"split", "split_with_sizes", "unsafe_split", "unsafe_split_with_sizes", "chunk", "unbind",
+                    "tensor_split"})  # fmt: skip
+
+
+def _through_views(trace: Trace, value: int, on_branch: set[int]) -> int:
+    """The value ``value`` is a view of (its producer's input, while that producer is a view on the branch)."""
+    while (producer := trace.producer(value)) is not None and producer.kind == "view" and producer.inputs \
+            and producer.index in on_branch:  # fmt: skip
+        value = producer.inputs[0]
+    return value
+
+
+def _viewed(trace: Trace, value: int, on_branch: set[int]) -> tuple[int, list[int]]:
+    """The value a chain of single views on the branch turns ``value`` into, and the views' positions."""
+    views: list[int] = []
+    while (reader := _only_reader(trace, value)) is not None and reader.kind == "view" and reader.index in on_branch:
+        views.append(reader.index)
+        value = reader.output
+    return value, views
+
+
+def _selective_kernel(trace: Trace, branch: list[Op], units: dict[int, ConvUnit]) -> FoundSelectiveKernel | None:
+    """A selective-kernel unit on a branch (Li et al. 2019, Fig. 1): conv units (the paths) stacked, their sum
+    squeezed by a global mean, convs (the attention) to a softmax, its product with the stack summed across the
+    paths.  None where the branch has none."""
+    on_branch = {op.index for op in branch}
+    for softmax in branch:
+        if softmax.kind != "softmax" or not softmax.inputs:
+            continue
+        weights, views = _viewed(trace, softmax.output, on_branch)
+        product = next((r for r in trace.readers(weights) if r.index in on_branch and "mul" in r.aten), None)
+        if product is None or len(product.inputs) != 2:
+            continue
+        stacked = product.inputs[0] if product.inputs[1] == weights else product.inputs[1]
+        stack = trace.producer(_through_views(trace, stacked, on_branch))
+        selection = _only_reader(trace, product.output)
+        if stack is None or stack.name != "stack" or selection is None or selection.name != "sum":
+            continue
+        paths = [next((u for u in units.values() if u.end == end and u.index in on_branch), None)
+                 for end in stack.inputs]  # fmt: skip
+        if len(paths) < 2 or any(unit is None for unit in paths):
+            continue
+        path_units = tuple(unit for unit in paths if unit is not None)
+        parts = [trace.producer(trace.ops[unit.index].inputs[0]) for unit in path_units]
+        split_ops = tuple(op.index for op in parts if op is not None and op.name in _PARTS)
+        split = len(split_ops) == len(parts) and len({trace.ops[i].inputs[0] for i in split_ops}) == 1
+        inputs = {trace.ops[unit.index].inputs[0] for unit in path_units}
+        if not split and len(inputs) != 1:
+            continue  # the paths read different values that are not parts of one: not one unit
+        span = [op for op in branch if stack.index <= op.index <= selection.index]
+        attn = tuple(units[op.index] for op in span if op.kind == "conv" and op.index in units)
+        if not attn:
+            continue
+        attn_ops = {i for unit in attn for i in unit.members}
+        squeeze = tuple(op.index for op in span if op.index < attn[0].index and op.index not in attn_ops)
+        select = tuple(op.index for op in span if op.index > attn[-1].index and op.index not in attn_ops)
+        unit_in = trace.ops[split_ops[0]].inputs[0] if split else next(iter(inputs))
+        producer = trace.producer(unit_in)
+        shape = producer.shape if producer is not None else trace.input_shape
+        dim = softmax.attrs.get("dim", softmax.operands[1][1] if len(softmax.operands) > 1 else -1)
+        return FoundSelectiveKernel(
+            path_units, attn, split, int(shape[1]), -1, split_ops if split else (), squeeze,
+            tuple(sorted({*select, *views})), int(dim) if isinstance(dim, int) else -1, selection.output,
+        )  # fmt: skip
+    return None
 
 
 def _squeeze_excitation(trace: Trace, branch: list[Op]) -> tuple[set[int], list[int], int | None]:

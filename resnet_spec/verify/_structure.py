@@ -158,7 +158,7 @@ def _check_conv_unit(
     if stride:
         out.check(row, block, f"{prefix}.stride", _pair(expected.stride), found.stride)
     out.check(row, block, f"{prefix}.padding", _pair(expected.padding), found.padding)
-    out.check(row, block, f"{prefix}.dilation", (1, 1), found.dilation)
+    out.check(row, block, f"{prefix}.dilation", _pair(expected.dilation), found.dilation)
     out.check(row, block, f"{prefix}.groups", expected.groups, found.groups)
     norm = found.norm
     if out.folded(found):
@@ -246,11 +246,51 @@ def _check_block(out: _Collector, row: str, planned: PlannedBlock, found: FoundB
                 out.check(row, name, f"conv{i + 1}.relu", "relu after BN", _activation(f_conv.activation_after))
     if len(expected.convs) == len(found.convs):
         _check_anti_alias(out, row, planned, found)
+    _check_selective_kernel(out, row, planned, found)
     _check_preactivation(out, row, planned, found)
     _check_se(out, row, planned, found)
     _check_shortcut(out, row, planned, found)
     if residual and _shortcut_kind(found.shortcut) != "none":
         _check_addition(out, row, name, found, pre, se=bool(planned.role("se")))
+
+
+def _unit_text(dilations: Sequence[int], split: bool, widths: Sequence[int]) -> str:
+    """How a finding names a selective-kernel unit: its paths, whether they split the input, its attention."""
+    paths = f"{len(dilations)} paths (dilation {', '.join(str(d) for d in dilations)})"
+    return f"{paths}{', input split' if split else ''}, attention {' -> '.join(str(w) for w in widths)}"
+
+
+def _check_selective_kernel(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
+    """A selective-kernel unit (Li et al. 2019) as the plan has it: its paths (each conv-BN-ReLU), whether they split
+    the input, the attention's widths (C -> d -> C x paths), its BN-ReLU, no biases, the softmax across the paths."""
+    spec, sk, name = planned.spec, found.selective_kernel, planned.spec.name
+    unit = spec.selective_kernel
+    expected = "none"
+    if unit is not None:
+        c = spec.convs[spec.selective_at].out_channels
+        expected = _unit_text(unit.dilations, unit.split_input, (c, unit.attn_channels, c * len(unit.dilations)))
+    found_text = "none"
+    if sk is not None:
+        widths = (sk.attn[0].in_channels, *(conv.out_channels for conv in sk.attn))
+        found_text = _unit_text([path.dilation[0] for path in sk.paths], sk.split, widths)
+        if len(sk.attn) != 2:
+            found_text += f" ({len(sk.attn)} convs)"
+    if not out.check(row, name, "selective kernel", expected, found_text) or unit is None or sk is None:
+        return
+    prefix = f"conv{spec.selective_at + 1}"
+    for p, (conv, path) in enumerate(zip(unit.paths(spec.convs[spec.selective_at]), sk.paths, strict=True)):
+        _check_conv(out, row, name, f"{prefix}.paths.{p}", conv, path)
+        out.check(row, name, f"{prefix}.paths.{p}.relu", "relu after BN", _activation(path.activation_after))
+    reduce, select = sk.attn
+    with out.at(reduce.module):
+        out.check(row, name, f"{prefix}.attn.fc_reduce.bias", False, reduce.bias)
+        out.check(row, name, f"{prefix}.attn.bn", _norm_text(out.norm, out.norm), _norm_text(reduce.norm, out.norm))
+        out.check(row, name, f"{prefix}.attn.relu", "relu after BN", _activation(reduce.activation_after))
+    with out.at(select.module):
+        out.check(row, name, f"{prefix}.attn.fc_select.bias", False, select.bias)
+    # the softmax normalises across the paths: the dimension of (N, paths, C, 1, 1) that has the paths
+    out.check(row, name, f"{prefix}.softmax", "across the paths", "across the paths" if sk.softmax_dim in (1, -4)
+              else f"over dimension {sk.softmax_dim}")  # fmt: skip
 
 
 def _check_preactivation(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
@@ -545,7 +585,9 @@ def _complete(found: FoundNetwork) -> bool:
     if trace is None or found.stem is None:
         return not found.other_ops
     end = found.head.fc_ops[-1] if found.head.fc_ops else len(trace.ops) - 1
-    interpreted = {i for block in found.blocks for i in block.se_ops}  # squeeze-and-excitation's gate and scale
+    # squeeze-and-excitation's gate and scale; a selective-kernel unit's split, stack, sums and product
+    interpreted = {i for block in found.blocks for i in block.se_ops}
+    interpreted |= {i for block in found.blocks if block.selective_kernel for i in block.selective_kernel.ops}
     body = trace.ops[found.stem.index : end + 1]
     return not any(op.kind in ("other", "affine") and op.index not in interpreted for op in body)
 

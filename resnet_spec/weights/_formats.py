@@ -268,7 +268,18 @@ _TIMM_STEM_POOL = ((re.compile(r"^conv1\.7\."), "bn1."), (re.compile(r"^conv1\.9
                    (re.compile(r"^bn1\."), "maxpool.1."))  # fmt: skip
 
 
+# timm/models/sknet.py: in a block with a selective-kernel unit, every other conv is a ConvNormAct (``convK.conv``,
+# ``convK.bn``); the unit (``convK.paths.P.conv/bn``, ``convK.attn.fc_reduce/bn/fc_select``) has our names
+_TIMM_CONV_NORM_ACT = re.compile(_BLOCK + r"(?P<kind>conv|bn)(?P<k>\d+)\.(?P<tensor>[a-z_]+)$")
+
+
 def _timm_key(key: str, plan: Plan) -> str:
+    match = _TIMM_CONV_NORM_ACT.match(key)
+    if match is not None and _selective_blocks(plan):
+        module = f"layer{match['stage']}.{match['block']}"
+        if module in _selective_blocks(plan):
+            part = "conv" if match["kind"] == "conv" else "bn"
+            return f"{module}.conv{match['k']}.{part}.{match['tensor']}"
     convs, pool = len(plan.spec.stem.convs), plan.spec.stem.pool is not None
     if convs in (1, 3):
         return key
@@ -280,6 +291,11 @@ def _timm_key(key: str, plan: Plan) -> str:
         if match is not None:
             return replacement + key[match.end() :]
     return key
+
+
+def _selective_blocks(plan: Plan) -> frozenset[str]:
+    """The blocks with a selective-kernel unit (their modules, ``layer2.0``)."""
+    return frozenset(block.module for block in plan.blocks if block.spec.selective_kernel is not None)
 
 
 def _blurred_modules(plan: Plan) -> dict[str, str]:

@@ -111,6 +111,12 @@ FAMILY_PEERS = {
     "antialiased_resnext101_32x8d": ("antialiased-cnns", "resnext101_32x8d", 88_791_336, 16_954_310_656),
     "antialiased_wide_resnet50_2": ("antialiased-cnns", "wide_resnet50_2", 68_883_240, 15_574_269_952),
     "antialiased_wide_resnet101_2": ("antialiased-cnns", "wide_resnet101_2", 126_886_696, 26_929_299_456),
+    # SK-ResNet (Li et al. 2019) as timm builds it (timm/models/sknet.py)
+    "skresnet18": ("timm", "skresnet18", 11_958_056, 1_814_337_536),
+    "skresnet34": ("timm", "skresnet34", 22_282_376, 3_664_237_568),
+    "skresnet50": ("timm", "skresnet50", 25_803_160, 4_089_422_336),
+    "skresnet50d": ("timm", "skresnet50d", 25_822_392, 4_329_062_912),
+    "skresnext50_32x4d": ("timm", "skresnext50_32x4d", 27_479_784, 4_462_710_784),
 }
 # FACTS.md, "The ResNet family": the layers of the timm peers built from the class (resnetv2_50's other arguments:
 # conv_layer=create_conv2d, norm_layer=BatchNormAct2d).
