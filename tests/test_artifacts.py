@@ -360,3 +360,32 @@ def test_timms_bit_as_onnx_is_its_entry_and_not_the_authors() -> None:
         authors = compare_model(str(path), "bit_resnet50x1")
         assert authors.verdict == "not conformant"
         assert {m.found for m in authors.mismatches if m.property.endswith("weight")} == {"standardised (eps 1e-08)"}
+
+
+def test_timms_selective_kernel_net_exported_at_batch_one_conforms(tmp_path: Path) -> None:
+    """skresnet18 exported as TorchScript's exporter does by default (no dynamic axes): each unit's split is one
+    Split node of two outputs, its stack a Concat of Unsqueezes, and its view ``(B, 2, C, 1, 1)`` a Constant with
+    the example's batch of 1 written in.  Read as the unit, run at other batches (onnxruntime too)."""
+    import timm
+
+    torch.manual_seed(0)
+    path = tmp_path / "sk.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(timm.create_model("skresnet18").eval(), (torch.randn(1, 3, 224, 224),), str(path),
+                          dynamo=False)  # fmt: skip
+    comparison = compare_model(str(path), load_spec("skresnet18"))
+    assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches
+    assert comparison.equivalence is not None and comparison.equivalence.status == "equal"
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_a_selective_kernel_unit_written_with_additions_conforms_as_onnx(dynamo: bool, tmp_path: Path) -> None:
+    """The unit as repositories copy it (support/selective_kernel.py), exported by either exporter: the input's
+    chunks and the softmax's exported as Slices (views: each path conv's input channels say the split)."""
+    from selective_kernel import sk_toy_split
+
+    torch.manual_seed(0)
+    path = _export_onnx(sk_toy_split(), tmp_path / "sk_toy.onnx", dynamo=dynamo)
+    comparison = compare_model(str(path), load_spec(f"{VOCABULARY.parent / 'sk_table.toml'}:sk_toy_split"))
+    assert (comparison.verdict, comparison.mismatches) == ("conformant", ()), comparison.mismatches

@@ -513,6 +513,10 @@ class OnnxGraph(nn.Module):
         # the graph's Identity of an initializer (the TorchScript exporter's shared values): read through
         alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in initializers}
         self._alias = alias
+        # the outputs of Constant nodes: a reshape's target among them has the example's batch written in, as an
+        # initializer's has (see _any_batch)
+        self._constant_outputs = frozenset(out for proto in graph.node if proto.op_type == "Constant"
+                                           for out in proto.output)  # fmt: skip
         nodes = [_node(proto, index) for index, proto in enumerate(graph.node)]
         by_name = {node.name: node for node in nodes}
         fed = _fed_roles(graph, initializers, alias, [node.name for node in nodes])
@@ -671,11 +675,15 @@ class OnnxGraph(nn.Module):
         del graph.node[:]
         layouts: list[Any] = []  # the reshape and transpose of each use that reads its tensor in another layout
         position = 0
+        reshaped = {self._nodes[i].inputs[1]: self._nodes[i] for i in range(len(self._nodes))
+                    if self._nodes[i].op == "Reshape" and len(self._nodes[i].inputs) > 1}  # fmt: skip
         for proto in kept:
             if proto.op_type == "Identity" and proto.output[0] in alias:
                 continue
             new = graph.node.add()
             new.CopyFrom(proto)
+            if new.op_type == "Constant" and new.output[0] in reshaped:  # a reshape's target: the batch as any
+                self._any_batch_constant(new, reshaped[new.output[0]])
             for slot in range(len(new.input)):
                 path = self._bound.get((position, slot))
                 layout = self._layouts.get((position, slot))
@@ -716,6 +724,18 @@ class OnnxGraph(nn.Module):
             dim.dim_param = f"resnet_spec_d{d}"
         return copy.SerializeToString()
 
+    def _any_batch_constant(self, proto: Any, reshape: _Node) -> None:
+        """A Constant node's value, a reshape's target, rewritten as :meth:`_any_batch` reads it."""
+        import onnx
+
+        for attribute in proto.attribute:
+            if attribute.name != "value" or attribute.t.data_type != onnx.TensorProto.INT64:
+                continue
+            target = [int(n) for n in onnx.numpy_helper.to_array(attribute.t).reshape(-1)]
+            adapted = self._any_batch(target, reshape)
+            if adapted != target:
+                attribute.t.CopyFrom(onnx.numpy_helper.from_array(torch.tensor(adapted).numpy()))
+
     def _tensors(self) -> dict[str, Tensor]:
         """Every parameter and statistic by its path in this module."""
         return {**dict(self.named_parameters()), **dict(self.named_buffers())}
@@ -741,7 +761,15 @@ class OnnxGraph(nn.Module):
                     tensor = tensors[path]
                     args.append(tensor if layout is None else tensor.reshape(layout[0]).permute(layout[1]))
                 elif name in values:
-                    args.append(values[name])
+                    value = values[name]
+                    if (
+                        node.op == "Reshape"
+                        and slot == 1
+                        and name in self._constant_outputs
+                        and isinstance(value, list)
+                    ):
+                        value = self._any_batch(value, node)
+                    args.append(value)
                 elif self._alias.get(name, name) in self._constants:  # an Identity of an initializer reads it
                     args.append(self._constants[self._alias.get(name, name)])
                 else:
@@ -928,7 +956,7 @@ def _reduce(function: str) -> Callable[[_Node, tuple[bool, ...]], Callable[..., 
                 dims = list(range(x.dim()))
             if function == "mean" and sorted(dims) == [2, 3] and x.dim() == 4:
                 out = F.adaptive_avg_pool2d(x, 1)  # the global average pool the reader knows
-                return out if keep else out.flatten(2)
+                return out if keep else out.flatten(1)  # (N, C): both spatial dimensions dropped
             if function == "mean":
                 return torch.mean(x, dims, keepdim=keep)
             if function == "max":
@@ -1000,6 +1028,24 @@ def _concat(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
         if all(isinstance(p, list) for p in parts):
             return [n for p in parts for n in p]
         return torch.cat([p if isinstance(p, Tensor) else torch.tensor(p) for p in parts], axis)
+
+    return run
+
+
+def _split(node: _Node, transposed: tuple[bool, ...]) -> Callable[..., Any]:
+    """ONNX Split: the sizes as an input (opset 13) or an attribute (before), else ``num_outputs`` (opset 18) or one
+    part per output, equal but for a smaller last."""
+    axis = int(node.attrs.get("axis", 0))
+    parts = int(node.attrs.get("num_outputs", len(node.outputs)))
+
+    def run(x: Tensor, split: Any = None) -> tuple[Tensor, ...]:
+        sizes = node.attrs.get("split", split)
+        if isinstance(sizes, Tensor):
+            sizes = [int(n) for n in sizes.tolist()]
+        if sizes is None:
+            length = int(x.shape[axis])
+            sizes = -(-length // parts)  # torch.split's chunks of this size: the last the rest
+        return tuple(torch.split(x, sizes, axis))
 
     return run
 
@@ -1182,6 +1228,7 @@ _OPERATORS: Mapping[str, Callable[[_Node, tuple[bool, ...]], Callable[..., Any]]
     "Flatten": _flatten,
     "Pad": _pad,
     "Concat": _concat,
+    "Split": _split,
     "Identity": _elementwise(lambda x: x),
     "Dropout": _dropout,
     "Softmax": _softmax(False),

@@ -473,11 +473,12 @@ def _conv1x1_fc(trace: Trace) -> Trace:
 def _squeezes(trace: Trace, pool: Op) -> bool:
     """Whether a global pool is squeeze-and-excitation's squeeze: the map it pools is also multiplied (by the gate),
     so the 1x1 convs after it are the excitation's, not a classifier.  A selective-kernel unit's squeeze pools the
-    sum of the stacked paths, and the stack is what is multiplied (by the softmax's weights)."""
+    sum of the paths (a sum across their stack, or additions), and the paths are what is multiplied (by the
+    softmax's weights)."""
     values = list(pool.inputs)
-    for value in pool.inputs:
+    for value in values:  # the paths' sum: a sum across their stack, or additions of them
         producer = trace.producer(value)
-        if producer is not None and producer.name == "sum":
+        if producer is not None and (producer.name == "sum" or producer.kind == "add"):
             values.extend(producer.inputs)
     return any("mul" in reader.aten for value in values for reader in trace.readers(value))
 

@@ -136,6 +136,7 @@ class FoundSelectiveKernel:
     squeeze_ops: tuple[int, ...] = ()
     select_ops: tuple[int, ...] = ()
     softmax_dim: int = -1  # the dimension the softmax normalises, of its input's shape
+    selector: str = "softmax"  # what turns the attention into the paths' weights: a softmax, or another function
     output: int = -1  # the value it ends with
 
     @property
@@ -243,7 +244,11 @@ def read_trace(trace: Trace) -> FoundNetwork:
     ops = trace.ops
     convs = [op for op in ops if op.kind == "conv"]
     units = {op.index: _unit(trace, op) for op in convs}
-    adds = [op for op in ops if op.kind == "add"]
+    # a selective-kernel unit's own additions (its paths' sum, its weighted sum) close no block
+    everywhere = {op.index for op in ops}
+    inner = {i for op in ops if _selector(op) and (sk := _unit_at(trace, op, everywhere, units)) is not None
+             for i in (*sk.squeeze_ops, *sk.select_ops)}  # fmt: skip
+    adds = [op for op in ops if op.kind == "add" and op.index not in inner]
 
     reads: list[_BlockRead] = []
     in_blocks: set[int] = set()
@@ -633,10 +638,10 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     branch_side = 0 if conv_counts[0] >= conv_counts[1] else 1
     branch, shortcut_path = paths[branch_side], paths[1 - branch_side]
     branch_value = add.inputs[branch_side]
-    se_members, se_convs, scale = _squeeze_excitation(trace, branch)
-    on_branch = {op.index for op in branch}
     sk = _selective_kernel(trace, branch, units)
     sk_members = set(sk.ops) if sk is not None else set()
+    se_members, se_convs, scale = _squeeze_excitation(trace, [op for op in branch if op.index not in sk_members])
+    on_branch = {op.index for op in branch}
     branch_convs = tuple(_with_anti_alias(trace, units[op.index], on_branch) for op in branch
                          if op.kind == "conv" and op.index not in se_members | sk_members)  # fmt: skip
     if sk is not None:  # the unit stands in the branch's conv sequence as its first path, ending where it ends
@@ -722,67 +727,179 @@ _PARTS = frozenset({"split", "split_with_sizes", "unsafe_split", "unsafe_split_w
                     "tensor_split"})  # fmt: skip
 
 
-def _through_views(trace: Trace, value: int, on_branch: set[int]) -> int:
-    """The value ``value`` is a view of (its producer's input, while that producer is a view on the branch)."""
-    while (producer := trace.producer(value)) is not None and producer.kind == "view" and producer.inputs \
-            and producer.index in on_branch:  # fmt: skip
-        value = producer.inputs[0]
-    return value
-
-
-def _viewed(trace: Trace, value: int, on_branch: set[int]) -> tuple[int, list[int]]:
-    """The value a chain of single views on the branch turns ``value`` into, and the views' positions."""
+def _through_views(trace: Trace, value: int, on: set[int]) -> tuple[int, list[int]]:
+    """The value ``value`` is a view of (its producer's input, while that producer is a view among ``on``), and the
+    views' positions."""
     views: list[int] = []
-    while (reader := _only_reader(trace, value)) is not None and reader.kind == "view" and reader.index in on_branch:
-        views.append(reader.index)
-        value = reader.output
+    while (producer := trace.producer(value)) is not None and producer.kind == "view" and producer.inputs \
+            and producer.index in on:  # fmt: skip
+        views.append(producer.index)
+        value = producer.inputs[0]
     return value, views
 
 
+def _weights_of(trace: Trace, softmax: Op, on: set[int]) -> dict[int, int]:
+    """The values a softmax's output becomes through views and parts (a chunk, split, unbind or select of it) ->
+    the part each is (-1: all of it), among ``on``."""
+    weights = {softmax.output: -1}
+    stack = [softmax.output]
+    while stack:
+        value = stack.pop()
+        for reader in trace.readers(value):
+            if reader.index not in on or reader.output in weights:
+                continue
+            if reader.name in _PARTS:
+                weights[reader.output] = int(reader.attrs.get("part", 0))
+            elif reader.kind == "view":
+                index = reader.operands[2][1] if reader.name == "select" and len(reader.operands) > 2 else None
+                weights[reader.output] = int(index) if isinstance(index, int) else weights[value]
+            else:
+                continue
+            stack.append(reader.output)
+    return weights
+
+
+def _summed(trace: Trace, values: list[int], on: set[int]) -> tuple[int, list[int]] | None:
+    """The value that sums ``values`` (a chain of additions, or one addition of them all: a stack summed), and the
+    additions' positions; None where they are not summed together."""
+    pending, ops = set(values), []
+    while len(pending) > 1:
+        readers = {r.index: r for v in pending for r in trace.readers(v) if r.index in on}
+        adds = [r for r in readers.values() if r.kind == "add" and set(r.inputs) <= pending]
+        if not adds:
+            return None
+        add = min(adds, key=lambda op: op.index)
+        pending = (pending - set(add.inputs)) | {add.output}
+        ops.append(add.index)
+    return next(iter(pending)), ops
+
+
+def _stacked(trace: Trace, op: Op | None, on: set[int]) -> tuple[list[int], list[int]] | None:
+    """The values ``op`` stacks (a stack, or a concatenation of each unsqueezed: an exported stack) and its position;
+    None where it stacks nothing."""
+    if op is None or op.index not in on:
+        return None
+    if op.name == "stack":
+        return list(op.inputs), [op.index]
+    if op.name != "cat" or len(op.inputs) < 2:
+        return None
+    # the canonical trace reads through views: each part is the unsqueezed value itself, one dimension fewer
+    producers = [trace.producer(value) for value in op.inputs]
+    if any(p is None or len(p.shape) + 1 != len(op.shape) for p in producers):
+        return None
+    return list(op.inputs), [op.index]
+
+
+def _summands(trace: Trace, value: int, on: set[int]) -> tuple[list[int], list[int]]:
+    """The values a chain of additions (or a stack summed across it) computes ``value`` from, and the ops' positions."""
+    producer = trace.producer(value)
+    if producer is None or producer.index not in on:
+        return [value], []
+    if producer.kind == "add":
+        values, ops = [], [producer.index]
+        for source in producer.inputs:
+            inner, inner_ops = _summands(trace, source, on)
+            values += inner
+            ops += inner_ops
+        return values, ops
+    if producer.name == "sum" and producer.inputs:
+        stacked = _stacked(trace, trace.producer(producer.inputs[0]), on)
+        if stacked is not None:
+            return stacked[0], [*stacked[1], producer.index]
+    return [value], []
+
+
 def _selective_kernel(trace: Trace, branch: list[Op], units: dict[int, ConvUnit]) -> FoundSelectiveKernel | None:
-    """A selective-kernel unit on a branch (Li et al. 2019, Fig. 1): conv units (the paths) stacked, their sum
-    squeezed by a global mean, convs (the attention) to a softmax, its product with the stack summed across the
-    paths.  None where the branch has none."""
-    on_branch = {op.index for op in branch}
+    """The selective-kernel unit on a branch (Li et al. 2019, Fig. 1), None where it has none: conv units (the
+    paths) whose sum a global mean squeezes, convs (the attention) to a softmax, and the paths weighed by it and
+    summed.  Written as timm does (the paths stacked, one product with the stack, a sum across it) or path by path
+    (the softmax's parts, a product with each path, additions)."""
+    units_on = {op.index for op in branch}
     for softmax in branch:
-        if softmax.kind != "softmax" or not softmax.inputs:
+        if not _selector(softmax):
             continue
-        weights, views = _viewed(trace, softmax.output, on_branch)
-        product = next((r for r in trace.readers(weights) if r.index in on_branch and "mul" in r.aten), None)
-        if product is None or len(product.inputs) != 2:
-            continue
-        stacked = product.inputs[0] if product.inputs[1] == weights else product.inputs[1]
-        stack = trace.producer(_through_views(trace, stacked, on_branch))
-        selection = _only_reader(trace, product.output)
-        if stack is None or stack.name != "stack" or selection is None or selection.name != "sum":
-            continue
-        paths = [next((u for u in units.values() if u.end == end and u.index in on_branch), None)
-                 for end in stack.inputs]  # fmt: skip
-        if len(paths) < 2 or any(unit is None for unit in paths):
-            continue
-        path_units = tuple(unit for unit in paths if unit is not None)
-        parts = [trace.producer(trace.ops[unit.index].inputs[0]) for unit in path_units]
-        split_ops = tuple(op.index for op in parts if op is not None and op.name in _PARTS)
-        split = len(split_ops) == len(parts) and len({trace.ops[i].inputs[0] for i in split_ops}) == 1
-        inputs = {trace.ops[unit.index].inputs[0] for unit in path_units}
-        if not split and len(inputs) != 1:
-            continue  # the paths read different values that are not parts of one: not one unit
-        span = [op for op in branch if stack.index <= op.index <= selection.index]
-        attn = tuple(units[op.index] for op in span if op.kind == "conv" and op.index in units)
-        if not attn:
-            continue
-        attn_ops = {i for unit in attn for i in unit.members}
-        squeeze = tuple(op.index for op in span if op.index < attn[0].index and op.index not in attn_ops)
-        select = tuple(op.index for op in span if op.index > attn[-1].index and op.index not in attn_ops)
-        unit_in = trace.ops[split_ops[0]].inputs[0] if split else next(iter(inputs))
-        producer = trace.producer(unit_in)
-        shape = producer.shape if producer is not None else trace.input_shape
-        dim = softmax.attrs.get("dim", softmax.operands[1][1] if len(softmax.operands) > 1 else -1)
-        return FoundSelectiveKernel(
-            path_units, attn, split, int(shape[1]), -1, split_ops if split else (), squeeze,
-            tuple(sorted({*select, *views})), int(dim) if isinstance(dim, int) else -1, selection.output,
-        )  # fmt: skip
+        sk = _unit_at(trace, softmax, units_on, units)
+        if sk is not None:
+            return sk
     return None
+
+
+def _selector(op: Op) -> bool:
+    """Whether ``op`` may turn a selective-kernel unit's attention into its paths' weights: a softmax (the paper's),
+    or an elementwise function in its place (a sigmoid: read, then named as the difference it is)."""
+    return bool(op.inputs) and (op.kind == "activation" or (op.kind == "softmax" and "log" not in op.name))
+
+
+def _unit_at(trace: Trace, softmax: Op, on: set[int], units: dict[int, ConvUnit]) -> FoundSelectiveKernel | None:
+    weights = _weights_of(trace, softmax, on)
+    products = [r for value in weights for r in trace.readers(value)
+                if r.index in on and "mul" in r.aten and len(r.inputs) == 2]  # fmt: skip
+    ends: list[tuple[int, int]] = []  # (part, path end value)
+    select: list[int] = [softmax.index, *(trace.producers[v] for v in weights if v != softmax.output)]
+    if len(products) == 1:  # the stacked paths times the weights, summed across the paths
+        product = products[0]
+        stacked, views = _through_views(trace, next(v for v in product.inputs if v not in weights), on)
+        stacking = _stacked(trace, trace.producer(stacked), on)
+        total = _only_reader(trace, product.output)
+        if stacking is None or total is None or total.name != "sum":
+            return None
+        ends = list(enumerate(stacking[0]))
+        output, select = total.output, [*select, *views, product.index, total.index]
+    elif len(products) > 1:  # each path times its part of the weights, the products summed
+        for product in products:
+            weight = next(v for v in product.inputs if v in weights)
+            end, views = _through_views(trace, next(v for v in product.inputs if v != weight), on)
+            ends.append((weights[weight], end))
+            select += [*views, product.index]
+        summed = _summed(trace, [product.output for product in products], on)
+        if summed is None:
+            return None
+        output, adds = summed
+        select += adds
+        ends.sort()
+    else:
+        return None
+    paths = [next((u for u in units.values() if u.end == end and u.index in on), None) for _, end in ends]
+    if len(paths) < 2 or any(unit is None for unit in paths):
+        return None
+    path_units = tuple(unit for unit in paths if unit is not None)
+    # the attention: the convs between the last path and the softmax, from a global mean of the paths' sum
+    last_path = max(i for unit in path_units for i in unit.members)
+    attn = tuple(units[i] for i in sorted(units) if last_path < i < softmax.index and i in on)
+    if not attn:
+        return None
+    pool = trace.producer(trace.ops[attn[0].index].inputs[0]) if trace.ops[attn[0].index].inputs else None
+    if pool is None or pool.kind not in _SQUEEZES or not pool.inputs:
+        return None
+    summands, squeeze = _summands(trace, pool.inputs[0], on)
+    if sorted(summands) != sorted(unit.end for unit in path_units):
+        return None
+    attn_ops = {i for unit in attn for i in unit.members}
+    between = [
+        op.index for op in trace.ops[attn[0].index : softmax.index] if op.index in on and op.index not in attn_ops
+    ]
+    # the paths' inputs: one value, or parts of one (a split)
+    parts = [trace.producer(trace.ops[unit.index].inputs[0]) for unit in path_units]
+    split_ops = tuple(op.index for op in parts if op is not None and op.name in _PARTS)
+    split = len(split_ops) == len(parts) and len({trace.ops[i].inputs[0] for i in split_ops}) == 1
+    inputs = {trace.ops[unit.index].inputs[0] for unit in path_units}
+    if not split and len(inputs) != 1:
+        return None
+    unit_in = trace.ops[split_ops[0]].inputs[0] if split else next(iter(inputs))
+    producer = trace.producer(unit_in)
+    shape = producer.shape if producer is not None else trace.input_shape
+    if not split and sum(unit.in_channels for unit in path_units) == shape[1]:
+        split = True  # each path reads a slice of the input (slices are views, read through: their convs say it)
+    dim = softmax.operands[1][1] if len(softmax.operands) > 1 and softmax.kind == "softmax" else -1
+    source = trace.producer(softmax.inputs[0])
+    if isinstance(dim, int) and source is not None and source.shape:
+        dim %= len(source.shape)  # (N, paths, C, ...): 1 is across the paths, however it is written
+    selector = "softmax" if softmax.kind == "softmax" else str(softmax.attrs.get("function", softmax.name))
+    return FoundSelectiveKernel(
+        path_units, attn, split, int(shape[1]), -1, split_ops if split else (), (*squeeze, pool.index),
+        tuple(sorted({*select, *between})), softmax_dim=int(dim) if isinstance(dim, int) else -1, selector=selector,
+        output=output,
+    )  # fmt: skip
 
 
 def _squeeze_excitation(trace: Trace, branch: list[Op]) -> tuple[set[int], list[int], int | None]:

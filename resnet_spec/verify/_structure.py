@@ -283,14 +283,20 @@ def _check_selective_kernel(out: _Collector, row: str, planned: PlannedBlock, fo
         out.check(row, name, f"{prefix}.paths.{p}.relu", "relu after BN", _activation(path.activation_after))
     reduce, select = sk.attn
     with out.at(reduce.module):
-        out.check(row, name, f"{prefix}.attn.fc_reduce.bias", False, reduce.bias)
-        out.check(row, name, f"{prefix}.attn.bn", _norm_text(out.norm, out.norm), _norm_text(reduce.norm, out.norm))
+        if not out.folded(reduce):  # the inference form: the attention's BN is fc_reduce's bias
+            out.check(row, name, f"{prefix}.attn.fc_reduce.bias", False, reduce.bias)
+            expected_norm = _norm_text(out.norm, out.norm)
+            out.check(row, name, f"{prefix}.attn.bn", expected_norm, _norm_text(reduce.norm, out.norm))
         out.check(row, name, f"{prefix}.attn.relu", "relu after BN", _activation(reduce.activation_after))
     with out.at(select.module):
         out.check(row, name, f"{prefix}.attn.fc_select.bias", False, select.bias)
-    # the softmax normalises across the paths: the dimension of (N, paths, C, 1, 1) that has the paths
-    out.check(row, name, f"{prefix}.softmax", "across the paths", "across the paths" if sk.softmax_dim in (1, -4)
-              else f"over dimension {sk.softmax_dim}")  # fmt: skip
+    # a softmax across the paths: the dimension of (N, paths, C, ...) that has the paths
+    found_selector = (
+        f"a {sk.selector}"
+        if sk.selector != "softmax"
+        else "a softmax " + ("across the paths" if sk.softmax_dim == 1 else f"over dimension {sk.softmax_dim}")
+    )
+    out.check(row, name, f"{prefix}.softmax", "a softmax across the paths", found_selector)
 
 
 def _check_preactivation(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
