@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "zoo.md"
 ZOOS = {  # name -> SOURCE
-    "timm": "timm/resnet,resnetv2",
+    "timm": "timm/resnet,resnetv2,sknet",
     "torchvision": "torchvision:*resnet*,resnext*",
     "pytorchcv": "pytorchcv:resnet*,preresnet*,seresnet*,resnext*,seresnext*,!*_cifar*,!*_svhn,!*_w*d*,!*bc*",
 }

@@ -838,7 +838,10 @@ def _unit_at(trace: Trace, softmax: Op, on: set[int], units: dict[int, ConvUnit]
     select: list[int] = [softmax.index, *(trace.producers[v] for v in weights if v != softmax.output)]
     if len(products) == 1:  # the stacked paths times the weights, summed across the paths
         product = products[0]
-        stacked, views = _through_views(trace, next(v for v in product.inputs if v not in weights), on)
+        other = next((v for v in product.inputs if v not in weights), None)
+        if other is None:
+            return None
+        stacked, views = _through_views(trace, other, on)
         stacking = _stacked(trace, trace.producer(stacked), on)
         total = _only_reader(trace, product.output)
         if stacking is None or total is None or total.name != "sum":
@@ -848,7 +851,10 @@ def _unit_at(trace: Trace, softmax: Op, on: set[int], units: dict[int, ConvUnit]
     elif len(products) > 1:  # each path times its part of the weights, the products summed
         for product in products:
             weight = next(v for v in product.inputs if v in weights)
-            end, views = _through_views(trace, next(v for v in product.inputs if v != weight), on)
+            other = next((v for v in product.inputs if v != weight), None)
+            if other is None:
+                return None
+            end, views = _through_views(trace, other, on)
             ends.append((weights[weight], end))
             select += [*views, product.index]
         summed = _summed(trace, [product.output for product in products], on)
@@ -863,6 +869,8 @@ def _unit_at(trace: Trace, softmax: Op, on: set[int], units: dict[int, ConvUnit]
     if len(paths) < 2 or any(unit is None for unit in paths):
         return None
     path_units = tuple(unit for unit in paths if unit is not None)
+    if len({unit.index for unit in path_units}) != len(path_units):
+        return None  # one conv weighed twice: no unit of paths
     # the attention: the convs between the last path and the softmax, from a global mean of the paths' sum
     last_path = max(i for unit in path_units for i in unit.members)
     attn = tuple(units[i] for i in sorted(units) if last_path < i < softmax.index and i in on)
