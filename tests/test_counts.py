@@ -658,3 +658,16 @@ def test_conventions_tool_prints_every_convention(capsys: pytest.CaptureFixture[
     assert cells[9] == "yes"
     assert cli.main(["--depth", "19", "--no-measure"]) == 2
     assert "unknown depth" in capsys.readouterr().err
+
+
+def test_the_gate_class_counts_each_element_a_gate_scales() -> None:
+    """A selective-kernel unit weighs each of its paths (support/sk_table.toml's sk_toy: two paths of 16x32x32 in
+    conv2_1, of 32x16x16 in conv3_1 at stride 2); squeeze-and-excitation scales each block's output (seresnet50's
+    conv2_x: three blocks of 256x56x56)."""
+    from pathlib import Path
+
+    from resnet_spec import count, load_spec
+
+    toy = load_spec(f"{Path(__file__).parent / 'support' / 'sk_table.toml'}:sk_toy")
+    assert count(toy, ops=("gate",)).total == 2 * 16 * 32 * 32 + 2 * 32 * 16 * 16
+    assert count("seresnet50", ops=("gate",)).rows["conv2_x"].ops == 3 * 256 * 56 * 56

@@ -16,10 +16,12 @@ import torch
 from selective_kernel import (
     dilations_1_and_3,
     no_attention_bn,
+    paths_swapped,
     sigmoid_attention,
     sk_toy,
     sk_toy_split,
     softmax_over_channels,
+    split_paths_swapped,
 )
 from torch import nn
 
@@ -101,3 +103,22 @@ def test_a_plain_3x3_where_the_table_has_a_unit_is_named() -> None:
     assert [m.row for m in units] == ["conv2_x", "conv3_x", "conv4_x", "conv5_x"]  # each stage's, both blocks in one
     assert {m.found for m in units} == {"none"}
     assert comparison.verdict == "not conformant"
+
+
+def test_paths_stacked_in_another_order_are_the_same_unit() -> None:
+    """A symmetry: with every path reading the whole input, the order of the stack is the order of fc_select's
+    output blocks, which the softmax pairs with the paths; the dilated path first is the same unit."""
+    comparison = compare_model(paths_swapped(), load_spec(f"{TABLE}:sk_toy"))
+    assert comparison.verdict == "conformant" and not comparison.mismatches, comparison.mismatches
+    assert comparison.equivalence is not None and comparison.equivalence.status == "equal"
+    notes = comparison.equivalence.notes
+    assert any("conv2_1: the selective-kernel paths stacked in another order" in note for note in notes), notes
+
+
+def test_split_paths_in_another_order_are_another_unit() -> None:
+    """With a split input the order also says which half each path reads: the dilated path on the first half is not
+    the table's unit, by structure and by the numbers."""
+    comparison = compare_model(split_paths_swapped(), load_spec(f"{TABLE}:sk_toy_split"))
+    assert comparison.verdict == "not conformant"
+    assert any(m.property == "selective kernel" for m in comparison.mismatches), comparison.mismatches
+    assert any(m.kind == "computation" for m in comparison.mismatches), comparison.mismatches

@@ -52,7 +52,8 @@ __all__ = [
     "operators",
 ]
 
-# Operator classes that can be counted ("gate": squeeze-and-excitation's sigmoid and channel-wise scale).
+# Operator classes that can be counted ("gate": squeeze-and-excitation's sigmoid and channel-wise scale, a
+# selective-kernel unit's weighing of its paths).
 OPS: tuple[str, ...] = ("conv", "fc", "bn", "relu", "add", "pool", "gate")
 UNITS: tuple[str, ...] = ("macs", "flops")
 PAPER_OPS: tuple[str, ...] = ("conv", "fc")
@@ -92,6 +93,10 @@ def _fc_macs(op: Operator) -> int:
 
 def _per_output_element(op: Operator) -> int:
     return _numel(op.out_shape)
+
+
+def _per_input_element(op: Operator) -> int:
+    return _numel(op.in_shape)
 
 
 def _per_window_element(op: Operator) -> int:
@@ -143,7 +148,9 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         "relu": _per_output_element,  # one max(x, 0) per element
         "add": _per_output_element,  # the residual addition: one add per element of the block's output
         "pool": _per_window_element,  # one per window element per output element
-        "gate": _per_output_element,  # SE: the channel-wise scale x * s, one per element (the sigmoid per channel)
+        # SE: the channel-wise scale x * s, one per element (the sigmoid per channel); a selective-kernel unit's
+        # selection: each path's elements times its weights, one per element of the paths it weighs
+        "gate": _per_input_element,
     }
 )
 
@@ -273,7 +280,7 @@ def _resolve_convention(ops: object) -> Convention:
 # Plan layer kind -> operator class counted here (layers of other kinds, identities and zero-padding, count nothing).
 _OPERATOR_CLASS: Mapping[str, str] = MappingProxyType(
     {"conv": "conv", "fc": "fc", "bn": "bn", "relu": "relu", "add": "add", "pool": "pool", "global_pool": "pool",
-     "squeeze": "pool", "gate": "gate"}
+     "squeeze": "pool", "gate": "gate", "select": "gate"}
 )  # fmt: skip
 
 

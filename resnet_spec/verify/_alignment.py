@@ -92,6 +92,10 @@ class Alignment:
     # The inference form of weight standardisation: the table standardises its convs' weights, and the graph's convs
     # apply weights with no computation before them (an exporter computed them once): they are compared as they are.
     standardization_folded: bool = False
+    # A symmetry of a selective-kernel unit whose paths read the same input: its paths stacked in another order than
+    # the plan's (the softmax weighs each by its own part of fc_select's outputs). Block -> for each planned path,
+    # the found path in its place; only where that order is not the found one.
+    path_orders: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def inference(self) -> bool:
@@ -255,6 +259,7 @@ class _Placer:
         self.trace = trace
         self.places: dict[int, Place] = {}
         self.tensors: dict[str, list[Slot]] = {}
+        self.path_orders: dict[str, tuple[int, ...]] = {}
 
     def op(self, index: int) -> Op | None:
         if self.trace is None or not 0 <= index < len(self.trace.ops):
@@ -455,7 +460,21 @@ def align(found: FoundNetwork, spec: ResNetSpec, input_size: tuple[int, int] | N
         folded=MappingProxyType(folded),
         holders=MappingProxyType({norm: conv for norm, conv in placer.holders.items() if norm in folded}),
         standardization_folded=standardization_folded,
+        path_orders=MappingProxyType(placer.path_orders),
     )
+
+
+def _path_order(sk: FoundSelectiveKernel, planned: Sequence[Layer]) -> tuple[int, ...]:
+    """For each planned path, the found path in its place: the one of its dilation, where the paths read one input
+    and have the plan's dilations in another order (a symmetry of the unit); else the found order."""
+    found = [path.dilation[0] for path in sk.paths]
+    expected = [layer.dilation for layer in planned]
+    if sk.split or sorted(found) != sorted(expected) or found == expected:
+        return tuple(range(len(sk.paths)))
+    order: list[int] = []
+    for dilation in expected:
+        order.append(next(i for i, d in enumerate(found) if d == dilation and i not in order))
+    return tuple(order)
 
 
 def _place_selective_kernel(
@@ -469,8 +488,11 @@ def _place_selective_kernel(
     paths, attn = convs[: len(convs) - 2], convs[len(convs) - 2 :]
     if len(paths) != len(sk.paths) or len(attn) != len(sk.attn):
         paths, attn, unit = [], [], []  # another unit than the plan's: its operators stay unplaced
-    for i, path in enumerate(sk.paths):
-        placer.unit(path, paths[i] if paths else None, row, name)
+    order = _path_order(sk, paths)
+    if name is not None and order != tuple(range(len(order))):
+        placer.path_orders[name] = order
+    for j, i in enumerate(order):
+        placer.unit(sk.paths[i], paths[j] if paths else None, row, name)
     for i, conv in enumerate(sk.attn):
         placer.unit(conv, attn[i] if attn else None, row, name)
     for kind, indices in (("split", sk.split_ops), ("squeeze", sk.squeeze_ops), ("select", sk.select_ops)):

@@ -237,8 +237,9 @@ def _input_hint(subject: Subject, spec: ResNetSpec, size: tuple[int, int], chann
 
 
 def _may_conform(found: FoundNetwork, spec: ResNetSpec) -> bool:
-    """False where a fact no named deviation changes already differs (blocks, their convs' widths and groups, SE,
-    block order, stem convs): the entry cannot conform under any option, and the diff would say so at greater cost."""
+    """False where a fact no named deviation changes already differs (blocks, their convs' widths and groups, SE, a
+    selective-kernel unit, block order, stem convs): the entry cannot conform under any option, and the diff would
+    say so at greater cost."""
     if found.stem_convs and len(found.stem_convs) != len(spec.stem.convs):
         return False
     expected = list(spec.blocks)
@@ -255,9 +256,10 @@ def _may_conform(found: FoundNetwork, spec: ResNetSpec) -> bool:
     pre = spec.order == "pre"
     # the first block's pre-activation may be read as the stem conv's BN-ReLU (the alignment places it either way)
     return all(
-        bool(f.se) == e.gated and (index == 0 or bool(f.preactivation) == pre)
+        bool(f.se) == e.gated and (f.selective_kernel is None) == (e.selective_kernel is None)
+        and (index == 0 or bool(f.preactivation) == pre)
         for index, (f, e) in enumerate(zip(found.blocks, expected, strict=True))
-    )
+    )  # fmt: skip
 
 
 def _may_match(found: FoundNetwork, spec: ResNetSpec) -> bool:

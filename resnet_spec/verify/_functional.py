@@ -586,6 +586,26 @@ def _symmetries(out: _Transfer, alignment: Alignment, values: Mapping[int, Tenso
         source.channels = [(dim, torch.tensor(order)) for dim, order in steps]
 
 
+def _path_orders(out: _Transfer, alignment: Alignment) -> None:
+    """A selective-kernel unit whose paths are stacked in another order than the plan's (the alignment's
+    ``path_orders``): fc_select's outputs are path-major (output p * C + c weighs channel c of path p), so the
+    reference's rows of planned path j are the model's of the path in its place."""
+    for planned in alignment.plan.blocks:
+        order = alignment.path_orders.get(planned.spec.name)
+        unit = [layer for layer in planned.layers if layer.role == "sk" and layer.kind == "conv"]
+        if order is None or not unit:
+            continue
+        select = unit[-1]  # the unit's last conv: fc_select
+        source = out.sources.get(f"{select.name}.weight")
+        if source is None:
+            continue
+        c = select.out_shape[0] // len(order)
+        source.channels.append((0, torch.tensor([i * c + k for i in order for k in range(c)])))
+        dilations = ", ".join(str(layer.dilation) for layer in unit[:-2])
+        out.notes.append(f"{planned.spec.name}: the selective-kernel paths stacked in another order, each in the "
+                         f"place of the table's of its dilation ({dilations}): the same unit")  # fmt: skip
+
+
 # ---- running and comparing --------------------------------------------------------------------------------------
 
 
@@ -837,6 +857,7 @@ def _check(
     transfer = _transfer(base.alignment, base.values, drawn, tol)
     transfer.kept = kept
     _symmetries(transfer, base.alignment, base.values)
+    _path_orders(transfer, base.alignment)
     plan = base.alignment.plan
     if base.alignment.standardization_folded:  # the graph's weights are standardised already: applied as they are
         spec = dataclasses.replace(spec, weight_standardization=None)

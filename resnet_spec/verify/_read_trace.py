@@ -139,6 +139,11 @@ class FoundSelectiveKernel:
     selector: str = "softmax"  # what turns the attention into the paths' weights: a softmax, or another function
     output: int = -1  # the value it ends with
 
+    def stand_in(self, path: int = 0) -> ConvUnit:
+        """The unit in its block's conv sequence: one of its paths (the first), reading the unit's input and ending
+        where the unit ends."""
+        return replace(self.paths[path], in_channels=self.in_channels, end=self.output)
+
     @property
     def ops(self) -> tuple[int, ...]:
         """The positions of all its ops."""
@@ -647,8 +652,7 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     if sk is not None:  # the unit stands in the branch's conv sequence as its first path, ending where it ends
         at = sum(unit.index < sk.paths[0].index for unit in branch_convs)
         sk = replace(sk, at=at)
-        stand_in = replace(sk.paths[0], in_channels=sk.in_channels, end=sk.output)
-        branch_convs = (*branch_convs[:at], stand_in, *branch_convs[at:])
+        branch_convs = (*branch_convs[:at], sk.stand_in(), *branch_convs[at:])
     alias_ops = {unit.anti_alias_op for unit in branch_convs if unit.anti_alias is not None}
 
     shortcut_convs = [op for op in shortcut_path if op.kind == "conv"]

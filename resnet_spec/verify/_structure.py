@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..counts import count
 from ..spec import Conv, Layer, PlannedBlock, Pool, ResNetSpec
@@ -214,7 +214,14 @@ def _shortcut_kind(shortcut: FoundShortcut | None) -> str:
     return "none" if shortcut is None else shortcut.kind
 
 
-def _check_block(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock, residual: bool) -> None:
+def _check_block(
+    out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock, residual: bool,
+    path_order: tuple[int, ...] | None = None,
+) -> None:  # fmt: skip
+    sk = found.selective_kernel
+    if sk is not None and path_order is not None and 0 <= sk.at < len(found.convs):
+        # the unit stands in the conv sequence as the path in the plan's first place
+        found = replace(found, convs=(*found.convs[: sk.at], sk.stand_in(path_order[0]), *found.convs[sk.at + 1 :]))
     expected = planned.spec
     name = expected.name
     expected_cells = [_cell(c) for c in expected.convs]
@@ -246,7 +253,7 @@ def _check_block(out: _Collector, row: str, planned: PlannedBlock, found: FoundB
                 out.check(row, name, f"conv{i + 1}.relu", "relu after BN", _activation(f_conv.activation_after))
     if len(expected.convs) == len(found.convs):
         _check_anti_alias(out, row, planned, found)
-    _check_selective_kernel(out, row, planned, found)
+    _check_selective_kernel(out, row, planned, found, path_order)
     _check_preactivation(out, row, planned, found)
     _check_se(out, row, planned, found)
     _check_shortcut(out, row, planned, found)
@@ -260,10 +267,17 @@ def _unit_text(dilations: Sequence[int], split: bool, widths: Sequence[int]) -> 
     return f"{paths}{', input split' if split else ''}, attention {' -> '.join(str(w) for w in widths)}"
 
 
-def _check_selective_kernel(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
+def _check_selective_kernel(
+    out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock, path_order: tuple[int, ...] | None = None
+) -> None:
     """A selective-kernel unit (Li et al. 2019) as the plan has it: its paths (each conv-BN-ReLU), whether they split
-    the input, the attention's widths (C -> d -> C x paths), its BN-ReLU, no biases, the softmax across the paths."""
-    spec, sk, name = planned.spec, found.selective_kernel, planned.spec.name
+    the input, the attention's widths (C -> d -> C x paths), its BN-ReLU, no biases, the softmax across the paths.
+    ``path_order``: the alignment's found path in each planned path's place, where the unit's paths are stacked in
+    another order (a symmetry)."""
+    spec, name = planned.spec, planned.spec.name
+    sk = found.selective_kernel
+    if sk is not None and path_order is not None:
+        sk = replace(sk, paths=tuple(sk.paths[i] for i in path_order))
     unit = spec.selective_kernel
     expected = "none"
     if unit is not None:
@@ -479,7 +493,8 @@ def diff(alignment: Alignment) -> Structure:
                 continue
             with out.at(match.module):
                 if match.planned is not None:
-                    _check_block(out, stage.name, match.planned, found_block, residual)
+                    order = alignment.path_orders.get(match.planned.spec.name)
+                    _check_block(out, stage.name, match.planned, found_block, residual, order)
             param_rows.update({name: match.name or stage.name for name in found_block.params})
         last = group[-1].found if group else None
         found_output = _size(last.output_size) if last is not None else "-"

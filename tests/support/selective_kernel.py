@@ -92,3 +92,11 @@ def no_attention_bn() -> nn.Module:
 
 def dilations_1_and_3() -> nn.Module:
     return SKNet(dilations=(1, 3))
+
+
+def paths_swapped() -> nn.Module:
+    return SKNet(dilations=(2, 1))  # the 5x5-like path first: the same unit, its paths in the other order
+
+
+def split_paths_swapped() -> nn.Module:
+    return SKNet(split=True, dilations=(2, 1))  # the first half of the input to the dilated path: another unit
