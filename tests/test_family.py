@@ -221,6 +221,26 @@ def test_outputs_equal_after_converting_the_peers_weights(entry: str, key: str, 
     assert (found - expected).abs().max().item() <= 1e-5 * scale
 
 
+@pytest.mark.slow  # a 224x224 float64 pass of two 27M-parameter nets
+def test_pytorchcvs_sknet50_is_skresnext50_32x4d_by_its_converted_weights() -> None:
+    """pytorchcv's SKNet-50 (its own naming: branches.branch2/3, fc1, fc2) converted into skresnext50_32x4d, the net
+    timm's skresnext50_32x4d is too: the same counts (FACTS.md) and the same outputs at 224x224 (its head's fixed
+    7x7 pool)."""
+    counts = count("skresnext50_32x4d")
+    assert (counts.params, counts.total) == FAMILY_PEERS["pytorchcv_sknet50"][2:]
+    torch.manual_seed(0)
+    peer = _peer("pytorchcv_sknet50")().double().eval()
+    _randomise_batch_norms(peer, seed=1)
+    converted = convert_state_dict(peer.state_dict(), "skresnext50_32x4d", source="pytorchcv-b")
+    ours = build("skresnext50_32x4d", device="meta")
+    ours.load_state_dict(converted, assign=True)
+    ours.eval()
+    x = torch.randn(1, 3, 224, 224, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected, found = peer(x), ours(x)
+    assert (found - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
+
+
 def test_weights_convert_back_to_the_peers_names() -> None:
     """The timm resnetv2 naming written back: the peer's own keys and shapes (its fc a 1x1 conv)."""
     peer = _meta_peer("resnetv2_50")

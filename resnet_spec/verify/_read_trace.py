@@ -137,6 +137,7 @@ class FoundSelectiveKernel:
     select_ops: tuple[int, ...] = ()
     softmax_dim: int = -1  # the dimension the softmax normalises, of its input's shape
     selector: str = "softmax"  # what turns the attention into the paths' weights: a softmax, or another function
+    input_value: int = -1  # the value the unit reads (that its split splits)
     output: int = -1  # the value it ends with
 
     def stand_in(self, path: int = 0) -> ConvUnit:
@@ -682,8 +683,6 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
     params = frozenset(name for i in members for name in trace.ops[i].params)
     explained = {add.index, output.index} | {op.index for op in shortcut_path} | se_members | alias_ops | sk_members
     first = next((op for op in branch if op.kind == "conv" and op.index not in se_members), None)
-    if sk is not None and first is not None and first.index in sk_members:  # the unit reads the block's input
-        first = None if sk.split else first
     branch_end = end_op.kind if end_op is not None else "input"
     block = FoundBlock(
         convs=branch_convs,
@@ -704,8 +703,8 @@ def _read_block(trace: Trace, add: Op, units: dict[int, ConvUnit]) -> _BlockRead
         selective_kernel=sk,
     )
     first_input = first.inputs[0] if first is not None and first.inputs else None
-    if sk is not None and sk.split and sk.at == 0 and sk.split_ops:  # the split reads the block's (pre-activated) input
-        first_input = trace.ops[sk.split_ops[0]].inputs[0]
+    if sk is not None and first is not None and first.index in sk_members:  # the unit reads the block's input
+        first_input = sk.input_value
     return _BlockRead(
         block,
         members,
@@ -910,7 +909,7 @@ def _unit_at(trace: Trace, softmax: Op, on: set[int], units: dict[int, ConvUnit]
     return FoundSelectiveKernel(
         path_units, attn, split, int(shape[1]), -1, split_ops if split else (), (*squeeze, pool.index),
         tuple(sorted({*select, *between})), softmax_dim=int(dim) if isinstance(dim, int) else -1, selector=selector,
-        output=output,
+        input_value=unit_in, output=output,
     )  # fmt: skip
 
 

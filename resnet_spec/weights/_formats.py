@@ -22,7 +22,8 @@ Our names are torchvision's (``conv1, bn1, layer1.0.conv1, ..., layer2.0.downsam
   for a block's conv-BN pairs (``unitM`` counts from 1), ``se.conv1/conv2``, ``identity_conv.conv/bn`` for a
   projection, ``output`` for the classifier.  Its unsuffixed ResNets (``resnet50``, ``seresnet50``:
   ``conv1_stride=True``) stride a downsampling block's first conv ("v1"); ``"pytorchcv-b"`` is the same naming with
-  the stride on the 3x3 ("v1.5": its ``*b`` models, ``resnet50b``, and its ResNeXts).
+  the stride on the 3x3 ("v1.5": its ``*b`` models, ``resnet50b``, its ResNeXts and ``sknet50``, whose
+  selective-kernel unit is ``body.convK.branches.branchN`` (N from 2) with ``fc1.conv/bn`` and ``fc2``).
 - ``"antialiased-cnns"``: Zhang's anti-aliased ResNets (adobe/antialiased-cnns, ``antialiased_cnns/resnet.py``):
   torchvision's names, except that the conv after a block's blur is the second module of a ``Sequential`` whose
   first is the blur (``layer2.0.conv3.1``; ours ``layer2.0.conv3``, the blur ``layer2.0.aa``), and each blur saves
@@ -221,6 +222,8 @@ def _prefixes(naming: str) -> tuple[str, str]:
 # fields are the block's place: {stage} (layerN's N), {stage0} (N - 1), {block} (layerN.M's M), {unit} (M + 1) and
 # {k} (convK's, bnK's or se.fcK's K).  The rest of the key (".weight") is kept.
 _BLOCK = r"^layer(?P<stage>\d+)\.(?P<block>\d+)\."
+_UNIT = _BLOCK + r"conv(?P<k>\d+)\."  # a selective-kernel unit (the conv it stands in for)
+_BODY = "features.stage{stage}.unit{unit}.body.conv{k}."  # pytorchcv's name of it
 _RENAMINGS: Mapping[str, tuple[tuple[re.Pattern[str], str], ...]] = {
     naming: tuple((re.compile(pattern), replacement) for pattern, replacement in rules)
     for naming, rules in (
@@ -235,11 +238,17 @@ _RENAMINGS: Mapping[str, tuple[tuple[re.Pattern[str], str], ...]] = {
                 (r"^fc\.", "head.fc."),
             ),
         ),
-        (  # pytorchcv/models/resnet.py and seresnet.py: ConvBlock(conv, bn, activ) units, SEBlock(conv1, conv2)
+        (  # pytorchcv/models/resnet.py and seresnet.py: ConvBlock(conv, bn, activ) units, SEBlock(conv1, conv2);
+            # sknet.py: SKConvBlock(branches.branchN, fc1, fc2)
             "pytorchcv",
             (
                 (r"^conv1\.", "features.init_block.conv.conv."),
                 (r"^bn1\.", "features.init_block.conv.bn."),
+                (_UNIT + r"paths\.(?P<path>\d+)\.conv\.", _BODY + "branches.branch{branch}.conv."),
+                (_UNIT + r"paths\.(?P<path>\d+)\.bn\.", _BODY + "branches.branch{branch}.bn."),
+                (_UNIT + r"attn\.fc_reduce\.", _BODY + "fc1.conv."),
+                (_UNIT + r"attn\.bn\.", _BODY + "fc1.bn."),
+                (_UNIT + r"attn\.fc_select\.", _BODY + "fc2."),
                 (_BLOCK + r"conv(?P<k>\d+)\.", "features.stage{stage}.unit{unit}.body.conv{k}.conv."),
                 (_BLOCK + r"bn(?P<k>\d+)\.", "features.stage{stage}.unit{unit}.body.conv{k}.bn."),
                 (_BLOCK + r"se\.fc(?P<k>\d+)\.", "features.stage{stage}.unit{unit}.se.conv{k}."),
@@ -259,6 +268,8 @@ def _place(match: re.Match[str]) -> dict[str, int]:
         fields["stage0"] = fields["stage"] - 1
     if "block" in fields:
         fields["unit"] = fields["block"] + 1
+    if "path" in fields:
+        fields["branch"] = fields["path"] + 2  # pytorchcv's SKConvBlock names its paths branch2, branch3, ...
     return fields
 
 
