@@ -211,7 +211,8 @@ def measured_problems(spec: ResNetSpec, fvcore: bool = True, flop_counter: bool 
     # The ops fvcore has no rule for carry no multiply-adds: the residual additions (one per residual block),
     # the stem's max pool, the zero-padding of option A shortcuts.
     # Squeeze-and-excitation adds a mean, a sigmoid and a product; ResNet-D's shortcut an average pool.  Weight
-    # standardisation computes each conv's weight, once per forward pass: (w - mean) / sqrt(var + eps).
+    # standardisation computes each conv's weight, once per forward pass: (w - mean) / sqrt(var + eps).  A
+    # selective-kernel unit stacks (and splits), sums and weighs its paths by a softmax.
     residual_blocks = sum(block.shortcut != "none" for block in spec.blocks)
     standardised = sum(layer.weight_standardization is not None for layer in layout_plan(spec).layers)
     add_calls = fv.unsupported_ops.get("aten::add_", 0) + fv.unsupported_ops.get("aten::add", 0)
@@ -221,6 +222,8 @@ def measured_problems(spec: ResNetSpec, fvcore: bool = True, flop_counter: bool 
                "aten::sigmoid", "aten::mul"}  # fmt: skip
     if standardised:
         allowed |= {"aten::var_mean", "aten::sub", "aten::sqrt", "aten::div"}
+    if any(block.selective_kernel is not None for block in spec.blocks):  # the paths' sums and the softmax
+        allowed |= {"aten::sum", "aten::softmax", "aten::stack", "aten::chunk", "aten::split"}
     check("fvcore unsupported ops without multiply-adds", set(), set(fv.unsupported_ops) - allowed)
     return problems
 
