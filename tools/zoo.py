@@ -24,7 +24,7 @@ PAGE = ROOT / "docs" / "zoo.md"
 ZOOS = {  # name -> SOURCE
     "timm": "timm/resnet,resnetv2,sknet",
     "torchvision": "torchvision:*resnet*,resnext*",
-    "pytorchcv": "pytorchcv:resnet*,preresnet*,seresnet*,resnext*,seresnext*,!*_cifar*,!*_svhn,!*_w*d*,!*bc*",
+    "pytorchcv": "pytorchcv:resnet*,preresnet*,seresnet*,resnext*,seresnext*,sknet*,!*_cifar*,!*_svhn,!*_w*d*,!*bc*",
 }
 
 
