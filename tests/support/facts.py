@@ -118,6 +118,8 @@ FAMILY_PEERS = {
     "skresnet50d": ("timm", "skresnet50d", 25_822_392, 4_329_062_912),
     "skresnext50_32x4d": ("timm", "skresnext50_32x4d", 27_479_784, 4_462_710_784),
     "pytorchcv_sknet50": ("pytorchcv", "sknet50", 27_479_784, 4_462_710_784),
+    "pytorchcv_sknet101": ("pytorchcv", "sknet101", 48_736_040, 8_448_724_992),
+    "pytorchcv_sknet152": ("pytorchcv", "sknet152", 66_295_656, 12_434_640_896),
 }
 # FACTS.md, "The ResNet family": the layers of the timm peers built from the class (resnetv2_50's other arguments:
 # conv_layer=create_conv2d, norm_layer=BatchNormAct2d).
