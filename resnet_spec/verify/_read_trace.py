@@ -834,6 +834,9 @@ def _selector(op: Op) -> bool:
 
 
 def _unit_at(trace: Trace, softmax: Op, on: set[int], units: dict[int, ConvUnit]) -> FoundSelectiveKernel | None:
+    """The selective-kernel unit whose paths ``softmax`` weighs, among the ops ``on`` (None where it weighs none):
+    its weights' products with the paths, the paths' conv units, the attention between them and the softmax, the
+    squeeze of the paths' sum, and how the paths read the unit's input."""
     weights = _weights_of(trace, softmax, on)
     products = [r for value in weights for r in trace.readers(value)
                 if r.index in on and "mul" in r.aten and len(r.inputs) == 2]  # fmt: skip
