@@ -254,6 +254,7 @@ class _Block(nn.Module):
         if spec.selective_kernel is not None:
             containers[f"conv{self.selective}"] = partial(SelectiveKernelUnit, spec.selective_kernel.split_input)
             containers["attn"] = _SelectiveKernelAttention
+            # paths.0, paths.1, ...: the block's only parents named by a number (its other numbered modules are leaves)
             containers.update({str(p): _SelectiveKernelPath for p in range(len(spec.selective_kernel.dilations))})
         _fill(self, planned.layers, planned.module + ".", device, containers)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ._arithmetic import conv_output_size
 from ._registry import as_spec
-from ._types import Block, Conv, Pool, ResNetSpec
+from ._types import Block, Conv, Pool, ResNetSpec, SelectiveKernel
 
 __all__ = [
     "FeatureInfo", "Layer", "Plan", "PlannedBlock", "Shape", "defined_at", "feature_info", "feature_rows",
@@ -94,6 +94,13 @@ class PlannedBlock:
 
     def role(self, role: str) -> tuple[Layer, ...]:
         return tuple(layer for layer in self.layers if layer.role == role)
+
+    @property
+    def unit_convs(self) -> tuple[tuple[Layer, ...], tuple[Layer, ...]]:
+        """A selective-kernel unit's convs: (each path's, in order; the attention's: fc_reduce, fc_select); two
+        empty tuples where the block has no unit."""
+        convs = tuple(layer for layer in self.role("sk") if layer.kind == "conv")
+        return convs[:-2], convs[-2:]
 
 
 @dataclass(frozen=True)
@@ -296,7 +303,8 @@ def _plan_block(planner: _Planner, spec: ResNetSpec, block: Block, module: str, 
     else:
         for i, conv in enumerate(block.convs, 1):
             if block.selective_kernel is not None and i - 1 == block.selective_at:
-                shape = _plan_selective_kernel(planner, block, conv, f"{module}.conv{i}", row, shape)
+                unit = block.selective_kernel
+                shape = _plan_selective_kernel(planner, block, unit, conv, f"{module}.conv{i}", row, shape)
                 continue  # the unit's paths have their own BN and ReLU
             shape = planner.conv(f"{module}.conv{i}", row, block.name, "branch", shape, conv)
             shape = planner.bn(f"{module}.bn{i}", row, block.name, "branch", shape)
@@ -314,14 +322,14 @@ def _plan_block(planner: _Planner, spec: ResNetSpec, block: Block, module: str, 
     return shape
 
 
-def _plan_selective_kernel(planner: _Planner, block: Block, conv: Conv, name: str, row: str, shape: Shape) -> Shape:
+def _plan_selective_kernel(
+    planner: _Planner, block: Block, unit: SelectiveKernel, conv: Conv, name: str, row: str, shape: Shape
+) -> Shape:
     """A selective-kernel unit in place of ``conv`` (Li et al. 2019, Fig. 1), named as timm's SelectiveKernel: with a
     split input, its split (``name``: one part per path); each path ``paths.P.conv``, ``.bn``, ``.relu``; the squeeze
     (``attn``: the paths' sum, a spatial mean); ``attn.fc_reduce`` (1x1, no bias), ``attn.bn``, ``attn.relu``,
     ``attn.fc_select`` (1x1 to C x paths, no bias, path-major: channel c of path p is output p * C + c); the
     selection (``name``: a softmax across the paths, their weighted sum)."""
-    unit = block.selective_kernel
-    assert unit is not None  # the caller's condition
     role, paths = "sk", unit.paths(conv)
     part: Shape = (paths[0].in_channels, shape[1], shape[2])
     if unit.split_input:

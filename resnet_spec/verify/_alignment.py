@@ -478,16 +478,15 @@ def _path_order(sk: FoundSelectiveKernel, planned: Sequence[Layer]) -> tuple[int
 
 
 def _place_selective_kernel(
-    placer: _Placer, row: str, name: str | None, layers: tuple[Layer, ...], sk: FoundSelectiveKernel
+    placer: _Placer, row: str, name: str | None, planned: PlannedBlock | None, sk: FoundSelectiveKernel
 ) -> None:
-    """A selective-kernel unit's operators on the plan's unit (``layers``: the block's; () where the plan has no unit
-    there): each path on its path, in order, the attention's convs on fc_reduce and fc_select, the split, the
+    """A selective-kernel unit's operators on the plan's unit (``planned``: its block; None where the plan has no
+    unit there): each path on its path, in order, the attention's convs on fc_reduce and fc_select, the split, the
     squeeze and the selection on their operations."""
-    unit = [layer for layer in layers if layer.role == "sk"]
-    convs = [layer for layer in unit if layer.kind == "conv"]
-    paths, attn = convs[: len(convs) - 2], convs[len(convs) - 2 :]
+    unit = list(planned.role("sk")) if planned is not None else []
+    paths, attn = planned.unit_convs if planned is not None else ((), ())
     if len(paths) != len(sk.paths) or len(attn) != len(sk.attn):
-        paths, attn, unit = [], [], []  # another unit than the plan's: its operators stay unplaced
+        paths, attn, unit = (), (), []  # another unit than the plan's: its operators stay unplaced
     order = _path_order(sk, paths)
     if name is not None and order != tuple(range(len(order))):
         placer.path_orders[name] = order
@@ -514,8 +513,8 @@ def _place_block(placer: _Placer, row: str, planned: PlannedBlock | None, found:
         branch.insert(planned.spec.selective_at, None)  # the unit's place among the convs: its layers are its own
     for i, unit in enumerate(found.convs):
         if sk is not None and i == sk.at:
-            _place_selective_kernel(placer, row, name, layers if planned_sk and i < len(branch)
-                                    and branch[i] is None else (), sk)  # fmt: skip
+            here = planned if planned_sk and i < len(branch) and branch[i] is None else None
+            _place_selective_kernel(placer, row, name, here, sk)
             continue
         placer.unit(unit, branch[i] if i < len(branch) else None, row, name)
     # pre-activation: the BN and ReLU before the first conv

@@ -513,10 +513,6 @@ class OnnxGraph(nn.Module):
         # the graph's Identity of an initializer (the TorchScript exporter's shared values): read through
         alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in initializers}
         self._alias = alias
-        # the outputs of Constant nodes: a reshape's target among them has the example's batch written in, as an
-        # initializer's has (see _any_batch)
-        self._constant_outputs = frozenset(out for proto in graph.node if proto.op_type == "Constant"
-                                           for out in proto.output)  # fmt: skip
         nodes = [_node(proto, index) for index, proto in enumerate(graph.node)]
         by_name = {node.name: node for node in nodes}
         fed = _fed_roles(graph, initializers, alias, [node.name for node in nodes])
@@ -593,6 +589,7 @@ class OnnxGraph(nn.Module):
             _operator(node, tuple(bound.get((position, slot)) in self._transposed for slot in range(len(node.inputs))))
             for position, node in enumerate(self._nodes)
         ]
+        self._batch_targets = self._constant_targets()
         self._scopes = scopes
         self._runtime = _Runtime(self._deployable(model))
 
@@ -675,15 +672,15 @@ class OnnxGraph(nn.Module):
         del graph.node[:]
         layouts: list[Any] = []  # the reshape and transpose of each use that reads its tensor in another layout
         position = 0
-        reshaped = {self._nodes[i].inputs[1]: self._nodes[i] for i in range(len(self._nodes))
-                    if self._nodes[i].op == "Reshape" and len(self._nodes[i].inputs) > 1}  # fmt: skip
         for proto in kept:
             if proto.op_type == "Identity" and proto.output[0] in alias:
                 continue
             new = graph.node.add()
             new.CopyFrom(proto)
-            if new.op_type == "Constant" and new.output[0] in reshaped:  # a reshape's target: the batch as any
-                self._any_batch_constant(new, reshaped[new.output[0]])
+            if new.op_type == "Constant" and new.output[0] in self._batch_targets:  # a reshape's target: any batch
+                target = torch.tensor(self._batch_targets[new.output[0]], dtype=torch.int64).numpy()
+                del new.attribute[:]
+                new.attribute.append(onnx.helper.make_attribute("value", onnx.numpy_helper.from_array(target)))
             for slot in range(len(new.input)):
                 path = self._bound.get((position, slot))
                 layout = self._layouts.get((position, slot))
@@ -724,17 +721,26 @@ class OnnxGraph(nn.Module):
             dim.dim_param = f"resnet_spec_d{d}"
         return copy.SerializeToString()
 
-    def _any_batch_constant(self, proto: Any, reshape: _Node) -> None:
-        """A Constant node's value, a reshape's target, rewritten as :meth:`_any_batch` reads it."""
-        import onnx
-
-        for attribute in proto.attribute:
-            if attribute.name != "value" or attribute.t.data_type != onnx.TensorProto.INT64:
+    def _constant_targets(self) -> dict[str, list[int]]:
+        """The reshape targets Constant nodes hold (read by that reshape alone) with the example's batch written in,
+        as an initializer's is: each as :meth:`_any_batch` reads it, by the Constant's output.  The interpreter's
+        Constant gives it from now on; :meth:`_deployable` writes it into onnxruntime's graph."""
+        reshapes = {node.inputs[1]: node for node in self._nodes if node.op == "Reshape" and len(node.inputs) > 1}
+        readers: dict[str, int] = {}
+        for node in self._nodes:
+            for name in node.inputs:
+                readers[name] = readers.get(name, 0) + 1
+        targets: dict[str, list[int]] = {}
+        for position, node in enumerate(self._nodes):
+            name = node.outputs[0] if node.op == "Constant" and node.outputs else ""
+            if name not in reshapes or readers.get(name) != 1:
                 continue
-            target = [int(n) for n in onnx.numpy_helper.to_array(attribute.t).reshape(-1)]
-            adapted = self._any_batch(target, reshape)
-            if adapted != target:
-                attribute.t.CopyFrom(onnx.numpy_helper.from_array(torch.tensor(adapted).numpy()))
+            value = self._runs[position]()
+            adapted = self._any_batch(value, reshapes[name]) if isinstance(value, list) else value
+            if adapted != value:
+                targets[name] = adapted
+                self._runs[position] = lambda adapted=adapted: adapted
+        return targets
 
     def _tensors(self) -> dict[str, Tensor]:
         """Every parameter and statistic by its path in this module."""
@@ -761,15 +767,7 @@ class OnnxGraph(nn.Module):
                     tensor = tensors[path]
                     args.append(tensor if layout is None else tensor.reshape(layout[0]).permute(layout[1]))
                 elif name in values:
-                    value = values[name]
-                    if (
-                        node.op == "Reshape"
-                        and slot == 1
-                        and name in self._constant_outputs
-                        and isinstance(value, list)
-                    ):
-                        value = self._any_batch(value, node)
-                    args.append(value)
+                    args.append(values[name])
                 elif self._alias.get(name, name) in self._constants:  # an Identity of an initializer reads it
                     args.append(self._constants[self._alias.get(name, name)])
                 else:

@@ -592,16 +592,16 @@ def _path_orders(out: _Transfer, alignment: Alignment) -> None:
     reference's rows of planned path j are the model's of the path in its place."""
     for planned in alignment.plan.blocks:
         order = alignment.path_orders.get(planned.spec.name)
-        unit = [layer for layer in planned.layers if layer.role == "sk" and layer.kind == "conv"]
-        if order is None or not unit:
+        paths, attn = planned.unit_convs
+        if order is None or not attn:
             continue
-        select = unit[-1]  # the unit's last conv: fc_select
+        select = attn[-1]  # fc_select
         source = out.sources.get(f"{select.name}.weight")
         if source is None:
             continue
         c = select.out_shape[0] // len(order)
         source.channels.append((0, torch.tensor([i * c + k for i in order for k in range(c)])))
-        dilations = ", ".join(str(layer.dilation) for layer in unit[:-2])
+        dilations = ", ".join(str(layer.dilation) for layer in paths)
         out.notes.append(f"{planned.spec.name}: the selective-kernel paths stacked in another order, each in the "
                          f"place of the table's of its dilation ({dilations}): the same unit")  # fmt: skip
 

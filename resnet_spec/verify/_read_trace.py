@@ -726,8 +726,6 @@ def _with_anti_alias(trace: Trace, unit: ConvUnit, on_branch: set[int]) -> ConvU
 
 
 _SQUEEZES = ("global_pool", "mean", "adaptive_avgpool")
-_PARTS = frozenset({"split", "split_with_sizes", "unsafe_split", "unsafe_split_with_sizes", "chunk", "unbind",
-                    "tensor_split"})  # fmt: skip
 
 
 def _through_views(trace: Trace, value: int, on: set[int]) -> tuple[int, list[int]]:
@@ -751,8 +749,8 @@ def _weights_of(trace: Trace, softmax: Op, on: set[int]) -> dict[int, int]:
         for reader in trace.readers(value):
             if reader.index not in on or reader.output in weights:
                 continue
-            if reader.name in _PARTS:
-                weights[reader.output] = int(reader.attrs.get("part", 0))
+            if "part" in reader.attrs:  # one result of a split, chunk or unbind (the tracer's numbering)
+                weights[reader.output] = int(reader.attrs["part"])
             elif reader.kind == "view":
                 index = reader.operands[2][1] if reader.name == "select" and len(reader.operands) > 2 else None
                 weights[reader.output] = int(index) if isinstance(index, int) else weights[value]
@@ -894,7 +892,7 @@ def _unit_at(trace: Trace, softmax: Op, on: set[int], units: dict[int, ConvUnit]
     ]
     # the paths' inputs: one value, or parts of one (a split)
     parts = [trace.producer(trace.ops[unit.index].inputs[0]) for unit in path_units]
-    split_ops = tuple(op.index for op in parts if op is not None and op.name in _PARTS)
+    split_ops = tuple(op.index for op in parts if op is not None and "part" in op.attrs)
     split = len(split_ops) == len(parts) and len({trace.ops[i].inputs[0] for i in split_ops}) == 1
     inputs = {trace.ops[unit.index].inputs[0] for unit in path_units}
     if not split and len(inputs) != 1:

@@ -218,10 +218,14 @@ def _check_block(
     out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock, residual: bool,
     path_order: tuple[int, ...] | None = None,
 ) -> None:  # fmt: skip
+    """A found block against its planned one (``path_order``: the alignment's found path in each planned path's
+    place, where a selective-kernel unit's paths are stacked in another order)."""
     sk = found.selective_kernel
     if sk is not None and path_order is not None and 0 <= sk.at < len(found.convs):
-        # the unit stands in the conv sequence as the path in the plan's first place
-        found = replace(found, convs=(*found.convs[: sk.at], sk.stand_in(path_order[0]), *found.convs[sk.at + 1 :]))
+        # the unit's paths in the plan's order (a symmetry): it stands in the conv sequence as the first of them
+        sk = replace(sk, paths=tuple(sk.paths[i] for i in path_order))
+        convs = (*found.convs[: sk.at], sk.stand_in(), *found.convs[sk.at + 1 :])
+        found = replace(found, convs=convs, selective_kernel=sk)
     expected = planned.spec
     name = expected.name
     expected_cells = [_cell(c) for c in expected.convs]
@@ -253,7 +257,7 @@ def _check_block(
                 out.check(row, name, f"conv{i + 1}.relu", "relu after BN", _activation(f_conv.activation_after))
     if len(expected.convs) == len(found.convs):
         _check_anti_alias(out, row, planned, found)
-    _check_selective_kernel(out, row, planned, found, path_order)
+    _check_selective_kernel(out, row, planned, found)
     _check_preactivation(out, row, planned, found)
     _check_se(out, row, planned, found)
     _check_shortcut(out, row, planned, found)
@@ -267,17 +271,10 @@ def _unit_text(dilations: Sequence[int], split: bool, widths: Sequence[int]) -> 
     return f"{paths}{', input split' if split else ''}, attention {' -> '.join(str(w) for w in widths)}"
 
 
-def _check_selective_kernel(
-    out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock, path_order: tuple[int, ...] | None = None
-) -> None:
+def _check_selective_kernel(out: _Collector, row: str, planned: PlannedBlock, found: FoundBlock) -> None:
     """A selective-kernel unit (Li et al. 2019) as the plan has it: its paths (each conv-BN-ReLU), whether they split
-    the input, the attention's widths (C -> d -> C x paths), its BN-ReLU, no biases, the softmax across the paths.
-    ``path_order``: the alignment's found path in each planned path's place, where the unit's paths are stacked in
-    another order (a symmetry)."""
-    spec, name = planned.spec, planned.spec.name
-    sk = found.selective_kernel
-    if sk is not None and path_order is not None:
-        sk = replace(sk, paths=tuple(sk.paths[i] for i in path_order))
+    the input, the attention's widths (C -> d -> C x paths), its BN-ReLU, no biases, the softmax across the paths."""
+    spec, name, sk = planned.spec, planned.spec.name, found.selective_kernel
     unit = spec.selective_kernel
     expected = "none"
     if unit is not None:
